@@ -1,0 +1,37 @@
+# Third-party dependencies, all from Debian 12's packages. Each becomes one INTERFACE target
+# (sluice_dep_<name>) so modules link a dependency the same way whether it is static or shared.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenSSL REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(yaml-cpp CONFIG REQUIRED)
+find_package(GTest REQUIRED)
+pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+
+add_library(sluice_dep_absl INTERFACE)
+add_library(sluice_dep_yaml INTERFACE)
+add_library(sluice_dep_pqxx INTERFACE)
+
+if(SLUICE_STATIC_DEPS)
+  # Debian's absl:: targets name the shared objects; the static archives must be named by hand.
+  # A link group spares us listing them in dependency order.
+  file(GLOB SLUICE_ABSL_ARCHIVES /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/libabsl_*.a)
+  list(FILTER SLUICE_ABSL_ARCHIVES EXCLUDE REGEX "random_internal_distribution_test_util|scoped_set_env|failure_signal_handler")
+  target_link_libraries(sluice_dep_absl INTERFACE
+    "-Wl,--start-group" ${SLUICE_ABSL_ARCHIVES} "-Wl,--end-group" Threads::Threads)
+  find_library(SLUICE_YAML_ARCHIVE NAMES libyaml-cpp.a REQUIRED)
+  target_link_libraries(sluice_dep_yaml INTERFACE ${SLUICE_YAML_ARCHIVE})
+  find_library(SLUICE_PQXX_ARCHIVE NAMES libpqxx.a REQUIRED)
+  target_link_libraries(sluice_dep_pqxx INTERFACE ${SLUICE_PQXX_ARCHIVE} PkgConfig::LIBPQ)
+  if(NOT SLUICE_SANITIZE)
+    add_link_options(-static-libstdc++ -static-libgcc)
+  endif()
+else()
+  target_link_libraries(sluice_dep_absl INTERFACE
+    absl::status absl::statusor absl::strings absl::str_format absl::time absl::cleanup
+    absl::synchronization absl::flat_hash_map absl::flat_hash_set)
+  target_link_libraries(sluice_dep_yaml INTERFACE yaml-cpp)
+  pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
+  target_link_libraries(sluice_dep_pqxx INTERFACE PkgConfig::PQXX PkgConfig::LIBPQ)
+endif()
+target_include_directories(sluice_dep_pqxx INTERFACE ${LIBPQ_INCLUDE_DIRS})

@@ -1,0 +1,38 @@
+// Reads migration manifests (YAML, one revision per document) from directories and validates each
+// document on its own. Graph-level checks (unknown parents, cycles) belong to pkg/graph.
+// Stateless and thread-safe.
+#ifndef SLUICE_PKG_MANIFEST_LOADER_H_
+#define SLUICE_PKG_MANIFEST_LOADER_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "pkg/manifest/migration.h"
+
+namespace sluice::manifest {
+
+// Loads every `*.yaml` / `*.yml` file in each of `directories` (not recursing; following symbolic
+// links; skipping every name that starts with `.`, as a mounted ConfigMap's `..data` entries),
+// files in name order, directories in the given order. Rejects duplicate revision ids across all
+// files, naming both places.
+//
+// On any error returns kInvalidArgument whose message lists every problem found in the load, one
+// per line, each as `FILE:LINE:COLUMN: what is wrong; how to fix it`.
+//
+// Example:
+//   SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations, LoadDirectories({"./migrations"}));
+absl::StatusOr<std::vector<Migration>> LoadDirectories(const std::vector<std::string>& directories);
+
+// Parses the manifest text of one file (one or more `---`-separated documents). `file_name` is used
+// only in error messages and `Migration::location`. Does not check for duplicates across files.
+absl::StatusOr<std::vector<Migration>> ParseManifest(absl::string_view text,
+                                                     absl::string_view file_name);
+
+// Returns whether `revision` is a valid revision id: 1-32 characters of [A-Za-z0-9_.-].
+bool IsValidRevisionId(absl::string_view revision);
+
+}  // namespace sluice::manifest
+
+#endif  // SLUICE_PKG_MANIFEST_LOADER_H_
