@@ -1,0 +1,146 @@
+// The database behind sluice, as the engine sees it: one connection per `Store`, statements, the
+// version table, the history table and the advisory lock. PgStore (pg_store.h) is the PostgreSQL
+// implementation and the only code that sees libpqxx. A Store is used by one thread at a time.
+#ifndef SLUICE_PKG_STORE_STORE_H_
+#define SLUICE_PKG_STORE_STORE_H_
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+namespace sluice::store {
+
+// Where sluice keeps its state: `<schema>.<version_table>` (Alembic's) and
+// `<schema>.sluice_history`.
+struct TableNames {
+  std::string schema = "public";
+  std::string version_table = "alembic_version";
+};
+
+// What PostgreSQL said about a failed statement. Carried as a payload of the returned absl::Status
+// (see SqlErrorOf) so that it crosses module boundaries without libpqxx.
+struct SqlError {
+  std::string sqlstate;  // e.g. "42P01"; empty when the error did not come from the server
+  std::string message;   // the primary message, without "ERROR:"
+  std::string detail;
+  std::string hint;
+  int line = 0;  // 1-based line within the statement text sent, 0 when PostgreSQL gave none
+};
+
+// Returns the SqlError attached to `status`, if any.
+std::optional<SqlError> SqlErrorOf(const absl::Status& status);
+// Returns `status` with `error` attached.
+absl::Status WithSqlError(absl::Status status, const SqlError& error);
+
+// One row of `sluice_history`.
+struct HistoryRow {
+  int64_t id = 0;
+  std::string revision;
+  std::string direction;  // "upgrade" | "downgrade" | "stamp"
+  std::string checksum;   // "sha256:<hex>"; empty for stamps of unknown revisions
+  std::string description;
+  absl::Time started_at;
+  absl::Time finished_at;
+  int64_t duration_ms = 0;
+  std::string applied_by;
+  std::string outcome;  // "applied" | "failed" | "resolved"
+  std::string error;    // for failed steps: what failed
+  // The revision's manifest as applied, so a database ahead of its manifests can still be reverted.
+  std::vector<std::string> down_revisions;
+  std::vector<std::string> depends_on;
+  std::string upgrade_sql;
+  std::optional<std::string> downgrade_sql;
+  bool transactional = true;
+};
+
+// Who holds the advisory lock, from pg_stat_activity.
+struct LockHolder {
+  std::string application_name;
+  std::string client_address;
+  std::string since;  // backend start, as PostgreSQL prints it
+  int pid = 0;
+};
+
+// A session that blocks a statement (from pg_blocking_pids).
+struct BlockingSession {
+  int pid = 0;
+  std::string application_name;
+  std::string state;
+  std::string transaction_age;  // how long its transaction has been open, as PostgreSQL prints it
+  std::string query;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Runs `sql` (one or more statements) as one simple query. Errors carry a SqlError payload.
+  virtual absl::Status Execute(absl::string_view sql) = 0;
+
+  // Transactions on this connection.
+  virtual absl::Status Begin() = 0;
+  virtual absl::Status Commit() = 0;
+  virtual absl::Status Rollback() = 0;
+  // Sets `lock_timeout` for the current transaction (SET LOCAL) or session (outside one).
+  virtual absl::Status SetLockTimeout(absl::Duration timeout) = 0;
+
+  // Creates the schema (if missing), the version table and the history table, idempotently.
+  virtual absl::Status EnsureTables(const TableNames& tables) = 0;
+  // Returns the version table's rows, sorted; empty when the table does not exist.
+  virtual absl::StatusOr<std::vector<std::string>> ReadVersions(const TableNames& tables) = 0;
+  // Deletes and inserts version rows.
+  virtual absl::Status UpdateVersions(const TableNames& tables,
+                                      const std::vector<std::string>& delete_versions,
+                                      const std::vector<std::string>& insert_versions) = 0;
+  // Deletes every version row (`stamp --purge`).
+  virtual absl::Status PurgeVersions(const TableNames& tables) = 0;
+
+  // Appends one history row; returns its id.
+  virtual absl::StatusOr<int64_t> AppendHistory(const TableNames& tables,
+                                                const HistoryRow& row) = 0;
+  // Sets the outcome of a history row (e.g. a failed step marked "resolved").
+  virtual absl::Status SetHistoryOutcome(const TableNames& tables, int64_t id,
+                                         absl::string_view outcome) = 0;
+  // Returns all history rows, oldest first; empty when the table does not exist.
+  virtual absl::StatusOr<std::vector<HistoryRow>> ReadHistory(const TableNames& tables) = 0;
+
+  // Tries once to take the session-level advisory lock `key` (pg_try_advisory_lock).
+  virtual absl::StatusOr<bool> TryLock(int64_t key) = 0;
+  // Releases the advisory lock `key`.
+  virtual absl::Status Unlock(int64_t key) = 0;
+  // Returns who holds the advisory lock `key`, if anyone else does.
+  virtual absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) = 0;
+  // Returns the sessions blocking the backend `pid` (pg_blocking_pids).
+  virtual absl::StatusOr<std::vector<BlockingSession>> BlockingSessionsOf(int pid) = 0;
+  // Returns this connection's backend pid.
+  virtual int BackendPid() const = 0;
+
+  // Returns whether every index in the database is valid (pg_index.indisvalid), naming the invalid
+  // ones otherwise: after `CREATE INDEX CONCURRENTLY` an invalid index fails the revision.
+  virtual absl::StatusOr<std::vector<std::string>> InvalidIndexes() = 0;
+};
+
+// How to reach the database.
+struct ConnectOptions {
+  std::string url;               // postgresql:// URL, SQLAlchemy-style URL, or key=value string;
+                                 // empty: libpq's PG* variables
+  std::string application_name;  // shown in pg_stat_activity (the holder's pod or host name)
+  absl::Duration connect_timeout = absl::Seconds(30);  // total time to keep retrying
+};
+
+// Returns `url` with any password replaced by `***`, for every kind of connection string accepted.
+std::string RedactUrl(absl::string_view url);
+
+// Returns the advisory-lock key derived from schema and version table (stable across releases).
+int64_t LockKeyFor(const TableNames& tables);
+
+}  // namespace sluice::store
+
+#endif  // SLUICE_PKG_STORE_STORE_H_
