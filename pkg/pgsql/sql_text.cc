@@ -54,6 +54,11 @@ std::string CreateHistoryTableSql(absl::string_view schema) {
 ))");
 }
 
+std::vector<std::string> EnsureTablesSql(absl::string_view schema, absl::string_view table) {
+  return {absl::StrCat("CREATE SCHEMA IF NOT EXISTS ", QuoteIdentifier(schema)),
+          CreateVersionTableSql(schema, table), CreateHistoryTableSql(schema)};
+}
+
 std::vector<std::string> VersionChangeSql(absl::string_view schema, absl::string_view table,
                                           const std::vector<std::string>& delete_versions,
                                           const std::vector<std::string>& insert_versions) {

@@ -29,6 +29,10 @@ std::string QualifiedName(absl::string_view schema, absl::string_view table);
 //   CONSTRAINT "table_pkc" PRIMARY KEY (version_num))
 std::string CreateVersionTableSql(absl::string_view schema, absl::string_view table);
 
+// Returns the statements that create, when missing, the schema, the version table and the history
+// table, in that order.
+std::vector<std::string> EnsureTablesSql(absl::string_view schema, absl::string_view table);
+
 // Returns the DDL of sluice's history table, "schema"."sluice_history", created only when missing.
 std::string CreateHistoryTableSql(absl::string_view schema);
 

@@ -1,0 +1,17 @@
+// The `sluice` binary: everything lives in pkg/cli; main only prepares the process.
+#include <csignal>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "pkg/cli/app.h"
+
+int main(int argc, char** argv) {
+  // libpqxx's advice: a write to a broken connection must fail with an error, not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  std::ios::sync_with_stdio(false);
+  const std::vector<std::string> args(argv + 1, argv + argc);
+  const int exit_code = sluice::cli::Run(args, std::cout, sluice::cli::ProcessEnvironment());
+  std::cout.flush();
+  return exit_code;
+}

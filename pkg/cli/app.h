@@ -1,0 +1,35 @@
+// The `sluice` commands of product.md, wired to the modules that do the work. This is the
+// composition root: the only place that picks concrete implementations.
+#ifndef SLUICE_PKG_CLI_APP_H_
+#define SLUICE_PKG_CLI_APP_H_
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "pkg/cli/flags.h"
+
+namespace sluice::cli {
+
+// Exit codes of product.md.
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitMigrationFailed = 1,
+  kExitUsage = 2,
+  kExitPending = 3,
+  kExitInvalidManifests = 4,
+  kExitDrift = 5,
+  kExitLockTimeout = 6,
+  kExitUnreachable = 7,
+};
+
+// Runs the command line `args` (without the program name), writing results to `out` and logs to
+// stderr. Returns the process exit code.
+//
+// Example:
+//   return sluice::cli::Run({argv + 1, argv + argc}, std::cout, ProcessEnvironment());
+int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup& env);
+
+}  // namespace sluice::cli
+
+#endif  // SLUICE_PKG_CLI_APP_H_

@@ -1,0 +1,94 @@
+#include "pkg/cli/flags.h"
+
+#include <map>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/status_matchers.h"
+
+namespace sluice::cli {
+namespace {
+
+using ::sluice::testing::StatusIs;
+using ::testing::ElementsAre;
+
+EnvLookup FakeEnv(std::map<std::string, std::string> values) {
+  return [values](const std::string& name) -> std::optional<std::string> {
+    auto it = values.find(name);
+    if (it == values.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+TEST(ParseCommandLineTest, CommandArgsAndFlagsInAnyOrder) {
+  auto parsed = ParseCommandLine({"--schema", "app", "upgrade", "head", "--lock-wait=2m", "-v"},
+                                 FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->command, "upgrade");
+  EXPECT_THAT(parsed->args, ElementsAre("head"));
+  EXPECT_EQ(parsed->options.schema, "app");
+  EXPECT_EQ(parsed->options.lock_wait, absl::Minutes(2));
+  EXPECT_TRUE(parsed->options.verbose);
+  EXPECT_THAT(parsed->options.migrations, ElementsAre("./migrations"));
+}
+
+TEST(ParseCommandLineTest, RelativeTargetsAreNotFlags) {
+  auto parsed = ParseCommandLine({"downgrade", "-1"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_THAT(parsed->args, ElementsAre("-1"));
+}
+
+TEST(ParseCommandLineTest, MigrationsIsRepeatable) {
+  auto parsed = ParseCommandLine({"heads", "--migrations", "a", "--migrations=b"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_THAT(parsed->options.migrations, ElementsAre("a", "b"));
+}
+
+TEST(ParseCommandLineTest, EnvironmentFillsFlagsAndCommandLineWins) {
+  auto env = FakeEnv({{"SLUICE_SCHEMA", "from_env"},
+                      {"SLUICE_DDL_RETRIES", "5"},
+                      {"SLUICE_MIGRATIONS", "x,y"},
+                      {"SLUICE_SINGLE_TRANSACTION", "true"},
+                      {"SLUICE_VERBOSE", "1"}});
+  auto parsed = ParseCommandLine({"upgrade"}, env);
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->options.schema, "from_env");
+  EXPECT_EQ(parsed->options.ddl_retries, 5);
+  EXPECT_THAT(parsed->options.migrations, ElementsAre("x", "y"));
+  EXPECT_TRUE(parsed->options.single_transaction);
+  EXPECT_TRUE(parsed->options.verbose);
+
+  parsed = ParseCommandLine({"upgrade", "--schema=cli", "--migrations", "z"}, env);
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->options.schema, "cli");
+  EXPECT_THAT(parsed->options.migrations, ElementsAre("z"));
+}
+
+TEST(ParseCommandLineTest, BadInputNamesTheFlag) {
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--shema", "x"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown flag --shema"));
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--lock-wait", "soon"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "flag --lock-wait: \"soon\""));
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--schema"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "flag --schema needs a value"));
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--log-format=xml"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "not one of text, json"));
+  EXPECT_THAT(ParseCommandLine({"upgrade"}, FakeEnv({{"SLUICE_CONNECT_TIMEOUT", "x"}})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "SLUICE_CONNECT_TIMEOUT"));
+}
+
+TEST(ParseCommandLineTest, DurationsAcceptBareSeconds) {
+  auto parsed = ParseCommandLine({"upgrade", "--connect-timeout", "5"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->options.connect_timeout, absl::Seconds(5));
+}
+
+TEST(FlagHelpTest, NamesFlagValueAndEnvironmentVariable) {
+  const std::string help = FlagHelp({"lock-wait", "v"});
+  EXPECT_NE(help.find("--lock-wait DURATION"), std::string::npos) << help;
+  EXPECT_NE(help.find("[SLUICE_LOCK_WAIT]"), std::string::npos) << help;
+  EXPECT_NE(help.find("-v "), std::string::npos) << help;
+}
+
+}  // namespace
+}  // namespace sluice::cli
