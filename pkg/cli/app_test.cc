@@ -1,0 +1,169 @@
+#include "pkg/cli/app.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pkg/base/log.h"
+
+namespace sluice::cli {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A branched and merged history: a -> b -> d (merge of b, c), a -> c (label "feature").
+constexpr char kBranchedManifests[] = R"(revision: a
+down_revision: null
+description: first
+upgrade: CREATE TABLE a (id int);
+downgrade: DROP TABLE a;
+---
+revision: b
+down_revision: a
+description: second
+upgrade: CREATE TABLE b (id int);
+downgrade: DROP TABLE b;
+---
+revision: c
+down_revision: a
+branch_labels: [feature]
+description: side
+upgrade: CREATE TABLE c (id int);
+downgrade: DROP TABLE c;
+---
+revision: d
+down_revision: [b, c]
+description: merge
+upgrade: ""
+downgrade: ""
+)";
+
+class AppTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("sluice_app_test_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    log::SetSinkForTest(&log_);
+  }
+  void TearDown() override {
+    log::SetSinkForTest(nullptr);
+    std::filesystem::remove_all(dir_);
+  }
+
+  void WriteManifest(const std::string& name, const std::string& text) {
+    std::ofstream(dir_ / name) << text;
+  }
+
+  int RunSluice(std::vector<std::string> args) {
+    out_.str("");
+    args.push_back("--migrations=" + dir_.string());
+    return Run(args, out_, [](const std::string&) { return std::nullopt; });
+  }
+
+  std::filesystem::path dir_;
+  std::ostringstream out_;
+  std::ostringstream log_;
+};
+
+TEST_F(AppTest, HistoryListsNewestFirstWithAlembicMarkers) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  ASSERT_EQ(RunSluice({"history"}), kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(),
+            "b, c -> d (head) (mergepoint), merge\n"
+            "a -> c (feature), side\n"
+            "a -> b, second\n"
+            "<base> -> a (branchpoint), first\n");
+}
+
+TEST_F(AppTest, HistoryVerboseShowsChecksumsAndPaths) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  ASSERT_EQ(RunSluice({"history", "-v"}), kExitOk) << log_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("Rev: d (head) (mergepoint)\nMerges: b, c\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("Checksum: sha256:"));
+  EXPECT_THAT(out_.str(), HasSubstr("all.yaml:1\n"));
+  EXPECT_THAT(out_.str(), HasSubstr("Branches into: b, c\n"));
+}
+
+TEST_F(AppTest, HeadsBranchesAndShow) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  ASSERT_EQ(RunSluice({"heads"}), kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(), "d (head)\n");
+  ASSERT_EQ(RunSluice({"branches"}), kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(), "a (branchpoint)\n  -> b\n  -> c (feature)\n\n");
+  ASSERT_EQ(RunSluice({"show", "c"}), kExitOk) << log_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("Rev: c\nParent: a\nBranch names: feature\n"));
+  EXPECT_EQ(RunSluice({"show", "zzz"}), kExitUsage);
+}
+
+TEST_F(AppTest, ValidateChecksHeadsAndManifests) {
+  WriteManifest("a.yaml", "revision: a\nupgrade: SELECT 1;\n");
+  WriteManifest("b.yaml", "revision: b\nupgrade: SELECT 1;\n");
+  EXPECT_EQ(RunSluice({"validate"}), kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(), "OK: 2 revisions, heads a, b\n");
+  EXPECT_EQ(RunSluice({"validate", "--single-head"}), kExitInvalidManifests);
+  EXPECT_THAT(log_.str(), HasSubstr("2 heads (a, b)"));
+
+  WriteManifest("c.yaml", "revision: c\ndown_revision: nowhere\nupgrade: SELECT 1;\n");
+  EXPECT_EQ(RunSluice({"validate"}), kExitInvalidManifests);
+  EXPECT_THAT(log_.str(), HasSubstr("c.yaml"));
+  EXPECT_THAT(log_.str(), HasSubstr("nowhere"));
+}
+
+TEST_F(AppTest, UpgradeSqlPrintsTheWholeScriptFromBase) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  ASSERT_EQ(RunSluice({"upgrade", "--sql", "head"}), kExitOk) << log_.str();
+  const std::string script = out_.str();
+  EXPECT_THAT(script, HasSubstr("CREATE TABLE IF NOT EXISTS \"public\".\"alembic_version\""));
+  EXPECT_THAT(script, HasSubstr("BEGIN;\n\nCREATE TABLE a (id int);\n\nINSERT INTO "
+                                "\"public\".\"alembic_version\" (version_num) VALUES ('a');"));
+  EXPECT_THAT(script, HasSubstr("-- Running upgrade b, c -> d, merge"));
+  EXPECT_THAT(script, HasSubstr("DELETE FROM \"public\".\"alembic_version\""));
+}
+
+TEST_F(AppTest, UpgradeSqlFromARevisionSkipsTableCreation) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  ASSERT_EQ(RunSluice({"upgrade", "--sql", "b:d"}), kExitOk) << log_.str();
+  EXPECT_THAT(out_.str(), Not(HasSubstr("CREATE TABLE IF NOT EXISTS")));
+  EXPECT_THAT(out_.str(), Not(HasSubstr("CREATE TABLE b")));
+  EXPECT_THAT(out_.str(), HasSubstr("CREATE TABLE c"));
+}
+
+TEST_F(AppTest, DowngradeSqlNeedsARange) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  EXPECT_EQ(RunSluice({"downgrade", "--sql", "base"}), kExitUsage);
+  ASSERT_EQ(RunSluice({"downgrade", "--sql", "d:base"}), kExitOk) << log_.str();
+  EXPECT_THAT(out_.str(), HasSubstr("DROP TABLE a;"));
+  EXPECT_LT(out_.str().find("DROP TABLE b;"), out_.str().find("DROP TABLE a;"));
+}
+
+TEST_F(AppTest, UsageErrorsAndHelp) {
+  EXPECT_EQ(RunSluice({"frobnicate"}), kExitUsage);
+  EXPECT_EQ(RunSluice({"history", "--no-such-flag"}), kExitUsage);
+  EXPECT_EQ(RunSluice({"show"}), kExitUsage);
+  for (const char* command : {"upgrade", "downgrade", "history", "heads", "branches", "show",
+                              "validate", "version"}) {
+    ASSERT_EQ(RunSluice({command, "--help"}), kExitOk) << command;
+    EXPECT_THAT(out_.str(), HasSubstr(std::string("Usage: sluice ") + command)) << command;
+    EXPECT_THAT(out_.str(), HasSubstr("--migrations VALUE")) << command;
+  }
+  ASSERT_EQ(RunSluice({"--help"}), kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("Commands:"));
+}
+
+TEST_F(AppTest, InvalidManifestsExitFour) {
+  WriteManifest("bad.yaml", "revision: [not, a, string]\nupgrade: x\n");
+  EXPECT_EQ(RunSluice({"history"}), kExitInvalidManifests);
+  EXPECT_THAT(log_.str(), HasSubstr("bad.yaml:1"));
+}
+
+}  // namespace
+}  // namespace sluice::cli
