@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds sluice twice (release, and ASan + UBSan),
+# starts a throwaway PostgreSQL on 127.0.0.1, and runs every test in both builds.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/install-deps.sh
+
+export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-test-pg}
+export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54329}
+trap 'scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(scripts/pg-test-cluster.sh start)"
+export SLUICE_TEST_PG_DSN
+
+status=0
+for variant in release asan; do
+  build_dir=$root/build-test-$variant
+  options=()
+  [ "$variant" = asan ] && options=(-DSLUICE_SANITIZE=ON)
+  echo "=== build ($variant)"
+  scripts/build.sh "$build_dir" "${options[@]}"
+  echo "=== test ($variant)"
+  if ! ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600; then
+    status=1
+  fi
+done
+exit $status
