@@ -18,8 +18,8 @@ struct OfflineScriptOptions {
   std::string applied_by = "sluice offline";
 };
 
-// Returns the script for `plan`: each step in its own BEGIN/COMMIT with its version-table change and
-// history row (a `transactional: false` step runs its statements outside the transaction, then
+// Returns the script for `plan`: each step in its own BEGIN/COMMIT with its version-table change
+// and history row (a `transactional: false` step runs its statements outside the transaction, then
 // records itself in one).
 //
 // Example:

@@ -1,0 +1,128 @@
+// The migration engine: runs plans from pkg/graph against a database through the store::Store
+// interface, under the advisory lock, with drift, ahead-of-manifests and failed-revision checks.
+// It knows no libpqxx and no Kubernetes: progress goes to an Observer. One Engine per command run;
+// not thread-safe.
+#ifndef SLUICE_PKG_ENGINE_ENGINE_H_
+#define SLUICE_PKG_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pkg/graph/revision_graph.h"
+#include "pkg/manifest/migration.h"
+#include "pkg/store/store.h"
+
+namespace sluice::engine {
+
+// Opens a new connection named `application_name`.
+using StoreFactory = std::function<absl::StatusOr<std::unique_ptr<store::Store>>(
+    const std::string& application_name)>;
+
+struct EngineOptions {
+  store::TableNames tables;
+  std::optional<int64_t> lock_key;  // default: store::LockKeyFor(tables)
+  absl::Duration lock_wait = absl::Minutes(10);
+  absl::Duration ddl_lock_timeout = absl::Seconds(10);
+  int ddl_retries = 3;
+  bool single_transaction = false;
+  bool allow_drift = false;
+  bool fail_if_ahead = false;
+  std::string applied_by;  // pod or host name: history rows and the lock holder's application_name
+  // Lock polling: first interval and cap (product.md: tens of milliseconds, well under a second).
+  absl::Duration lock_poll_initial = absl::Milliseconds(20);
+  absl::Duration lock_poll_max = absl::Milliseconds(250);
+  // Backoff before retrying a revision that hit lock_timeout.
+  absl::Duration ddl_retry_backoff = absl::Milliseconds(500);
+};
+
+// One applied (or failed) step, as reported to observers and returned to callers.
+struct StepOutcome {
+  std::string revision;
+  std::string description;
+  graph::Direction direction = graph::Direction::kUpgrade;
+  absl::Time started_at;
+  absl::Duration duration;
+  bool ok = true;
+};
+
+// What a run did.
+struct RunResult {
+  std::vector<std::string> from_versions;
+  std::vector<std::string> to_versions;
+  std::vector<std::string> target_versions;
+  std::vector<StepOutcome> steps;
+  bool already_at_target = false;  // nothing to do; the lock was not taken
+  std::vector<std::string> ahead;  // current revisions the manifests lack
+};
+
+// Receives progress; every method has an empty default. Called on the engine's thread.
+class Observer {
+ public:
+  virtual ~Observer() = default;
+  virtual void OnPlanned(const RunResult& /*result_so_far*/,
+                         const std::vector<std::string>& /*pending*/) {}
+  virtual void OnWaitingForLock(const store::LockHolder& /*holder*/) {}
+  virtual void OnStepFinished(const StepOutcome& /*step*/) {}
+};
+
+// The state of an applied revision with respect to its manifest.
+enum class Verification { kVerified, kUnverified, kDrifted };
+
+struct AppliedRevision {
+  std::string revision;
+  Verification verification = Verification::kUnverified;
+  std::string recorded_checksum;  // empty when unverified
+};
+
+// What the database says, without the lock.
+struct DatabaseState {
+  std::vector<std::string> versions;
+  std::vector<AppliedRevision> applied;  // ancestors-or-self of versions, in topological order
+  std::vector<std::string> ahead;        // versions the manifests lack (known from history)
+  // A failed non-transactional revision that needs resolving, if any.
+  std::optional<store::HistoryRow> unresolved_failure;
+};
+
+class Engine {
+ public:
+  // `migrations` are the manifests; `factory` opens connections.
+  Engine(std::vector<manifest::Migration> migrations, StoreFactory factory, EngineOptions options,
+         Observer* observer = nullptr);
+  ~Engine();
+
+  // Applies revisions up to `target`. A runner that finds the database already at the target exits
+  // without taking the lock.
+  absl::StatusOr<RunResult> Upgrade(absl::string_view target);
+  // Reverts revisions down to `target`, with stored SQL for revisions the manifests lack.
+  absl::StatusOr<RunResult> Downgrade(absl::string_view target);
+  // Sets the version table to `target` without running SQL; `purge` clears it first.
+  absl::StatusOr<RunResult> Stamp(absl::string_view target, bool purge);
+  // Returns the pending revisions up to `target`, in order, without the lock.
+  absl::StatusOr<std::vector<std::string>> Pending(absl::string_view target);
+  // Reads the database's versions, verification and history (no lock).
+  absl::StatusOr<DatabaseState> Inspect();
+  // Returns the history rows, oldest first (no lock).
+  absl::StatusOr<std::vector<store::HistoryRow>> History();
+  // Resolves a failed non-transactional revision: `applied` records it as applied (finished by
+  // hand); otherwise it is marked rolled back, to be run again by the next upgrade.
+  absl::Status Resolve(absl::string_view revision, bool applied);
+
+  // Returns the graph of the manifests plus the revisions known only from the database's history
+  // (valid after any call above that read the database; the manifests alone before).
+  const graph::RevisionGraph& Graph() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::engine
+
+#endif  // SLUICE_PKG_ENGINE_ENGINE_H_
