@@ -1,7 +1,12 @@
 #include "pkg/cli/app.h"
 
+#include <unistd.h>
 #include <algorithm>
+
+#include <fstream>
 #include <functional>
+#include <map>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -10,9 +15,13 @@
 #include "absl/strings/strip.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/engine/engine.h"
+#include "pkg/engine/failure.h"
 #include "pkg/engine/offline_script.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/loader.h"
+#include "pkg/store/pg_store.h"
+#include "pkg/store/store.h"
 
 #ifndef SLUICE_VERSION
 #define SLUICE_VERSION "0.0.0"
@@ -31,6 +40,7 @@ using manifest::Migration;
 struct Context {
   const CommandLine& command_line;
   std::ostream& out;
+  const EnvLookup& env;
   const Options& options() const { return command_line.options; }
   const std::vector<std::string>& args() const { return command_line.args; }
 };
@@ -56,6 +66,9 @@ int UsageError(absl::string_view message) {
   log::Error(message);
   return kExitUsage;
 }
+
+int FailWith(const absl::Status& status);
+std::string JoinedOrBase(const std::vector<std::string>& versions);
 
 // Loads the manifests and builds their graph; errors there mean the manifests are invalid.
 absl::StatusOr<RevisionGraph> LoadGraph(const Options& options) {
@@ -170,16 +183,38 @@ int RunBranches(const Context& context) {
   return kExitOk;
 }
 
+// Returns the database's state when a database is configured, for the markers of `history`.
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context);
+
 int RunHistory(const Context& context) {
   absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
   if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  if (!state.ok()) return FailWith(state.status());
+  std::map<std::string, std::string> markers;
+  if (state->has_value()) {
+    for (const engine::AppliedRevision& applied : (*state)->applied) {
+      markers[applied.revision] =
+          applied.verification == engine::Verification::kDrifted      ? " (applied, drifted)"
+          : applied.verification == engine::Verification::kUnverified ? " (applied, unverified)"
+                                                                      : " (applied)";
+    }
+    for (const std::string& version : (*state)->versions) {
+      markers[version] = absl::StrCat(" (current)", markers[version]);
+    }
+  }
   const std::vector<const Migration*>& order = graph->TopologicalOrder();
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    context.out << (context.options().verbose
-                        ? VerboseEntry(*graph, **it)
-                        : RevisionLine(*graph, **it,
-                                       {.parents = true, .branches = true, .doc = true}) +
-                              "\n");
+    const Migration& m = **it;
+    const std::string marker = markers.count(m.revision) > 0 ? markers[m.revision] : "";
+    if (context.options().verbose) {
+      std::string entry = VerboseEntry(*graph, m);
+      entry.insert(entry.find('\n'), marker);
+      context.out << entry;
+    } else {
+      std::string line = RevisionLine(*graph, m, {.parents = true, .branches = true});
+      context.out << line << marker << ", " << m.description << "\n";
+    }
   }
   return kExitOk;
 }
@@ -209,6 +244,34 @@ int RunValidate(const Context& context) {
   }
   context.out << "OK: " << graph->TopologicalOrder().size() << " revisions, "
               << (heads.size() == 1 ? "head " : "heads ") << absl::StrJoin(heads, ", ") << "\n";
+  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  if (!state.ok()) return FailWith(state.status());
+  if (!state->has_value()) return kExitOk;
+  std::vector<std::string> drifted;
+  std::vector<std::string> unverified;
+  for (const engine::AppliedRevision& applied : (*state)->applied) {
+    if (applied.verification == engine::Verification::kDrifted) {
+      const Migration* m = graph->Find(applied.revision);
+      drifted.push_back(absl::StrCat(applied.revision, " (", m->location.file, ":",
+                                     m->location.line, ": applied as ", applied.recorded_checksum,
+                                     ", manifest now ", m->checksum, ")"));
+    } else if (applied.verification == engine::Verification::kUnverified) {
+      unverified.push_back(applied.revision);
+    }
+  }
+  if (!unverified.empty()) {
+    context.out << "unverified (applied before sluice kept history): "
+                << absl::StrJoin(unverified, ", ") << "\n";
+  }
+  if (!drifted.empty()) {
+    const std::string message = absl::StrCat("drift: applied revisions changed since they ran: ",
+                                             absl::StrJoin(drifted, "; "));
+    if (!context.options().allow_drift)
+      return Fail(kExitDrift, absl::FailedPreconditionError(message));
+    log::Warning(message);
+  }
+  context.out << "database: " << JoinedOrBase((*state)->versions) << ", "
+              << (*state)->applied.size() - unverified.size() - drifted.size() << " verified\n";
   return kExitOk;
 }
 
@@ -240,40 +303,251 @@ int RunOffline(const Context& context, graph::Direction direction) {
   return kExitOk;
 }
 
-int RunUpgrade(const Context& context) {
-  if (!context.options().sql) {
-    return UsageError(
-        "upgrade without --sql needs the database engine, which this build does not have yet; "
-        "use `sluice upgrade --sql` to print the SQL");
+std::string JoinedOrBase(const std::vector<std::string>& versions) {
+  return versions.empty() ? "<base>" : absl::StrJoin(versions, ", ");
+}
+
+int ExitCodeFor(const absl::Status& status) {
+  switch (engine::FailureKindOf(status)) {
+    case engine::FailureKind::kMigrationFailed:
+      return kExitMigrationFailed;
+    case engine::FailureKind::kUsage:
+      return kExitUsage;
+    case engine::FailureKind::kInvalidManifests:
+      return kExitInvalidManifests;
+    case engine::FailureKind::kDrift:
+      return kExitDrift;
+    case engine::FailureKind::kLockTimeout:
+      return kExitLockTimeout;
+    case engine::FailureKind::kUnreachable:
+      return kExitUnreachable;
   }
-  return RunOffline(context, graph::Direction::kUpgrade);
+  return kExitMigrationFailed;
+}
+
+int FailWith(const absl::Status& status) { return Fail(ExitCodeFor(status), status); }
+
+// Returns the connection string: --database-url, else --database-url-file, else DATABASE_URL,
+// else empty (libpq's PG* variables).
+absl::StatusOr<std::string> DatabaseUrl(const Context& context) {
+  const Options& options = context.options();
+  if (!options.database_url.empty()) return options.database_url;
+  if (!options.database_url_file.empty()) {
+    std::ifstream file(options.database_url_file);
+    if (!file) {
+      return engine::WithFailureKind(
+          absl::InvalidArgumentError(
+              absl::StrCat("cannot read --database-url-file ", options.database_url_file)),
+          engine::FailureKind::kUsage);
+    }
+    std::stringstream text;
+    text << file.rdbuf();
+    return std::string(absl::StripAsciiWhitespace(text.str()));
+  }
+  if (std::optional<std::string> url = context.env("DATABASE_URL"); url.has_value()) return *url;
+  return std::string();
+}
+
+// Returns whether a database was named at all: the offline commands consult one only then.
+bool DatabaseConfigured(const Context& context) {
+  const Options& options = context.options();
+  if (!options.database_url.empty() || !options.database_url_file.empty()) return true;
+  for (const char* name : {"DATABASE_URL", "PGHOST", "PGHOSTADDR", "PGDATABASE", "PGSERVICE"}) {
+    if (context.env(name).has_value()) return true;
+  }
+  return false;
+}
+
+// The name this runner goes by in the lock holder's application_name and in the history: the
+// pod's name in Kubernetes (HOSTNAME), else the host name.
+std::string RunnerName(const Context& context) {
+  for (const char* name : {"POD_NAME", "HOSTNAME"}) {
+    if (std::optional<std::string> value = context.env(name);
+        value.has_value() && !value->empty()) {
+      return *value;
+    }
+  }
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
+  return "sluice";
+}
+
+// A loaded graph and an engine over the configured database.
+struct Session {
+  RevisionGraph graph;
+  std::unique_ptr<engine::Engine> engine;
+};
+
+absl::StatusOr<Session> OpenSession(const Context& context) {
+  const Options& options = context.options();
+  SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
+                          manifest::LoadDirectories(options.migrations));
+  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(migrations);
+  if (!graph.ok()) return graph.status();
+  SLUICE_ASSIGN_OR_RETURN(std::string url, DatabaseUrl(context));
+  log::Debug("database", {{"url", store::RedactUrl(url.empty() ? "(PG* variables)" : url)}});
+
+  engine::EngineOptions engine_options;
+  engine_options.tables.schema = options.schema;
+  engine_options.tables.version_table = options.version_table;
+  engine_options.lock_key = options.lock_key;
+  engine_options.lock_wait = options.lock_wait;
+  engine_options.ddl_lock_timeout = options.ddl_lock_timeout;
+  engine_options.ddl_retries = options.ddl_retries;
+  engine_options.single_transaction = options.single_transaction;
+  engine_options.allow_drift = options.allow_drift;
+  engine_options.fail_if_ahead = options.if_ahead == "fail";
+  engine_options.applied_by = RunnerName(context);
+  const absl::Duration connect_timeout = options.connect_timeout;
+  engine::StoreFactory factory = [url, connect_timeout](const std::string& application_name) {
+    store::ConnectOptions connect;
+    connect.url = url;
+    connect.application_name = absl::StrCat("sluice:", application_name);
+    connect.connect_timeout = connect_timeout;
+    return store::ConnectPg(connect);
+  };
+  return Session{*std::move(graph),
+                 std::make_unique<engine::Engine>(std::move(migrations), std::move(factory),
+                                                  std::move(engine_options))};
+}
+
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context) {
+  if (!DatabaseConfigured(context)) return std::optional<engine::DatabaseState>();
+  SLUICE_ASSIGN_OR_RETURN(Session session, OpenSession(context));
+  SLUICE_ASSIGN_OR_RETURN(engine::DatabaseState state, session.engine->Inspect());
+  return std::optional<engine::DatabaseState>(std::move(state));
+}
+
+int RunMigrate(const Context& context, graph::Direction direction) {
+  absl::StatusOr<Session> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  const bool upgrade = direction == graph::Direction::kUpgrade;
+  const std::string target = context.args().empty() ? "head" : context.args()[0];
+  absl::StatusOr<engine::RunResult> result =
+      upgrade ? session->engine->Upgrade(target) : session->engine->Downgrade(target);
+  if (!result.ok()) return FailWith(result.status());
+  if (result->already_at_target) {
+    context.out << "already at " << target << ": " << JoinedOrBase(result->from_versions) << "\n";
+  } else {
+    context.out << (upgrade ? "upgraded " : "downgraded ") << JoinedOrBase(result->from_versions)
+                << " -> " << JoinedOrBase(result->to_versions) << " (" << result->steps.size()
+                << (result->steps.size() == 1 ? " revision" : " revisions") << ")\n";
+  }
+  return kExitOk;
+}
+
+int RunUpgrade(const Context& context) {
+  if (context.options().sql) return RunOffline(context, graph::Direction::kUpgrade);
+  return RunMigrate(context, graph::Direction::kUpgrade);
 }
 
 int RunDowngrade(const Context& context) {
-  if (!context.options().sql) {
-    return UsageError(
-        "downgrade without --sql needs the database engine, which this build does not have yet; "
-        "use `sluice downgrade --sql FROM:TO` to print the SQL");
+  if (context.options().sql) return RunOffline(context, graph::Direction::kDowngrade);
+  return RunMigrate(context, graph::Direction::kDowngrade);
+}
+
+int RunCurrent(const Context& context) {
+  absl::StatusOr<Session> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  absl::StatusOr<engine::DatabaseState> state = session->engine->Inspect();
+  if (!state.ok()) return FailWith(state.status());
+  const RevisionGraph& graph = session->engine->Graph();
+  for (const std::string& version : state->versions) {
+    const Migration& m = *graph.Find(version);
+    const bool ahead =
+        std::find(state->ahead.begin(), state->ahead.end(), version) != state->ahead.end();
+    if (context.options().verbose) {
+      context.out << VerboseEntry(graph, m);
+    } else {
+      context.out << RevisionLine(graph, m, {.tree = false})
+                  << (ahead ? " (ahead of the manifests)" : "") << "\n";
+    }
   }
-  return RunOffline(context, graph::Direction::kDowngrade);
+  if (!state->ahead.empty()) {
+    log::Warning(
+        absl::StrCat("the database is ahead of the manifests: ", absl::StrJoin(state->ahead, ", "),
+                     " known only from sluice's history"));
+  }
+  return kExitOk;
+}
+
+int RunStamp(const Context& context) {
+  absl::StatusOr<Session> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  absl::StatusOr<engine::RunResult> result =
+      session->engine->Stamp(context.args()[0], context.options().purge);
+  if (!result.ok()) return FailWith(result.status());
+  context.out << "stamped " << JoinedOrBase(result->from_versions) << " -> "
+              << JoinedOrBase(result->to_versions) << "\n";
+  return kExitOk;
+}
+
+int RunCheck(const Context& context) {
+  absl::StatusOr<Session> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  const std::string target = context.args().empty() ? "head" : context.args()[0];
+  absl::StatusOr<std::vector<std::string>> pending = session->engine->Pending(target);
+  if (!pending.ok()) return FailWith(pending.status());
+  if (pending->empty()) {
+    context.out << "up to date with " << target << "\n";
+    return kExitOk;
+  }
+  context.out << pending->size() << " pending: " << absl::StrJoin(*pending, ", ") << "\n";
+  return kExitPending;
+}
+
+int RunResolve(const Context& context) {
+  const std::string& how = context.args()[1];
+  if (how != "applied" && how != "rolled-back") {
+    return UsageError(
+        "resolve takes `applied` (finished by hand) or `rolled-back` (undone by hand)");
+  }
+  absl::StatusOr<Session> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  absl::Status status = session->engine->Resolve(context.args()[0], how == "applied");
+  if (!status.ok()) return FailWith(status);
+  context.out << "resolved " << context.args()[0] << " as " << how << "\n";
+  return kExitOk;
 }
 
 const std::vector<CommandSpec>& Commands() {
+  static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
+                                                     "connect-timeout", "schema", "version-table"};
+  static const std::vector<std::string> kLocked = {"lock-key", "lock-wait"};
+  static const std::vector<std::string> kApply = {"ddl-lock-timeout", "ddl-retries",
+                                                  "single-transaction"};
+  const auto flags = [](std::initializer_list<std::vector<std::string>> groups) {
+    std::vector<std::string> all;
+    for (const auto& group : groups) all.insert(all.end(), group.begin(), group.end());
+    return all;
+  };
   static const auto* commands = new std::vector<CommandSpec>{
       {"upgrade", "upgrade [TARGET] | upgrade --sql [FROM:]TO",
        "apply revisions up to TARGET (default head)",
-       {"sql", "schema", "version-table"}, 0, 1, RunUpgrade},
+       flags({{"sql", "allow-drift", "if-ahead"}, kDatabase, kLocked, kApply}), 0, 1, RunUpgrade},
       {"downgrade", "downgrade TARGET | downgrade --sql FROM:TO",
-       "revert down to TARGET (-1, base, an id)",
-       {"sql", "schema", "version-table"}, 1, 1, RunDowngrade},
-      {"history", "history", "list revisions, newest first (-v for details and checksums)", {},
-       0, 0, RunHistory},
+       "revert down to TARGET (-1, base, an id)", flags({{"sql"}, kDatabase, kLocked, kApply}), 1,
+       1, RunDowngrade},
+      {"current", "current", "print the current revision(s)", kDatabase, 0, 0, RunCurrent},
+      {"stamp", "stamp TARGET",
+       "set the version table without running SQL (--purge clears it first)",
+       flags({{"purge"}, kDatabase, kLocked}), 1, 1, RunStamp},
+      {"check", "check [TARGET]",
+       "exit 0 when the database is at TARGET (default head), 3 when revisions are pending",
+       kDatabase, 0, 1, RunCheck},
+      {"resolve", "resolve REVISION applied|rolled-back",
+       "settle a failed transactional: false revision that was finished or undone by hand",
+       flags({kDatabase, kLocked}), 2, 2, RunResolve},
+      {"history", "history",
+       "list revisions, newest first, with applied markers when a database is given (-v for "
+       "details and checksums)",
+       kDatabase, 0, 0, RunHistory},
       {"heads", "heads", "list the head revisions", {}, 0, 0, RunHeads},
-      {"branches", "branches", "list the branch points and their branches", {}, 0, 0,
-       RunBranches},
+      {"branches", "branches", "list the branch points and their branches", {}, 0, 0, RunBranches},
       {"show", "show REV", "show one revision in detail", {}, 1, 1, RunShow},
-      {"validate", "validate", "check the manifests and the revision graph",
-       {"single-head"}, 0, 0, RunValidate},
+      {"validate", "validate",
+       "check the manifests, the revision graph and, when a database is given, drift",
+       flags({{"single-head", "allow-drift"}, kDatabase}), 0, 0, RunValidate},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;
@@ -330,7 +604,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
   if (arg_count < command->min_args || arg_count > command->max_args) {
     return UsageError(absl::StrCat("wrong number of arguments; usage: sluice ", command->usage));
   }
-  return command->run(Context{*command_line, out});
+  return command->run(Context{*command_line, out, env});
 }
 
 }  // namespace sluice::cli

@@ -149,8 +149,8 @@ TEST_F(AppTest, UsageErrorsAndHelp) {
   EXPECT_EQ(RunSluice({"frobnicate"}), kExitUsage);
   EXPECT_EQ(RunSluice({"history", "--no-such-flag"}), kExitUsage);
   EXPECT_EQ(RunSluice({"show"}), kExitUsage);
-  for (const char* command : {"upgrade", "downgrade", "history", "heads", "branches", "show",
-                              "validate", "version"}) {
+  for (const char* command :
+       {"upgrade", "downgrade", "history", "heads", "branches", "show", "validate", "version"}) {
     ASSERT_EQ(RunSluice({command, "--help"}), kExitOk) << command;
     EXPECT_THAT(out_.str(), HasSubstr(std::string("Usage: sluice ") + command)) << command;
     EXPECT_THAT(out_.str(), HasSubstr("--migrations VALUE")) << command;

@@ -76,8 +76,8 @@ std::function<absl::Status(absl::string_view, Options&)> SetChoice(
         return absl::OkStatus();
       }
     }
-    return absl::InvalidArgumentError(absl::StrCat("\"", value, "\" is not one of ",
-                                                   absl::StrJoin(choices, ", ")));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", value, "\" is not one of ", absl::StrJoin(choices, ", ")));
   };
 }
 
@@ -102,8 +102,7 @@ const std::vector<FlagSpec>& Flags() {
        SetString(&Options::schema)},
       {"version-table", Kind::kString, "name of the version table (default alembic_version)",
        SetString(&Options::version_table)},
-      {"lock-key", Kind::kInt,
-       "advisory lock key (default: derived from schema and version table)",
+      {"lock-key", Kind::kInt, "advisory lock key (default: derived from schema and version table)",
        [](absl::string_view value, Options& options) -> absl::Status {
          int64_t key = 0;
          if (!absl::SimpleAtoi(value, &key)) {
@@ -116,8 +115,8 @@ const std::vector<FlagSpec>& Flags() {
       {"lock-wait", Kind::kDuration,
        "how long to wait for the migration lock before exiting 6 (default 10m)",
        SetDuration(&Options::lock_wait)},
-      {"ddl-lock-timeout", Kind::kDuration,
-       "lock_timeout inside each revision (default 10s)", SetDuration(&Options::ddl_lock_timeout)},
+      {"ddl-lock-timeout", Kind::kDuration, "lock_timeout inside each revision (default 10s)",
+       SetDuration(&Options::ddl_lock_timeout)},
       {"ddl-retries", Kind::kInt, "retries of a revision that hit lock_timeout (default 3)",
        [](absl::string_view value, Options& options) -> absl::Status {
          int retries = 0;
@@ -151,10 +150,6 @@ const std::vector<FlagSpec>& Flags() {
        SetChoice(&Options::if_ahead, {"warn", "fail"})},
       {"single-head", Kind::kBool, "validate: fail when there is more than one head",
        SetBool(&Options::single_head)},
-      {"resolve", Kind::kString,
-       "resolve a failed non-transactional revision: 'applied' (finished by hand) or 'rolled-back' "
-       "(undone by hand)",
-       SetChoice(&Options::resolve, {"applied", "rolled-back"})},
   };
   return *flags;
 }
@@ -254,7 +249,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
   if (on_command_line.count("migrations") > 0) result.options.migrations.clear();
   for (const auto& [flag, value] : given) {
     if (absl::Status status = flag->set(value, result.options); !status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", flag->name, ": ", status.message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --", flag->name, ": ", status.message()));
     }
     result.set_flags.push_back(flag->name);
   }

@@ -1,5 +1,6 @@
-// The command line of the `sluice` binary: `sluice COMMAND [ARGS] [FLAGS]`. Every flag can also come
-// from the environment as SLUICE_<FLAG_IN_CAPITALS> (dashes as underscores); the command line wins.
+// The command line of the `sluice` binary: `sluice COMMAND [ARGS] [FLAGS]`. Every flag can also
+// come from the environment as SLUICE_<FLAG_IN_CAPITALS> (dashes as underscores); the command line
+// wins.
 #ifndef SLUICE_PKG_CLI_FLAGS_H_
 #define SLUICE_PKG_CLI_FLAGS_H_
 
@@ -39,7 +40,6 @@ struct Options {
   bool allow_drift = false;
   std::string if_ahead = "warn";
   bool single_head = false;
-  std::string resolve;
 };
 
 // A parsed command line.

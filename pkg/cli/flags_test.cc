@@ -21,8 +21,8 @@ EnvLookup FakeEnv(std::map<std::string, std::string> values) {
 }
 
 TEST(ParseCommandLineTest, CommandArgsAndFlagsInAnyOrder) {
-  auto parsed = ParseCommandLine({"--schema", "app", "upgrade", "head", "--lock-wait=2m", "-v"},
-                                 FakeEnv({}));
+  auto parsed =
+      ParseCommandLine({"--schema", "app", "upgrade", "head", "--lock-wait=2m", "-v"}, FakeEnv({}));
   SLUICE_ASSERT_OK(parsed);
   EXPECT_EQ(parsed->command, "upgrade");
   EXPECT_THAT(parsed->args, ElementsAre("head"));

@@ -510,7 +510,12 @@ class Engine::Impl {
         absl::StatusOr<Plan> plan = plan_for(versions);
         if (!plan.ok()) return AsUsage(plan.status());
         if (plan->steps.empty()) {
-          SLUICE_ASSIGN_OR_RETURN(DatabaseState state, ReadState(*control));
+          // The fast no-op: no lock and no history read, unless the database is ahead.
+          DatabaseState state;
+          state.versions = versions;
+          for (const std::string& v : versions) {
+            if (manifest_ids_.count(v) == 0) state.ahead.push_back(v);
+          }
           SLUICE_RETURN_IF_ERROR(CheckAhead(state));
           RunResult result = Summarize(*plan, state);
           result.already_at_target = true;
