@@ -1,0 +1,103 @@
+#include "tests/integration/migrate_test_support.h"
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace sluice::testing {
+
+std::string SluiceBinary() { return SLUICE_BINARY; }
+
+void MigrateTest::SetUp() {
+  db_ = std::make_unique<PgTestDatabase>();
+  manifests_ = std::filesystem::temp_directory_path() /
+               absl::StrCat("sluice-manifests-", getpid(), "-",
+                            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::filesystem::remove_all(manifests_);
+  std::filesystem::create_directories(manifests_);
+}
+
+void MigrateTest::TearDown() {
+  std::filesystem::remove_all(manifests_);
+  db_.reset();
+}
+
+void MigrateTest::WriteManifest(const std::string& name,
+                                const std::vector<RevisionSpec>& revisions) {
+  std::ofstream file(manifests_ / name);
+  bool first = true;
+  for (const RevisionSpec& r : revisions) {
+    if (!first) file << "---\n";
+    first = false;
+    file << "revision: " << r.id << "\n";
+    if (r.parents.empty()) {
+      file << "down_revision: null\n";
+    } else {
+      file << "down_revision: [" << absl::StrJoin(r.parents, ", ") << "]\n";
+    }
+    file << "description: revision " << r.id << "\n";
+    if (!r.extra.empty()) file << r.extra << "\n";
+    file << "upgrade: |\n";
+    for (absl::string_view line : absl::StrSplit(r.upgrade, '\n')) file << "  " << line << "\n";
+    if (!r.downgrade.empty()) {
+      file << "downgrade: |\n";
+      for (absl::string_view line : absl::StrSplit(r.downgrade, '\n')) file << "  " << line << "\n";
+    }
+  }
+}
+
+void MigrateTest::WriteLinear(int count, const std::string& prefix) {
+  for (int i = 1; i <= count; ++i) {
+    const std::string id = absl::StrFormat("%s%03d", prefix, i);
+    const std::string table = absl::StrFormat("t%03d", i);
+    std::vector<std::string> parents;
+    if (i > 1) parents.push_back(absl::StrFormat("%s%03d", prefix, i - 1));
+    WriteManifest(id + ".yaml", {{id, parents, "CREATE TABLE " + table + " (id int);",
+                                  "DROP TABLE " + table + ";", ""}});
+  }
+}
+
+void MigrateTest::RemoveManifest(const std::string& name) {
+  std::filesystem::remove(manifests_ / name);
+}
+
+std::vector<std::string> MigrateTest::SluiceArgs(std::vector<std::string> args) const {
+  args.insert(args.begin(), SluiceBinary());
+  args.push_back("--migrations=" + manifests_.string());
+  args.push_back("--database-url=" + db_->dsn());
+  return args;
+}
+
+ProcessResult MigrateTest::Sluice(std::vector<std::string> args,
+                                  const std::map<std::string, std::string>& env) {
+  return RunProcess(SluiceArgs(std::move(args)), env);
+}
+
+std::unique_ptr<Process> MigrateTest::StartSluice(std::vector<std::string> args,
+                                                  const std::map<std::string, std::string>& env) {
+  return std::make_unique<Process>(SluiceArgs(std::move(args)), env);
+}
+
+std::string MigrateTest::Query(const std::string& sql) {
+  ProcessResult result =
+      RunProcess({"psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", db_->dsn(), "-c", sql});
+  EXPECT_EQ(result.exit_code, 0) << sql << "\n" << result.err;
+  return std::string(absl::StripTrailingAsciiWhitespace(result.out));
+}
+
+std::unique_ptr<Process> MigrateTest::StartPsql(const std::string& sql,
+                                                const std::string& application_name) {
+  return std::make_unique<Process>(
+      std::vector<std::string>{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                               db_->dsn() + (db_->dsn().find('?') == std::string::npos ? "?" : "&") +
+                                   "application_name=" + application_name,
+                               "-c", sql});
+}
+
+}  // namespace sluice::testing

@@ -1,0 +1,64 @@
+// Shared harness of the end-to-end migration tests: a scratch database, a manifests directory, and
+// the `sluice` binary run as a child process, as an init container would run it.
+#ifndef SLUICE_TESTS_INTEGRATION_MIGRATE_TEST_SUPPORT_H_
+#define SLUICE_TESTS_INTEGRATION_MIGRATE_TEST_SUPPORT_H_
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/support/pg_fixture.h"
+#include "tests/support/process.h"
+
+namespace sluice::testing {
+
+// One revision to write as a manifest document.
+struct RevisionSpec {
+  std::string id;
+  std::vector<std::string> parents;
+  std::string upgrade;
+  std::string downgrade;  // empty: no downgrade key
+  std::string extra;      // further YAML lines, e.g. "transactional: false"
+};
+
+class MigrateTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Writes `revisions` as one manifest file `name` in the manifests directory.
+  void WriteManifest(const std::string& name, const std::vector<RevisionSpec>& revisions);
+  // Writes a linear chain r001..rNNN, each creating table tNNN, as one file per revision.
+  void WriteLinear(int count, const std::string& prefix = "r");
+  void RemoveManifest(const std::string& name);
+
+  // Runs sluice with --migrations and --database-url added.
+  ProcessResult Sluice(std::vector<std::string> args,
+                       const std::map<std::string, std::string>& env = {});
+  // Starts sluice without waiting.
+  std::unique_ptr<Process> StartSluice(std::vector<std::string> args,
+                                       const std::map<std::string, std::string>& env = {});
+  std::vector<std::string> SluiceArgs(std::vector<std::string> args) const;
+
+  // Runs SQL with psql; returns rows as lines, columns separated by '|'.
+  std::string Query(const std::string& sql);
+  // Starts psql running `sql` in the background (e.g. a session holding a lock).
+  std::unique_ptr<Process> StartPsql(const std::string& sql, const std::string& application_name);
+  std::string Versions() { return Query("SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version"); }
+  bool TableExists(const std::string& table) {
+    return Query("SELECT to_regclass('" + table + "') IS NOT NULL") == "t";
+  }
+
+  std::unique_ptr<PgTestDatabase> db_;
+  std::filesystem::path manifests_;
+};
+
+// The path of the sluice binary under test.
+std::string SluiceBinary();
+
+}  // namespace sluice::testing
+
+#endif  // SLUICE_TESTS_INTEGRATION_MIGRATE_TEST_SUPPORT_H_
