@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Measures sluice against psql on a throwaway PostgreSQL (127.0.0.1), side by side:
+#   1. a no-op `sluice upgrade head` on an up-to-date database of 100 revisions vs
+#      `psql -c 'SELECT version_num FROM alembic_version'` (median of RUNS each);
+#   2. applying 1,000 small revisions from empty vs psql running the same SQL, one transaction per
+#      revision, in one psql process (median of 3);
+#   3. sixteen runners at once on 100 pending revisions vs one runner (median of 3);
+#   4. peak resident memory (/usr/bin/time) of the no-op and of the 1,000-revision run.
+# Usage: bench/db_bench.sh [BUILD_DIR]   (builds nothing; run scripts/build.sh first)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build}
+sluice=$build/cmd/sluice/sluice
+runs=${RUNS:-30}
+work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+chmod 755 "$work"
+
+export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-bench-pg}
+export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54331}
+trap '"$root/scripts/pg-test-cluster.sh" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+eval "$("$root/scripts/pg-test-cluster.sh" start)"
+admin=$SLUICE_TEST_PG_DSN
+base_url=${admin%/*}
+
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+fresh_db() {
+  psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+}
+make_revisions() {  # DIR COUNT
+  mkdir -p "$1"
+  for i in $(seq 1 "$2"); do
+    parent=null
+    [ "$i" -gt 1 ] && parent=$(printf 'r%04d' $((i - 1)))
+    printf 'revision: r%04d\ndown_revision: %s\ndescription: table %d\nupgrade: |\n  CREATE TABLE t%04d (id int PRIMARY KEY, name text);\n  INSERT INTO t%04d VALUES (1, '"'"'x'"'"');\n' \
+      "$i" "$parent" "$i" "$i" "$i" > "$1/r$(printf %04d "$i").yaml"
+  done
+}
+time_ms() {  # command...; prints wall milliseconds
+  local start end
+  start=$(now_ns)
+  "$@" >/dev/null 2>&1
+  end=$(now_ns)
+  echo $(((end - start) / 1000000))
+}
+time_us() {
+  local start end
+  start=$(now_ns)
+  "$@" >/dev/null 2>&1
+  end=$(now_ns)
+  echo $(((end - start) / 1000))
+}
+
+echo "sluice bench: $(nproc) cores, PostgreSQL $(psql -X -At -d "$admin" -c 'SHOW server_version')"
+
+# 1. No-op upgrade vs psql.
+make_revisions "$work/m100" 100
+fresh_db bench_noop
+url=$base_url/bench_noop
+"$sluice" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null 2>&1
+sluice_times=$(for _ in $(seq "$runs"); do time_us "$sluice" upgrade head --migrations "$work/m100" --database-url "$url"; done | median)
+psql_times=$(for _ in $(seq "$runs"); do time_us psql -X -q -d "$url" -c 'SELECT version_num FROM alembic_version'; done | median)
+echo "no-op upgrade, 100 revisions: sluice ${sluice_times} us, psql ${psql_times} us, ratio $(awk "BEGIN {printf \"%.2f\", $sluice_times / $psql_times}") (target <= 1.5)"
+
+# 2. 1,000 small revisions from empty.
+make_revisions "$work/m1000" 1000
+sql=$work/m1000.sql
+{
+  echo "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
+  for i in $(seq 1 1000); do
+    printf "BEGIN;\nCREATE TABLE t%04d (id int PRIMARY KEY, name text);\nINSERT INTO t%04d VALUES (1, 'x');\n" "$i" "$i"
+    if [ "$i" -eq 1 ]; then
+      echo "INSERT INTO alembic_version VALUES ('r0001');"
+    else
+      printf "UPDATE alembic_version SET version_num = 'r%04d' WHERE version_num = 'r%04d';\n" "$i" $((i - 1))
+    fi
+    echo "COMMIT;"
+  done
+} > "$sql"
+s_runs=(); p_runs=()
+for _ in 1 2 3; do
+  fresh_db bench_apply
+  s_runs+=("$(time_ms "$sluice" upgrade head --migrations "$work/m1000" --database-url "$base_url/bench_apply")")
+  fresh_db bench_apply
+  p_runs+=("$(time_ms psql -X -q -v ON_ERROR_STOP=1 -d "$base_url/bench_apply" -f "$sql")")
+done
+s=$(printf '%s\n' "${s_runs[@]}" | median); p=$(printf '%s\n' "${p_runs[@]}" | median)
+echo "apply 1000 revisions: sluice ${s} ms, psql ${p} ms, ratio $(awk "BEGIN {printf \"%.2f\", $s / $p}") (target <= 2)"
+
+# 3. Sixteen runners vs one, 100 pending revisions.
+one=(); sixteen=()
+for _ in 1 2 3; do
+  fresh_db bench_many
+  one+=("$(time_ms "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many")")
+  fresh_db bench_many
+  start=$(now_ns)
+  pids=()
+  for i in $(seq 1 16); do
+    HOSTNAME=pod-$i "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many" >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  end=$(now_ns)
+  sixteen+=($(((end - start) / 1000000)))
+done
+o=$(printf '%s\n' "${one[@]}" | median); x=$(printf '%s\n' "${sixteen[@]}" | median)
+echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(awk "BEGIN {printf \"%.2f\", $x / $o}") (target <= 1.3)"
+
+# 4. Peak memory.
+rss_noop=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m100" --database-url "$url" 2>&1 >/dev/null | tail -1)
+fresh_db bench_apply
+rss_apply=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m1000" --database-url "$base_url/bench_apply" 2>&1 >/dev/null | tail -1)
+echo "peak RSS: no-op ${rss_noop} KiB, apply 1000 ${rss_apply} KiB (target < 20480 KiB)"
