@@ -40,6 +40,10 @@ constexpr size_t kMinPrefixMatchedIdLength = 4;
 constexpr size_t kMaxSuggestions = 3;
 constexpr size_t kMaxSuggestionDistance = 2;
 
+// Suggestions compare a missing id with every id, so only the first unknown references get them:
+// a directory of manifests that all point elsewhere must not make validation quadratic.
+constexpr int kMaxSuggestedReferences = 20;
+
 // How many matches an ambiguous-prefix error lists before it summarises the rest.
 constexpr size_t kMaxListedMatches = 10;
 
@@ -409,6 +413,11 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<Migration> migrat
   g.migrations = std::move(migrations);
   const int n = g.size();
   std::vector<std::string> errors;
+  int suggested = 0;
+  const auto suggest = [&](absl::string_view missing, bool labels) {
+    return ++suggested > kMaxSuggestedReferences ? std::string()
+                                                 : DidYouMean(g.Suggest(missing, labels));
+  };
   const auto error = [&](int node, const std::string& text) {
     errors.push_back(absl::StrCat(Where(g.migrations[node]), ": revision ",
                                   g.migrations[node].revision, ": ", text));
@@ -459,7 +468,7 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<Migration> migrat
       const int found = g.FindNode(parent);
       if (found == kBase) {
         error(node, absl::StrCat("down_revision ", Quoted(parent), " is not a known revision",
-                                 DidYouMean(g.Suggest(parent, /*labels=*/false))));
+                                 suggest(parent, /*labels=*/false)));
         continue;
       }
       if (std::find(parents.begin(), parents.end(), found) != parents.end()) {
@@ -479,7 +488,7 @@ absl::StatusOr<RevisionGraph> RevisionGraph::Build(std::vector<Migration> migrat
       if (found == kBase) {
         error(node, absl::StrCat("depends_on ", Quoted(dependency),
                                  " is neither a known revision nor a branch label",
-                                 DidYouMean(g.Suggest(dependency, /*labels=*/true))));
+                                 suggest(dependency, /*labels=*/true)));
         continue;
       }
       if (std::find(downs.begin(), downs.end(), found) == downs.end()) downs.push_back(found);

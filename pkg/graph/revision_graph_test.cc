@@ -317,6 +317,24 @@ TEST(RevisionGraphTest, ReportsEveryErrorOnePerLine) {
                                     "form a cycle (each names the next): c -> d -> c")));
 }
 
+TEST(RevisionGraphTest, ManyBrokenReferencesStayCheap) {
+  // Every revision names a missing parent close to a real id: each gets its line, but only the
+  // first ones get suggestions, so validation stays linear in the graph.
+  std::vector<Migration> migrations;
+  for (int i = 0; i < 5000; ++i) {
+    migrations.push_back(Rev(absl::StrCat("rev", 100000 + i), {absl::StrCat("rev", 200000 + i)}));
+  }
+  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(std::move(migrations));
+  ASSERT_THAT(graph, StatusIs(absl::StatusCode::kInvalidArgument, "did you mean"));
+  const std::vector<std::string> lines = absl::StrSplit(graph.status().message(), '\n');
+  EXPECT_EQ(lines.size(), 5000u);
+  EXPECT_EQ(std::count_if(lines.begin(), lines.end(),
+                          [](const std::string& line) {
+                            return line.find("did you mean") != std::string::npos;
+                          }),
+            20);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Resolving ids and targets
 
