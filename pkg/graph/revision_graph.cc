@@ -692,10 +692,10 @@ absl::StatusOr<int> RevisionGraph::Impl::Walk(int start, int steps, const Lineag
       if (next.size() > 1) {
         return absl::InvalidArgumentError(
             absl::StrCat("target ", Quoted(target), " is ambiguous: ",
-                         node == kBase ? std::string("there are several bases (")
+                         node == kBase ? "there are several bases ("
                                        : absl::StrCat(Id(node), " is a branch point ("),
-                         absl::StrJoin(Names(next), ", "),
-                         " are above it); use LABEL@+N to pick a branch, or name the revision"));
+                         absl::StrJoin(Names(next), ", "), node == kBase ? "" : " are above it",
+                         "); use LABEL@+N to pick a branch, or name the revision"));
       }
       node = next.front();
     } else {

@@ -445,6 +445,9 @@ TEST(RevisionGraphTest, RelativeTargetsAtBranchesAndMerges) {
   EXPECT_THAT(graph.ResolveTarget("-1", {"d"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "target '-1' is ambiguous: d is a merge of b, c"));
+  EXPECT_THAT(MustBuild({Rev("a", {}), Rev("b", {})}).ResolveTarget("+1", {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "target '+1' is ambiguous: there are several bases (a, b); use LABEL@+N"));
   EXPECT_THAT(graph.ResolveTarget("+1", {"b", "c"}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        "target '+1' is ambiguous: the version table holds b, c; use LABEL@+1"));
