@@ -1,0 +1,334 @@
+// The HTTPS Client on cpprestsdk 2.10. cpprest's own timeout only bounds inactivity, so each
+// attempt is also bounded by waiting on its task with a deadline and cancelling it when passed.
+#include <cpprest/http_client.h>
+#include <openssl/ssl.h>
+
+#include <boost/asio/ssl.hpp>
+#include <future>
+#include <random>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "pkg/base/log.h"
+#include "pkg/base/status_macros.h"
+#include "pkg/kube/api_error.h"
+#include "pkg/kube/client.h"
+#include "pkg/kube/json_codec.h"
+#include "pkg/kube/token_source.h"
+
+namespace sluice::kube {
+namespace {
+
+namespace http = web::http;
+
+struct Response {
+  int code = 0;
+  std::string body;
+  std::string retry_after;
+};
+
+// Returns `pem` loaded into a scratch TLS context, to report a bad certificate or key before any
+// request (cpprest would only fail inside its connection setup, with a vague message).
+absl::Status CheckPem(const ClusterConfig& config) {
+  try {
+    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
+    if (!config.ca_pem.empty()) ctx.add_certificate_authority(boost::asio::buffer(config.ca_pem));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the certificate authority of ", config.source, " is not valid PEM: ", e.what()));
+  }
+  try {
+    boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
+    if (!config.client_cert_pem.empty()) {
+      ctx.use_certificate_chain(boost::asio::buffer(config.client_cert_pem));
+      ctx.use_private_key(boost::asio::buffer(config.client_key_pem),
+                          boost::asio::ssl::context::pem);
+    }
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("the client certificate or key of ",
+                                                   config.source, " is not valid: ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+class RestClient final : public Client {
+ public:
+  RestClient(const ClusterConfig& config, const ClientOptions& options,
+             std::unique_ptr<TokenSource> tokens)
+      : config_(config),
+        options_(options),
+        tokens_(std::move(tokens)),
+        http_(config.server, MakeHttpConfig(config, options)) {}
+
+  ~RestClient() override { Shutdown(); }
+
+  // Client
+  absl::StatusOr<MigrationJob> GetMigrationJob(const ObjectRef& ref,
+                                               absl::Time deadline) override {
+    const std::string op = absl::StrCat("getting ", Describe(ref));
+    SLUICE_ASSIGN_OR_RETURN(Response r,
+                            Call(http::methods::GET, MigrationJobPath(ref), "", "", deadline, op));
+    return Decode(r, op);
+  }
+
+  absl::StatusOr<MigrationJob> PatchMigrationJobStatus(const ObjectRef& ref,
+                                                       const MigrationJobStatus& status,
+                                                       absl::string_view resource_version,
+                                                       absl::Time deadline) override {
+    const std::string op = absl::StrCat("patching the status of ", Describe(ref));
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r, Call(http::methods::PATCH, MigrationJobPath(ref, "status"),
+                         StatusMergePatch(status, resource_version),
+                         "application/merge-patch+json", deadline, op));
+    return Decode(r, op);
+  }
+
+  absl::Status CreateEvent(const Event& event, absl::Time deadline) override {
+    const std::string path = absl::StrCat("/api/v1/namespaces/", event.namespace_, "/events");
+    absl::Status last;
+    // A generated name can collide with another pod's event created in the same nanosecond.
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      Event named = event;
+      if (named.name.empty()) named.name = UniqueEventName(event.object_name);
+      const std::string op = absl::StrCat("creating event ", named.reason, " for ",
+                                          Describe({event.namespace_, event.object_name}));
+      absl::StatusOr<Response> r =
+          Call(http::methods::POST, path, EventJson(named), "application/json", deadline, op);
+      if (r.ok()) return absl::OkStatus();
+      last = r.status();
+      if (!event.name.empty() || last.code() != absl::StatusCode::kAborted) return last;
+    }
+    return last;
+  }
+
+  void Shutdown() override {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+    for (pplx::cancellation_token_source* cts : in_flight_) cts->cancel();
+  }
+
+ private:
+  static http::client::http_client_config MakeHttpConfig(const ClusterConfig& config,
+                                                         const ClientOptions& options) {
+    http::client::http_client_config http_config;
+    // A backstop only: Attempt() enforces each attempt's deadline itself.
+    http_config.set_timeout(std::chrono::milliseconds(
+        absl::ToInt64Milliseconds(options.request_timeout + absl::Seconds(1))));
+    http_config.set_validate_certificates(!config.insecure_skip_tls_verify);
+    const std::string ca = config.ca_pem;
+    const std::string cert = config.client_cert_pem;
+    const std::string key = config.client_key_pem;
+    http_config.set_ssl_context_callback([ca, cert, key](boost::asio::ssl::context& ctx) {
+      if (!ca.empty()) {
+        // cpprest has already loaded the system trust store; the cluster CA must be the only
+        // trust anchor, as in client-go, so start from an empty store.
+        SSL_CTX_set_cert_store(ctx.native_handle(), X509_STORE_new());
+        ctx.add_certificate_authority(boost::asio::buffer(ca));
+      }
+      if (!cert.empty()) {
+        ctx.use_certificate_chain(boost::asio::buffer(cert));
+        ctx.use_private_key(boost::asio::buffer(key), boost::asio::ssl::context::pem);
+      }
+    });
+    return http_config;
+  }
+
+  static std::string Describe(const ObjectRef& ref) {
+    return absl::StrCat("migrationjobs.sluice.dev \"", ref.namespace_, "/", ref.name, "\"");
+  }
+
+  static absl::StatusOr<MigrationJob> Decode(const Response& r, absl::string_view op) {
+    absl::StatusOr<MigrationJob> job = ParseMigrationJob(r.body);
+    if (!job.ok()) return absl::Status(job.status().code(), absl::StrCat(op, ": ", job.status().message()));
+    return job;
+  }
+
+  std::string UniqueEventName(const std::string& object_name) {
+    uint64_t nanos = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    {
+      absl::MutexLock lock(&mu_);
+      nanos += rng_() & 0xffff;  // pods of one ReplicaSet start together
+    }
+    std::string suffix = absl::StrFormat(".%x", nanos);
+    return absl::StrCat(object_name.substr(0, 253 - suffix.size()), suffix);
+  }
+
+  absl::Duration Backoff(int attempt) {
+    absl::Duration wait = options_.initial_backoff * (1 << std::min(attempt, 16));
+    if (wait > options_.max_backoff) wait = options_.max_backoff;
+    absl::MutexLock lock(&mu_);
+    // Full jitter on the upper half, so that many pods retrying do not stay in step.
+    const double factor = 0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng_);
+    return wait * factor;
+  }
+
+  // Waits `duration` or until Shutdown(). Returns false when shut down.
+  bool Sleep(absl::Duration duration) {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(&shutdown_), duration);
+    return !shutdown_;
+  }
+
+  absl::StatusOr<Response> Call(const http::method& method, const std::string& path,
+                                const std::string& body, const std::string& content_type,
+                                absl::Time deadline, const std::string& op) {
+    absl::Status last = absl::DeadlineExceededError(
+        absl::StrCat(op, ": the deadline passed before the request could be sent"));
+    bool reauthenticated = false;
+    for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
+      const absl::Time now = absl::Now();
+      if (now >= deadline) break;
+      absl::StatusOr<Response> r =
+          Attempt(method, path, body, content_type, std::min(deadline, now + options_.request_timeout), op);
+      absl::Duration wait;
+      if (!r.ok()) {
+        last = r.status();
+        if (!IsTransient(last)) return last;
+        wait = Backoff(attempt);
+      } else if (r->code >= 200 && r->code < 300) {
+        return r;
+      } else {
+        const ApiError error = ParseApiError(r->code, r->body, r->retry_after);
+        last = ApiErrorToStatus(error, op);
+        if (r->code == 401 && !reauthenticated) {
+          // The token may have been rotated since it was read (kube-api.md section 8).
+          tokens_->Invalidate();
+          reauthenticated = true;
+          continue;
+        }
+        if (!IsRetryableHttpCode(r->code)) return last;
+        wait = error.retry_after ? std::min(*error.retry_after, options_.max_retry_after)
+                                 : Backoff(attempt);
+      }
+      if (absl::Now() + wait >= deadline) break;
+      log::Debug("retrying a Kubernetes API request",
+                 {{"operation", op}, {"error", std::string(last.message())},
+                  {"wait", absl::FormatDuration(wait)}});
+      if (!Sleep(wait)) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+    }
+    return last;
+  }
+
+  absl::StatusOr<Response> Attempt(const http::method& method, const std::string& path,
+                                   const std::string& body, const std::string& content_type,
+                                   absl::Time attempt_deadline, const std::string& op) {
+    SLUICE_ASSIGN_OR_RETURN(std::string token, tokens_->Token());
+    http::http_request request(method);
+    request.set_request_uri(path);
+    request.headers().add("Accept", "application/json");
+    request.headers().add("User-Agent", options_.user_agent);
+    if (!config_.tls_server_name.empty()) request.headers().add("Host", config_.tls_server_name);
+    if (!token.empty()) request.headers().add("Authorization", absl::StrCat("Bearer ", token));
+    if (!content_type.empty()) request.set_body(body, content_type);
+
+    pplx::cancellation_token_source cts;
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+      in_flight_.insert(&cts);
+    }
+    auto done = std::make_shared<std::promise<Response>>();
+    std::future<Response> result = done->get_future();
+    http_.request(request, cts.get_token())
+        .then([](http::http_response response) {
+          auto retry_after = response.headers().find("Retry-After");
+          std::string retry = retry_after == response.headers().end() ? "" : retry_after->second;
+          return response.extract_string(true).then([response, retry](std::string text) {
+            return Response{response.status_code(), std::move(text), retry};
+          });
+        })
+        .then([done](pplx::task<Response> task) {
+          try {
+            done->set_value(task.get());
+          } catch (...) {
+            done->set_exception(std::current_exception());
+          }
+        });
+    const absl::Duration budget = attempt_deadline - absl::Now();
+    bool timed_out = false;
+    if (result.wait_for(std::chrono::milliseconds(std::max<int64_t>(
+            0, absl::ToInt64Milliseconds(budget)))) != std::future_status::ready) {
+      timed_out = true;
+      cts.cancel();
+      // Cancelling closes the socket; the task then ends promptly.
+      result.wait_for(std::chrono::seconds(5));
+    }
+    bool shut_down = false;
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_.erase(&cts);
+      shut_down = shutdown_;
+    }
+    if (shut_down) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+    if (timed_out) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          op, ": no answer from the API server at ", config_.server, " within ",
+          absl::FormatDuration(budget)));
+    }
+    try {
+      return result.get();
+    } catch (const pplx::task_canceled&) {
+      return absl::DeadlineExceededError(absl::StrCat(op, ": the request was cancelled"));
+    } catch (const http::http_exception& e) {
+      const std::string what = e.what();
+      if (absl::StrContains(what, "SSL handshake")) {
+        // Not retried: an untrusted or mismatched certificate does not fix itself.
+        return absl::FailedPreconditionError(absl::StrCat(
+            op, ": TLS handshake with ", config_.server, " failed (", what,
+            "): the server's certificate is not signed by the configured certificate authority, "
+            "does not name this host, or the server refused the client certificate"));
+      }
+      if (e.error_code() == std::errc::timed_out) {
+        return absl::DeadlineExceededError(
+            absl::StrCat(op, ": the API server at ", config_.server, " timed out: ", what));
+      }
+      return absl::UnavailableError(
+          absl::StrCat(op, ": cannot reach the API server at ", config_.server, ": ", what));
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(op, ": ", e.what()));
+    }
+  }
+
+  const ClusterConfig config_;
+  const ClientOptions options_;
+  std::unique_ptr<TokenSource> tokens_;
+  http::client::http_client http_;
+
+  absl::Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<pplx::cancellation_token_source*> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
+};
+
+}  // namespace
+
+std::string MigrationJobPath(const ObjectRef& ref, absl::string_view subresource) {
+  std::string path = absl::StrCat("/apis/", kGroup, "/", kVersion, "/namespaces/", ref.namespace_,
+                                  "/", kPlural, "/", ref.name);
+  if (!subresource.empty()) absl::StrAppend(&path, "/", subresource);
+  return path;
+}
+
+absl::StatusOr<std::unique_ptr<Client>> NewRestClient(const ClusterConfig& config,
+                                                      const ClientOptions& options) {
+  if (!absl::StartsWith(config.server, "https://") && !absl::StartsWith(config.server, "http://")) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the API server address \"", config.server, "\" is not an http(s) URL"));
+  }
+  SLUICE_RETURN_IF_ERROR(CheckPem(config));
+  std::unique_ptr<TokenSource> tokens = config.token.empty() && !config.token_file.empty()
+                                            ? TokenSource::FromFile(config.token_file)
+                                            : TokenSource::Fixed(config.token);
+  try {
+    return std::unique_ptr<Client>(new RestClient(config, options, std::move(tokens)));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot make a client for ", config.server, ": ", e.what()));
+  }
+}
+
+}  // namespace sluice::kube

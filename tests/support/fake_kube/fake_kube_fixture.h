@@ -1,0 +1,70 @@
+// A gtest fixture around FakeKubeServer: a fresh CA, server certificate, token and kubeconfig per
+// test, in a temporary directory. TearDown fails the test when the server pruned a field that the
+// client wrote (the real server would have dropped it silently) or rejected a write for its
+// content (400/415/422), unless the test said it expects rejections.
+#ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_FIXTURE_H_
+#define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_FIXTURE_H_
+
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "tests/support/fake_kube/fake_kube_server.h"
+#include "tests/support/fake_kube/test_pki.h"
+
+namespace sluice::fake_kube {
+
+// Returns the path of manifests/crd.yaml in the source tree.
+std::string CrdPath();
+
+struct KubeconfigOptions {
+  std::string server;          // default: the fake server's URL
+  std::string ca_pem;          // default: the test CA (written as certificate-authority-data)
+  bool ca_as_file = false;     // certificate-authority: FILE instead of -data
+  std::string token;           // default: the fixture's token file (tokenFile)
+  bool insecure_skip_tls_verify = false;
+  std::string client_cert_pem;
+  std::string client_key_pem;
+  std::string namespace_ = "apps";
+};
+
+class FakeKubeFixture : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  FakeKubeServer& server() { return *server_; }
+  const TestCa& ca() { return *ca_; }
+  const std::string& dir() const { return dir_; }
+
+  // The token the server accepts, and the file that holds it.
+  const std::string& token() const { return token_; }
+  const std::string& token_file() const { return token_file_; }
+  // Replaces the token: the server accepts only the new one, and the token file holds it.
+  void RotateToken(const std::string& new_token);
+
+  // Writes a kubeconfig for the fake server and returns its path.
+  std::string WriteKubeconfig(const KubeconfigOptions& options = {});
+  // Writes `text` to `name` in the test's directory; returns the path.
+  std::string WriteFile(const std::string& name, const std::string& text);
+
+  // Creates the MigrationJob `ns/name` with a typical spec; returns its uid.
+  std::string CreateMigrationJob(const std::string& ns, const std::string& name);
+
+  // Allows writes rejected for their content in this test (tests of the server's validation).
+  void ExpectRejectedWrites() { expect_rejections_ = true; }
+
+ private:
+  std::optional<TestCa> ca_;
+  std::unique_ptr<FakeKubeServer> server_;
+  std::string dir_;
+  std::string token_;
+  std::string token_file_;
+  bool expect_rejections_ = false;
+};
+
+}  // namespace sluice::fake_kube
+
+#endif  // SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_FIXTURE_H_

@@ -1,0 +1,136 @@
+// A fake Kubernetes API server for tests: real HTTPS on 127.0.0.1 (cpprest http_listener) with a
+// certificate from a CA the test makes, bearer-token authentication, and the storage semantics of
+// kube-api.md section 10 for the MigrationJob CRD (manifests/crd.yaml), core/v1 Events, ConfigMaps
+// and Secrets:
+//   - one global resourceVersion counter; generation bumped only by main-resource content changes;
+//   - main-resource writes ignore status, /status writes change only status;
+//   - PUT needs the current resourceVersion (409 when stale, 422 when missing on a CR);
+//   - PATCH: merge-patch and JSON patch; strategic merge on a CR and unknown types are 415; a
+//     resourceVersion in the patched object is a precondition (409);
+//   - every write is pruned and validated against the CRD schema (422 Invalid with causes), and
+//     every pruned field is recorded, so a test fails when sluice sends a field the real server
+//     would silently drop (see FakeKubeFixture::TearDown);
+//   - Events are validated (kube-api.md section 7) and recorded;
+//   - every error is a Status object;
+//   - faults: stop listening (connections refused), 500 / 429 with Retry-After, hangs.
+// Not implemented (not used by sluice yet): watch, list pagination, server-side apply, Leases,
+// deletion with finalizers. Requests for them get 400 / 404 Status answers, never silent success.
+// Thread-safe.
+#ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
+#define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace sluice::fake_kube {
+
+struct ServerOptions {
+  std::string crd_path;  // manifests/crd.yaml
+  std::string cert_pem;  // server certificate (chain) and key
+  std::string key_pem;
+  // Client certificates are verified against this CA when set (and then required when
+  // `require_client_cert`).
+  std::string client_ca_pem;
+  bool require_client_cert = false;
+};
+
+// One request as the server saw it, for assertions on wire traffic.
+struct LoggedRequest {
+  std::string method;
+  std::string path;
+  std::string query;
+  std::string content_type;
+  std::string authorization;
+  std::string body;
+  int response_code = 0;
+  bool injected = false;  // answered by a fault rule
+};
+
+// An Event the server stored.
+struct RecordedEvent {
+  std::string namespace_;
+  std::string name;
+  std::string type;
+  std::string reason;
+  std::string message;
+  std::string action;
+  std::string involved_kind;
+  std::string involved_name;
+  std::string involved_uid;
+  std::string reporting_component;
+  std::string reporting_instance;
+  std::string json;
+};
+
+// A fault rule: the next `times` requests that match `method` (empty: any) and whose path contains
+// `path_contains` get the fault instead of normal handling.
+struct Fault {
+  std::string method;
+  std::string path_contains;
+  int times = 1;
+  int http_code = 500;      // answered with a Status object of this code...
+  int retry_after_s = -1;   // ...and this Retry-After header (and retryAfterSeconds) when >= 0
+  absl::Duration hang;      // > 0: hold the request this long (bounded) before answering
+};
+
+class FakeKubeServer {
+ public:
+  // Starts a server on 127.0.0.1 at a free port.
+  static absl::StatusOr<std::unique_ptr<FakeKubeServer>> Start(const ServerOptions& options);
+  ~FakeKubeServer();
+
+  // Returns "https://127.0.0.1:PORT".
+  std::string url() const;
+  int port() const;
+
+  // Tokens: only the listed tokens are accepted (401 otherwise).
+  void AddToken(const std::string& token);
+  void RevokeToken(const std::string& token);
+
+  // Stops accepting connections (clients get "connection refused"), and starts again on the same
+  // port.
+  absl::Status StopListening();
+  absl::Status StartListening();
+
+  void InjectFault(const Fault& fault);
+  void ClearFaults();
+  // Makes the next `times` writes to a MigrationJob answer 409 Conflict, as if another writer
+  // had won the race.
+  void InjectConflicts(int times);
+
+  // Stores an object as a client POST would (validation included) without authentication.
+  // `resource` is "migrationjobs", "configmaps", "secrets" or "events". Returns the stored JSON.
+  absl::StatusOr<std::string> CreateObject(const std::string& resource, const std::string& ns,
+                                           const std::string& json);
+  // Changes a MigrationJob's spec as `kubectl apply` would (generation + 1).
+  absl::Status UpdateMigrationJobSpec(const std::string& ns, const std::string& name,
+                                      const std::string& spec_json);
+  // Returns the stored JSON of an object, if any.
+  std::optional<std::string> GetObject(const std::string& resource, const std::string& ns,
+                                       const std::string& name) const;
+
+  std::vector<LoggedRequest> Requests() const;
+  std::vector<RecordedEvent> Events() const;
+  // Paths of fields pruned from writes so far (e.g. "status.condtions").
+  std::vector<std::string> PrunedFields() const;
+  // Writes rejected for their content (400, 415, 422): what a correct client never gets.
+  std::vector<LoggedRequest> RejectedWrites() const;
+  // Returns the field errors of the stored MigrationJob against the schema (empty: valid).
+  std::vector<std::string> ValidateStored(const std::string& ns, const std::string& name) const;
+
+  class Impl;
+
+ private:
+  explicit FakeKubeServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sluice::fake_kube
+
+#endif  // SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
