@@ -1,0 +1,967 @@
+// PgStore: the Store on libpq. Statements go through PQexec (simple query protocol, so a revision's
+// SQL may hold several statements and the engine's BEGIN/COMMIT/ROLLBACK are plain statements),
+// and everything that carries values through PQexecParams with bound parameters. libpq (rather
+// than libpqxx's transaction classes) keeps transaction boundaries in the engine's hands and gives
+// the error fields (SQLSTATE, detail, hint, position) one by one.
+#include "pkg/store/pg_store.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "pkg/base/log.h"
+#include "pkg/base/status_macros.h"
+#include "pkg/store/connection_string.h"
+
+namespace sluice::store {
+namespace {
+
+// --- SQL ---------------------------------------------------------------------------------------
+// Placeholders in braces are replaced by quoted identifiers (see Names); $n are bound parameters.
+
+constexpr char kBeginSql[] = "BEGIN";
+constexpr char kCommitSql[] = "COMMIT";
+constexpr char kRollbackSql[] = "ROLLBACK";
+constexpr char kSavepointSql[] = "SAVEPOINT sluice_ensure_tables";
+constexpr char kReleaseSavepointSql[] = "RELEASE SAVEPOINT sluice_ensure_tables";
+constexpr char kRollbackToSavepointSql[] = "ROLLBACK TO SAVEPOINT sluice_ensure_tables";
+
+constexpr char kSetLockTimeoutSql[] =
+    "SELECT pg_catalog.set_config('lock_timeout', $1, $2::boolean)";
+
+constexpr char kSchemaExistsSql[] = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1";
+constexpr char kTableExistsSql[] =
+    "SELECT 1 FROM pg_catalog.pg_class c"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
+
+constexpr char kCreateSchemaSql[] = "CREATE SCHEMA IF NOT EXISTS {schema}";
+// Exactly Alembic's version table, constraint name included.
+constexpr char kCreateVersionTableSql[] =
+    "CREATE TABLE IF NOT EXISTS {version_table} ("
+    "version_num VARCHAR(32) NOT NULL, "
+    "CONSTRAINT {version_pkc} PRIMARY KEY (version_num))";
+constexpr char kCreateHistoryTableSql[] =
+    "CREATE TABLE IF NOT EXISTS {history} (\n"
+    "  id bigserial PRIMARY KEY,\n"
+    "  revision varchar(32) NOT NULL,\n"
+    "  direction text NOT NULL,\n"
+    "  checksum text NOT NULL DEFAULT '',\n"
+    "  description text NOT NULL DEFAULT '',\n"
+    "  started_at timestamptz NOT NULL,\n"
+    "  finished_at timestamptz,\n"
+    "  duration_ms bigint NOT NULL DEFAULT 0,\n"
+    "  applied_by text NOT NULL DEFAULT '',\n"
+    "  outcome text NOT NULL,\n"
+    "  error text NOT NULL DEFAULT '',\n"
+    "  down_revisions text[] NOT NULL DEFAULT '{}',\n"
+    "  depends_on text[] NOT NULL DEFAULT '{}',\n"
+    "  upgrade_sql text NOT NULL DEFAULT '',\n"
+    "  downgrade_sql text,\n"
+    "  transactional boolean NOT NULL DEFAULT true)";
+
+constexpr char kSelectVersionsSql[] = "SELECT version_num FROM {version_table}";
+constexpr char kDeleteVersionSql[] = "DELETE FROM {version_table} WHERE version_num = $1";
+constexpr char kInsertVersionSql[] = "INSERT INTO {version_table} (version_num) VALUES ($1)";
+constexpr char kPurgeVersionsSql[] = "DELETE FROM {version_table}";
+
+// Times travel as microseconds since the Unix epoch, exactly.
+constexpr char kInsertHistorySql[] =
+    "INSERT INTO {history} (revision, direction, checksum, description, started_at, finished_at,"
+    " duration_ms, applied_by, outcome, error, down_revisions, depends_on, upgrade_sql,"
+    " downgrade_sql, transactional)"
+    " VALUES ($1, $2, $3, $4,"
+    " 'epoch'::timestamptz + $5::bigint * interval '1 microsecond',"
+    " 'epoch'::timestamptz + $6::bigint * interval '1 microsecond',"
+    " $7::bigint, $8, $9, $10, $11::text[], $12::text[], $13, $14, $15::boolean)"
+    " RETURNING id";
+constexpr char kUpdateHistoryOutcomeSql[] = "UPDATE {history} SET outcome = $2 WHERE id = $1";
+constexpr char kSelectHistorySql[] =
+    "SELECT id, revision, direction, checksum, description,"
+    " (extract(epoch FROM started_at) * 1000000)::bigint,"
+    " (extract(epoch FROM coalesce(finished_at, started_at)) * 1000000)::bigint,"
+    " duration_ms, applied_by, outcome, error, down_revisions, depends_on, upgrade_sql,"
+    " downgrade_sql, transactional"
+    " FROM {history} ORDER BY id";
+
+constexpr char kTryLockSql[] = "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)";
+constexpr char kUnlockSql[] = "SELECT pg_catalog.pg_advisory_unlock($1::bigint)";
+constexpr char kUnlockAllSql[] = "SELECT pg_catalog.pg_advisory_unlock_all()";
+// pg_advisory_lock(bigint) locks (classid, objid, objsubid) = (high 32 bits, low 32 bits, 1).
+constexpr char kLockHolderSql[] =
+    "SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), ''),"
+    " coalesce(a.backend_start::text, '')"
+    " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())"
+    " AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1"
+    " AND l.pid <> pg_catalog.pg_backend_pid()"
+    " ORDER BY a.backend_start LIMIT 1";
+constexpr char kBlockingSessionsSql[] =
+    "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),"
+    " coalesce(date_trunc('millisecond', pg_catalog.clock_timestamp() - a.xact_start)::text, ''),"
+    " coalesce(a.query, '')"
+    " FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1::integer)) AS b(pid)"
+    " JOIN pg_catalog.pg_stat_activity a ON a.pid = b.pid ORDER BY a.pid";
+constexpr char kInvalidIndexesSql[] =
+    "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
+    " FROM pg_catalog.pg_index i"
+    " JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE NOT i.indisvalid ORDER BY 1";
+
+constexpr char kHistoryTable[] = "sluice_history";
+constexpr int kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
+
+constexpr absl::Duration kInitialBackoff = absl::Milliseconds(100);
+constexpr absl::Duration kMaxBackoff = absl::Seconds(2);
+constexpr char kEnvironmentTarget[] = "the database named by libpq's PG* environment variables";
+
+// --- helpers -----------------------------------------------------------------------------------
+
+struct ResultDeleter {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+using Result = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Returns `text` on one line, whitespace runs collapsed.
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : absl::StripAsciiWhitespace(text)) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string Field(const PGresult* result, int code) {
+  const char* value = result == nullptr ? nullptr : PQresultErrorField(result, code);
+  return value == nullptr ? std::string() : std::string(value);
+}
+
+// Returns the 1-based line of `sql` holding the 1-based character `position` (PostgreSQL counts
+// characters, and the connection's encoding is UTF-8); 0 when there is no position.
+int LineOfPosition(absl::string_view sql, int position) {
+  if (position <= 0) return 0;
+  int line = 1;
+  int characters = 0;
+  for (char c : sql) {
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80 && ++characters >= position) break;
+    if (c == '\n') ++line;
+  }
+  return line;
+}
+
+enum class Sent { kStatement, kCommit };
+
+// Translates what libpq returned for `sql` into a Status: the one place where PostgreSQL errors
+// become status codes. OK for successful results. Errors the server reported carry a SqlError.
+//   connection lost            -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
+//   class 08 (connection)      -> kUnavailable
+//   class 40 (rollback: 40001 serialization, 40P01 deadlock) -> kAborted (40003 -> kUnknown)
+//   42501 (insufficient privilege) -> kPermissionDenied
+//   any other SQLSTATE (55P03 lock_timeout included) -> kFailedPrecondition
+//   no SQLSTATE (a client-side failure) -> kUnknown
+absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string_view sql,
+                              absl::string_view what, Sent sent = Sent::kStatement) {
+  const ExecStatusType status = result == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(result);
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY ||
+      status == PGRES_SINGLE_TUPLE) {
+    return absl::OkStatus();
+  }
+  SqlError error;
+  error.sqlstate = Field(result, PG_DIAG_SQLSTATE);
+  error.message = Field(result, PG_DIAG_MESSAGE_PRIMARY);
+  error.detail = Field(result, PG_DIAG_MESSAGE_DETAIL);
+  error.hint = Field(result, PG_DIAG_MESSAGE_HINT);
+  int position = 0;
+  if (absl::SimpleAtoi(Field(result, PG_DIAG_STATEMENT_POSITION), &position)) {
+    error.line = LineOfPosition(sql, position);
+  }
+  const std::string context = Field(result, PG_DIAG_CONTEXT);
+  if (error.message.empty()) {
+    error.message = OneLine(result != nullptr && PQresultErrorMessage(result)[0] != '\0'
+                                ? PQresultErrorMessage(result)
+                                : PQerrorMessage(conn));
+  }
+  if (error.message.empty()) {
+    error.message = absl::StrCat("unexpected result ", PQresStatus(status));
+  }
+
+  const bool connection_lost = PQstatus(conn) != CONNECTION_OK;
+  const absl::string_view sql_class = absl::string_view(error.sqlstate).substr(0, 2);
+  absl::StatusCode code;
+  if (connection_lost) {
+    code = sent == Sent::kCommit ? absl::StatusCode::kUnknown : absl::StatusCode::kUnavailable;
+  } else if (error.sqlstate.empty()) {
+    code = absl::StatusCode::kUnknown;
+  } else if (sql_class == "08") {
+    code = absl::StatusCode::kUnavailable;
+  } else if (error.sqlstate == "40003") {
+    code = absl::StatusCode::kUnknown;
+  } else if (sql_class == "40") {
+    code = absl::StatusCode::kAborted;
+  } else if (error.sqlstate == "42501") {
+    code = absl::StatusCode::kPermissionDenied;
+  } else {
+    code = absl::StatusCode::kFailedPrecondition;
+  }
+
+  std::string message;
+  if (!what.empty()) absl::StrAppend(&message, what, ": ");
+  absl::StrAppend(&message, error.message);
+  if (!error.sqlstate.empty()) absl::StrAppend(&message, " (SQLSTATE ", error.sqlstate, ")");
+  if (!error.detail.empty()) absl::StrAppend(&message, "; DETAIL: ", error.detail);
+  if (!error.hint.empty()) absl::StrAppend(&message, "; HINT: ", error.hint);
+  if (!context.empty()) absl::StrAppend(&message, "; CONTEXT: ", OneLine(context));
+  if (connection_lost) {
+    absl::StrAppend(&message, "; the connection to the database was lost");
+    if (sent == Sent::kCommit) {
+      absl::StrAppend(&message,
+                      " during COMMIT, so the transaction may or may not have committed: re-read "
+                      "the version table before retrying");
+    }
+  }
+  absl::Status result_status(code, message);
+  if (!error.sqlstate.empty()) result_status = WithSqlError(std::move(result_status), error);
+  return result_status;
+}
+
+bool IsDuplicateObject(const absl::Status& status) {
+  std::optional<SqlError> error = SqlErrorOf(status);
+  if (!error.has_value()) return false;
+  // unique_violation (on a catalog index), duplicate_table, duplicate_schema, duplicate_object
+  return error->sqlstate == "23505" || error->sqlstate == "42P07" || error->sqlstate == "42P06" ||
+         error->sqlstate == "42710";
+}
+
+// Returns `values` as a PostgreSQL text[] literal.
+std::string TextArrayLiteral(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.push_back('"');
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out.push_back('\\');
+      out.push_back(c);
+    }
+    out.push_back('"');
+  }
+  out.push_back('}');
+  return out;
+}
+
+// Parses a one-dimensional text[] as PostgreSQL prints it (NULL elements become empty strings).
+absl::StatusOr<std::vector<std::string>> ParseTextArray(absl::string_view text) {
+  std::vector<std::string> values;
+  if (text.size() < 2 || text.front() != '{' || text.back() != '}') {
+    return absl::InternalError(absl::StrCat("unexpected array value: ", text));
+  }
+  absl::string_view body = text.substr(1, text.size() - 2);
+  size_t i = 0;
+  while (i < body.size()) {
+    std::string value;
+    if (body[i] == '"') {
+      ++i;
+      while (i < body.size() && body[i] != '"') {
+        if (body[i] == '\\' && i + 1 < body.size()) ++i;
+        value.push_back(body[i++]);
+      }
+      if (i == body.size()) return absl::InternalError(absl::StrCat("bad array value: ", text));
+      ++i;
+    } else {
+      while (i < body.size() && body[i] != ',') value.push_back(body[i++]);
+      if (value == "NULL") value.clear();
+    }
+    values.push_back(std::move(value));
+    if (i < body.size()) {
+      if (body[i] != ',') return absl::InternalError(absl::StrCat("bad array value: ", text));
+      ++i;
+    }
+  }
+  return values;
+}
+
+absl::Duration Jittered(absl::Duration base) {
+  thread_local std::mt19937_64 random{std::random_device{}()};
+  std::uniform_real_distribution<double> factor(0.5, 1.5);
+  return base * factor(random);
+}
+
+// Logs a notice or warning PostgreSQL sent. Those caused by sluice's own statements (`internal`,
+// e.g. "relation already exists, skipping" when another runner won a race) only at debug level.
+void LogNotice(const PGresult* result, bool internal) {
+  const std::string severity = Field(result, PG_DIAG_SEVERITY_NONLOCALIZED);
+  std::string message = Field(result, PG_DIAG_MESSAGE_PRIMARY);
+  if (message.empty()) message = OneLine(PQresultErrorMessage(result));
+  const std::string text =
+      absl::StrCat("postgres ", absl::AsciiStrToLower(severity), ": ", message);
+  if (internal) {
+    log::Debug(text);
+  } else if (severity == "WARNING") {
+    log::Warning(text);
+  } else if (severity == "NOTICE" || severity == "INFO") {
+    log::Info(text);
+  } else {
+    log::Debug(text);
+  }
+}
+
+// The quoted identifiers of one TableNames.
+struct Names {
+  std::string schema;         // "schema"
+  std::string version_table;  // "schema"."table"
+  std::string version_pkc;    // "table_pkc"
+  std::string history;        // "schema"."sluice_history"
+};
+
+std::string Fill(absl::string_view sql, const Names& names) {
+  return absl::StrReplaceAll(sql, {{"{schema}", names.schema},
+                                   {"{version_table}", names.version_table},
+                                   {"{version_pkc}", names.version_pkc},
+                                   {"{history}", names.history}});
+}
+
+using Params = std::vector<std::optional<std::string>>;
+
+// --- PgStore -----------------------------------------------------------------------------------
+
+class PgStore final : public Store {
+ public:
+  explicit PgStore(PGconn* conn) : conn_(conn), pid_(PQbackendPID(conn)) {
+    PQsetNoticeReceiver(
+        conn_,
+        [](void* self, const PGresult* result) {
+          LogNotice(result, static_cast<PgStore*>(self)->internal_statement_);
+        },
+        this);
+  }
+
+  ~PgStore() override {
+    if (PQstatus(conn_) == CONNECTION_OK) {
+      if (PQtransactionStatus(conn_) != PQTRANS_IDLE) Result(PQexec(conn_, kRollbackSql));
+      // The server releases session locks when the backend exits, which happens after PQfinish
+      // returns; releasing them here lets the next holder take the lock at once.
+      Result(PQexec(conn_, kUnlockAllSql));
+    }
+    PQfinish(conn_);
+  }
+
+  PgStore(const PgStore&) = delete;
+  PgStore& operator=(const PgStore&) = delete;
+
+  // Store
+
+  absl::Status Execute(absl::string_view sql) override {
+    if (sql.find('\0') != absl::string_view::npos) {
+      return absl::InvalidArgumentError("SQL text holds a NUL byte");
+    }
+    const std::string text(sql);
+    Result result(PQexec(conn_, text.c_str()));
+    const ExecStatusType status =
+        result == nullptr ? PGRES_FATAL_ERROR : PQresultStatus(result.get());
+    if (status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH) {
+      return AbandonCopy(status);
+    }
+    return StatusFromResult(conn_, result.get(), sql, "");
+  }
+
+  absl::Status Begin() override { return Simple(kBeginSql, "BEGIN"); }
+
+  absl::Status Commit() override {
+    Result result(PQexec(conn_, kCommitSql));
+    SLUICE_RETURN_IF_ERROR(
+        StatusFromResult(conn_, result.get(), kCommitSql, "COMMIT", Sent::kCommit));
+    if (std::strcmp(PQcmdStatus(result.get()), "ROLLBACK") == 0) {
+      return absl::FailedPreconditionError(
+          "COMMIT rolled the transaction back: a statement in it had failed");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Rollback() override {
+    // Nothing to roll back (e.g. after a failed COMMIT): PostgreSQL would only warn.
+    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) return absl::OkStatus();
+    return Simple(kRollbackSql, "ROLLBACK");
+  }
+
+  absl::Status SetLockTimeout(absl::Duration timeout) override {
+    if (timeout < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("lock_timeout cannot be negative");
+    }
+    const bool in_transaction = PQtransactionStatus(conn_) != PQTRANS_IDLE;
+    return Query("setting lock_timeout", kSetLockTimeoutSql,
+                 {absl::StrCat(absl::ToInt64Milliseconds(timeout), "ms"),
+                  in_transaction ? "true" : "false"})
+        .status();
+  }
+
+  absl::Status EnsureTables(const TableNames& tables) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(bool exists, SchemaExists(tables.schema));
+    if (!exists) {
+      SLUICE_RETURN_IF_ERROR(CreateTolerating(absl::StrCat("creating schema ", names.schema),
+                                              Fill(kCreateSchemaSql, names),
+                                              [&] { return SchemaExists(tables.schema); }));
+    }
+    SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, tables.version_table));
+    if (!exists) {
+      SLUICE_RETURN_IF_ERROR(CreateTolerating(
+          absl::StrCat("creating ", names.version_table), Fill(kCreateVersionTableSql, names),
+          [&] { return TableExists(tables.schema, tables.version_table); }));
+    }
+    SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, kHistoryTable));
+    if (!exists) {
+      SLUICE_RETURN_IF_ERROR(CreateTolerating(
+          absl::StrCat("creating ", names.history), Fill(kCreateHistoryTableSql, names),
+          [&] { return TableExists(tables.schema, kHistoryTable); }));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> ReadVersions(const TableNames& tables) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, tables.version_table));
+    std::vector<std::string> versions;
+    if (!exists) return versions;
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("reading ", names.version_table),
+                                                 Fill(kSelectVersionsSql, names), {}));
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      versions.emplace_back(PQgetvalue(result.get(), row, 0));
+    }
+    std::sort(versions.begin(), versions.end());
+    return versions;
+  }
+
+  absl::Status UpdateVersions(const TableNames& tables,
+                              const std::vector<std::string>& delete_versions,
+                              const std::vector<std::string>& insert_versions) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    const std::string what = absl::StrCat("updating ", names.version_table);
+    return InOwnTransaction([&]() -> absl::Status {
+      for (const std::string& version : delete_versions) {
+        SLUICE_RETURN_IF_ERROR(Query(what, Fill(kDeleteVersionSql, names), {version}).status());
+      }
+      for (const std::string& version : insert_versions) {
+        SLUICE_RETURN_IF_ERROR(Query(what, Fill(kInsertVersionSql, names), {version}).status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status PurgeVersions(const TableNames& tables) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, tables.version_table));
+    if (!exists) return absl::OkStatus();
+    return Query(absl::StrCat("purging ", names.version_table), Fill(kPurgeVersionsSql, names), {})
+        .status();
+  }
+
+  absl::StatusOr<int64_t> AppendHistory(const TableNames& tables, const HistoryRow& row) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    Params params = {row.revision,
+                     row.direction,
+                     row.checksum,
+                     row.description,
+                     absl::StrCat(absl::ToUnixMicros(row.started_at)),
+                     absl::StrCat(absl::ToUnixMicros(row.finished_at)),
+                     absl::StrCat(row.duration_ms),
+                     row.applied_by,
+                     row.outcome,
+                     row.error,
+                     TextArrayLiteral(row.down_revisions),
+                     TextArrayLiteral(row.depends_on),
+                     row.upgrade_sql,
+                     row.downgrade_sql,
+                     row.transactional ? "true" : "false"};
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("appending to ", names.history),
+                                                 Fill(kInsertHistorySql, names), params));
+    int64_t id = 0;
+    if (PQntuples(result.get()) != 1 || !absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &id)) {
+      return absl::InternalError("INSERT ... RETURNING id returned no id");
+    }
+    return id;
+  }
+
+  absl::Status SetHistoryOutcome(const TableNames& tables, int64_t id,
+                                 absl::string_view outcome) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("updating ", names.history),
+                                                 Fill(kUpdateHistoryOutcomeSql, names),
+                                                 {absl::StrCat(id), std::string(outcome)}));
+    if (std::strcmp(PQcmdTuples(result.get()), "1") != 0) {
+      return absl::NotFoundError(absl::StrCat("no row ", id, " in ", names.history));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<HistoryRow>> ReadHistory(const TableNames& tables) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, kHistoryTable));
+    std::vector<HistoryRow> rows;
+    if (!exists) return rows;
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("reading ", names.history),
+                                                 Fill(kSelectHistorySql, names), {}));
+    const PGresult* r = result.get();
+    for (int i = 0; i < PQntuples(r); ++i) {
+      HistoryRow row;
+      int64_t started_us = 0;
+      int64_t finished_us = 0;
+      if (!absl::SimpleAtoi(PQgetvalue(r, i, 0), &row.id) ||
+          !absl::SimpleAtoi(PQgetvalue(r, i, 5), &started_us) ||
+          !absl::SimpleAtoi(PQgetvalue(r, i, 6), &finished_us) ||
+          !absl::SimpleAtoi(PQgetvalue(r, i, 7), &row.duration_ms)) {
+        return absl::InternalError(absl::StrCat("unexpected row in ", names.history));
+      }
+      row.revision = PQgetvalue(r, i, 1);
+      row.direction = PQgetvalue(r, i, 2);
+      row.checksum = PQgetvalue(r, i, 3);
+      row.description = PQgetvalue(r, i, 4);
+      row.started_at = absl::FromUnixMicros(started_us);
+      row.finished_at = absl::FromUnixMicros(finished_us);
+      row.applied_by = PQgetvalue(r, i, 8);
+      row.outcome = PQgetvalue(r, i, 9);
+      row.error = PQgetvalue(r, i, 10);
+      SLUICE_ASSIGN_OR_RETURN(row.down_revisions, ParseTextArray(PQgetvalue(r, i, 11)));
+      SLUICE_ASSIGN_OR_RETURN(row.depends_on, ParseTextArray(PQgetvalue(r, i, 12)));
+      row.upgrade_sql = PQgetvalue(r, i, 13);
+      if (!PQgetisnull(r, i, 14)) row.downgrade_sql = std::string(PQgetvalue(r, i, 14));
+      row.transactional = std::strcmp(PQgetvalue(r, i, 15), "t") == 0;
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  absl::StatusOr<bool> TryLock(int64_t key) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("taking advisory lock ", key),
+                                                 kTryLockSql, {absl::StrCat(key)}));
+    return SingleBool(result.get());
+  }
+
+  absl::Status Unlock(int64_t key) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("releasing advisory lock ", key),
+                                                 kUnlockSql, {absl::StrCat(key)}));
+    if (!SingleBool(result.get())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("advisory lock ", key, " was not held by this session"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) override {
+    const uint64_t bits = static_cast<uint64_t>(key);
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result,
+        Query(absl::StrCat("looking up the holder of advisory lock ", key), kLockHolderSql,
+              {absl::StrCat(bits >> 32), absl::StrCat(bits & 0xffffffffu)}));
+    const PGresult* r = result.get();
+    if (PQntuples(r) == 0) return std::optional<LockHolder>();
+    LockHolder holder;
+    if (!absl::SimpleAtoi(PQgetvalue(r, 0, 0), &holder.pid)) {
+      return absl::InternalError("pg_stat_activity returned a bad pid");
+    }
+    holder.application_name = PQgetvalue(r, 0, 1);
+    holder.client_address = PQgetvalue(r, 0, 2);
+    holder.since = PQgetvalue(r, 0, 3);
+    return std::optional<LockHolder>(std::move(holder));
+  }
+
+  absl::StatusOr<std::vector<BlockingSession>> BlockingSessionsOf(int pid) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query(absl::StrCat("looking up the sessions blocking ", pid),
+                                  kBlockingSessionsSql, {absl::StrCat(pid)}));
+    const PGresult* r = result.get();
+    std::vector<BlockingSession> sessions;
+    for (int i = 0; i < PQntuples(r); ++i) {
+      BlockingSession session;
+      if (!absl::SimpleAtoi(PQgetvalue(r, i, 0), &session.pid)) {
+        return absl::InternalError("pg_stat_activity returned a bad pid");
+      }
+      session.application_name = PQgetvalue(r, i, 1);
+      session.state = PQgetvalue(r, i, 2);
+      session.transaction_age = PQgetvalue(r, i, 3);
+      session.query = PQgetvalue(r, i, 4);
+      sessions.push_back(std::move(session));
+    }
+    return sessions;
+  }
+
+  int BackendPid() const override { return pid_; }
+
+  absl::StatusOr<std::vector<std::string>> InvalidIndexes() override {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("looking up invalid indexes", kInvalidIndexesSql, {}));
+    std::vector<std::string> names;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      names.emplace_back(PQgetvalue(result.get(), i, 0));
+    }
+    return names;
+  }
+
+ private:
+  // Marks the statements run during its lifetime as sluice's own, for LogNotice.
+  class InternalStatement {
+   public:
+    explicit InternalStatement(PgStore& store) : flag_(store.internal_statement_), saved_(flag_) {
+      flag_ = true;
+    }
+    ~InternalStatement() { flag_ = saved_; }
+    InternalStatement(const InternalStatement&) = delete;
+    InternalStatement& operator=(const InternalStatement&) = delete;
+
+   private:
+    bool& flag_;
+    const bool saved_;
+  };
+
+  // Runs one statement with bound text parameters (nullopt = NULL).
+  absl::StatusOr<Result> Query(absl::string_view what, const std::string& sql,
+                               const Params& params) {
+    InternalStatement internal(*this);
+    std::vector<const char*> values;
+    values.reserve(params.size());
+    for (const std::optional<std::string>& param : params) {
+      values.push_back(param.has_value() ? param->c_str() : nullptr);
+    }
+    Result result(PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                               values.data(), nullptr, nullptr, /*resultFormat=*/0));
+    SLUICE_RETURN_IF_ERROR(StatusFromResult(conn_, result.get(), sql, what));
+    return result;
+  }
+
+  // Runs one parameterless statement through the simple query protocol.
+  absl::Status Simple(const char* sql, absl::string_view what) {
+    Result result(PQexec(conn_, sql));
+    return StatusFromResult(conn_, result.get(), sql, what);
+  }
+
+  // Ends a COPY that a revision's SQL started: sluice has no data to feed it.
+  absl::Status AbandonCopy(ExecStatusType status) {
+    if (status == PGRES_COPY_IN) {
+      PQputCopyEnd(conn_, "sluice does not feed COPY FROM STDIN");
+    } else {
+      char* buffer = nullptr;
+      while (PQgetCopyData(conn_, &buffer, /*async=*/0) > 0) PQfreemem(buffer);
+    }
+    while (PGresult* rest = PQgetResult(conn_)) PQclear(rest);
+    return absl::InvalidArgumentError(
+        "COPY ... FROM STDIN / TO STDOUT is not supported in migrations: sluice sends no data");
+  }
+
+  // Runs `body` in a transaction of its own unless one is open already.
+  absl::Status InOwnTransaction(const std::function<absl::Status()>& body) {
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) return body();
+    SLUICE_RETURN_IF_ERROR(Begin());
+    absl::Status status = body();
+    if (status.ok()) return Commit();
+    absl::Status rollback = Rollback();
+    if (!rollback.ok()) {
+      log::Debug("rollback failed", {{"error", std::string(rollback.message())}});
+    }
+    return status;
+  }
+
+  // Runs a CREATE ... IF NOT EXISTS. A concurrent runner creating the same object makes it fail
+  // with a unique violation on a catalog (or duplicate_*); that is fine when the object exists
+  // afterwards. Inside a transaction the statement runs under a savepoint, so that failure does
+  // not abort the caller's transaction.
+  absl::Status CreateTolerating(absl::string_view what, const std::string& sql,
+                                const std::function<absl::StatusOr<bool>()>& exists) {
+    InternalStatement internal(*this);
+    const bool in_transaction = PQtransactionStatus(conn_) == PQTRANS_INTRANS;
+    if (in_transaction) SLUICE_RETURN_IF_ERROR(Simple(kSavepointSql, what));
+    Result result(PQexec(conn_, sql.c_str()));
+    absl::Status status = StatusFromResult(conn_, result.get(), sql, what);
+    if (in_transaction) {
+      if (!status.ok()) SLUICE_RETURN_IF_ERROR(Simple(kRollbackToSavepointSql, what));
+      SLUICE_RETURN_IF_ERROR(Simple(kReleaseSavepointSql, what));
+    }
+    if (status.ok() || !IsDuplicateObject(status)) return status;
+    SLUICE_ASSIGN_OR_RETURN(const bool created_elsewhere, exists());
+    if (!created_elsewhere) return status;
+    log::Debug("another session created it concurrently", {{"object", std::string(what)}});
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> SchemaExists(const std::string& schema) {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("looking up a schema", kSchemaExistsSql, {schema}));
+    return PQntuples(result.get()) > 0;
+  }
+
+  absl::StatusOr<bool> TableExists(const std::string& schema, const std::string& table) {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("looking up a table", kTableExistsSql, {schema, table}));
+    return PQntuples(result.get()) > 0;
+  }
+
+  absl::StatusOr<std::string> QuoteIdentifier(absl::string_view name) {
+    if (name.empty()) return absl::InvalidArgumentError("empty schema or table name");
+    if (name.size() > kMaxIdentifierBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("schema or table name longer than ", kMaxIdentifierBytes, " bytes: ", name));
+    }
+    if (name.find('\0') != absl::string_view::npos) {
+      return absl::InvalidArgumentError("schema or table name holds a NUL byte");
+    }
+    char* quoted = PQescapeIdentifier(conn_, name.data(), name.size());
+    if (quoted == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot quote identifier: ", OneLine(PQerrorMessage(conn_))));
+    }
+    std::string out(quoted);
+    PQfreemem(quoted);
+    return out;
+  }
+
+  absl::StatusOr<Names> NamesFor(const TableNames& tables) {
+    Names names;
+    SLUICE_ASSIGN_OR_RETURN(names.schema, QuoteIdentifier(tables.schema));
+    SLUICE_ASSIGN_OR_RETURN(const std::string table, QuoteIdentifier(tables.version_table));
+    SLUICE_ASSIGN_OR_RETURN(const std::string history, QuoteIdentifier(kHistoryTable));
+    // Alembic names the primary key `<table>_pkc`; PostgreSQL truncates names past 63 bytes.
+    std::string pkc = absl::StrCat(tables.version_table, "_pkc");
+    if (pkc.size() > kMaxIdentifierBytes) pkc.resize(kMaxIdentifierBytes);
+    SLUICE_ASSIGN_OR_RETURN(names.version_pkc, QuoteIdentifier(pkc));
+    names.version_table = absl::StrCat(names.schema, ".", table);
+    names.history = absl::StrCat(names.schema, ".", history);
+    return names;
+  }
+
+  static bool SingleBool(const PGresult* result) {
+    return PQntuples(result) == 1 && std::strcmp(PQgetvalue(result, 0, 0), "t") == 0;
+  }
+
+  PGconn* conn_;
+  int pid_;
+  bool internal_statement_ = false;
+};
+
+// The libpq keywords, from libpq itself.
+const std::set<std::string>& LibpqKeywords() {
+  static const std::set<std::string>* const keywords = [] {
+    auto* set = new std::set<std::string>();
+    PQconninfoOption* options = PQconndefaults();
+    for (PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr;
+         ++option) {
+      set->insert(option->keyword);
+    }
+    PQconninfoFree(options);
+    return set;
+  }();
+  return *keywords;
+}
+
+// Returns libpq's sslmode for asyncpg's `ssl=` value.
+std::optional<std::string> SslModeFor(absl::string_view ssl) {
+  const std::string value = absl::AsciiStrToLower(ssl);
+  for (const char* mode : {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}) {
+    if (value == mode) return value;
+  }
+  if (value == "true" || value == "1" || value == "yes" || value == "on") return "require";
+  if (value == "false" || value == "0" || value == "no" || value == "off") return "disable";
+  return std::nullopt;
+}
+
+// Returns why libpq would refuse the value of `keyword` at connect time, or "" when it would not.
+// libpq checks these only when connecting, where a mistake would look like an unreachable server
+// and be retried; checking them here fails fast instead.
+std::string OptionProblem(absl::string_view keyword, absl::string_view value) {
+  auto one_of = [&](std::initializer_list<absl::string_view> allowed) {
+    for (absl::string_view candidate : allowed) {
+      if (value == candidate) return std::string();
+    }
+    return absl::StrCat("invalid ", keyword, " value \"", value, "\": use one of ",
+                        absl::StrJoin(allowed, ", "));
+  };
+  auto integer = [&]() {
+    int number = 0;
+    if (value.empty() || absl::SimpleAtoi(value, &number)) return std::string();
+    return absl::StrCat("invalid integer value \"", value, "\" for ", keyword);
+  };
+  if (keyword == "port") {
+    for (absl::string_view port : absl::StrSplit(value, ',')) {
+      int number = 0;
+      if (!port.empty() && (!absl::SimpleAtoi(port, &number) || number < 1 || number > 65535)) {
+        return absl::StrCat("invalid port \"", port, "\"");
+      }
+    }
+    return "";
+  }
+  if (keyword == "connect_timeout" || keyword == "keepalives" || keyword == "keepalives_idle" ||
+      keyword == "keepalives_interval" || keyword == "keepalives_count" ||
+      keyword == "tcp_user_timeout") {
+    return integer();
+  }
+  if (keyword == "sslmode") {
+    return one_of({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
+  }
+  if (keyword == "gssencmode") return one_of({"disable", "prefer", "require"});
+  if (keyword == "channel_binding") return one_of({"disable", "prefer", "require"});
+  if (keyword == "target_session_attrs") {
+    return one_of({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"});
+  }
+  return "";
+}
+
+// Checks that libpq can parse `conninfo` and would accept its values; `original` is what the user
+// gave, for messages (redacted).
+absl::Status CheckConnectionString(const std::string& conninfo, absl::string_view original) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  std::string reason;
+  if (options == nullptr) {
+    reason = error == nullptr ? "out of memory" : OneLine(error);
+    if (error != nullptr) PQfreemem(error);
+  } else {
+    for (PQconninfoOption* option = options; option->keyword != nullptr && reason.empty();
+         ++option) {
+      if (option->val != nullptr) reason = OptionProblem(option->keyword, option->val);
+    }
+    PQconninfoFree(options);
+  }
+  if (reason.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("invalid connection string ", RedactUrl(original),
+                                                 ": ", internal::ScrubSecrets(reason, original)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> LibpqConnectionString(absl::string_view url) {
+  const absl::string_view text = absl::StripAsciiWhitespace(url);
+  if (text.empty()) return std::string();
+  if (!internal::LooksLikeUrl(text)) {
+    if (!absl::StrContains(text, '=')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("connection string ", RedactUrl(text),
+                       " is neither a postgresql:// URL nor a libpq key/value string "
+                       "(host=... dbname=...)"));
+    }
+    std::string conninfo(text);
+    SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
+    return conninfo;
+  }
+  const internal::UrlParts parts = internal::SplitUrl(text);
+  const absl::string_view scheme =
+      absl::string_view(parts.scheme).substr(0, parts.scheme.find('+'));
+  if (scheme != "postgresql" && scheme != "postgres") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported URL scheme \"", parts.scheme, "\" in ", RedactUrl(text),
+                     ": use postgresql://, postgres:// or postgresql+<driver>://"));
+  }
+  if (parts.ambiguous_userinfo) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ambiguous connection URL ", RedactUrl(text),
+        ": percent-encode '@' as %40 and '/' as %2F in the user name, password and database "
+        "name"));
+  }
+  const std::vector<internal::QueryParam> params = internal::SplitQuery(parts.query);
+  const bool has_sslmode =
+      std::any_of(params.begin(), params.end(), [](const auto& p) { return p.key == "sslmode"; });
+  std::vector<std::string> kept;
+  for (const internal::QueryParam& param : params) {
+    if (param.key == "ssl") {
+      std::optional<std::string> mode = SslModeFor(param.value);
+      if (!mode.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unsupported ssl=", param.value, " in ", RedactUrl(text)));
+      }
+      if (!has_sslmode) kept.push_back(absl::StrCat("sslmode=", *mode));
+    } else if (LibpqKeywords().count(param.key) > 0) {
+      kept.push_back(absl::StrCat(param.raw_key, "=", param.raw_value));
+    } else {
+      log::Debug("ignoring a connection URL parameter libpq does not know",
+                 {{"parameter", param.key}});
+    }
+  }
+  std::string conninfo = "postgresql://";
+  if (parts.has_userinfo) absl::StrAppend(&conninfo, parts.userinfo, "@");
+  absl::StrAppend(&conninfo, parts.hostspec_and_path);
+  if (!kept.empty()) absl::StrAppend(&conninfo, "?", absl::StrJoin(kept, "&"));
+  SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
+  return conninfo;
+}
+
+absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) {
+  SLUICE_ASSIGN_OR_RETURN(const std::string conninfo, LibpqConnectionString(options.url));
+  const std::string target = absl::StripAsciiWhitespace(options.url).empty()
+                                 ? std::string(kEnvironmentTarget)
+                                 : RedactUrl(options.url);
+  const absl::Time start = absl::Now();
+  const absl::Time deadline = start + std::max(options.connect_timeout, absl::ZeroDuration());
+  absl::Duration backoff = kInitialBackoff;
+  for (int attempt = 1;; ++attempt) {
+    // libpq's own per-attempt timeout, in whole seconds (it treats 1 as 2); a connect_timeout in
+    // the connection string wins, since it comes before dbname.
+    const int64_t attempt_seconds = std::clamp<int64_t>(
+        absl::ToInt64Seconds(absl::Ceil(deadline - absl::Now(), absl::Seconds(1))), 2, 10);
+    const std::string attempt_timeout = absl::StrCat(attempt_seconds);
+    std::vector<const char*> keys = {"client_encoding", "connect_timeout",
+                                     "fallback_application_name"};
+    std::vector<const char*> values = {"UTF8", attempt_timeout.c_str(), "sluice"};
+    if (!conninfo.empty()) {
+      keys.push_back("dbname");
+      values.push_back(conninfo.c_str());
+    }
+    if (!options.application_name.empty()) {
+      keys.push_back("application_name");
+      values.push_back(options.application_name.c_str());
+    }
+    keys.push_back(nullptr);
+    values.push_back(nullptr);
+    PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
+    if (conn != nullptr && PQstatus(conn) == CONNECTION_OK) {
+      if (attempt > 1) log::Info("connected to the database", {{"target", target}});
+      return std::unique_ptr<Store>(new PgStore(conn));
+    }
+    const std::string reason =
+        conn == nullptr ? std::string("out of memory")
+                        : internal::ScrubSecrets(OneLine(PQerrorMessage(conn)), options.url);
+    if (conn != nullptr) PQfinish(conn);
+    const absl::Duration wait = Jittered(backoff);
+    const bool retry = absl::Now() + wait < deadline;
+    log::Warning(retry ? "cannot connect to the database; retrying"
+                       : "cannot connect to the database; giving up",
+                 {{"target", target}, {"attempt", absl::StrCat(attempt)}, {"error", reason}});
+    if (!retry) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot connect to ", target, " (", attempt, attempt == 1 ? " attempt" : " attempts",
+          " in ", absl::FormatDuration(absl::Trunc(absl::Now() - start, absl::Milliseconds(1))),
+          "): ", reason));
+    }
+    absl::SleepFor(wait);
+    backoff = std::min(backoff * 2, kMaxBackoff);
+  }
+}
+
+}  // namespace sluice::store

@@ -1,0 +1,718 @@
+// Integration tests of PgStore against a real PostgreSQL (SLUICE_TEST_PG_DSN; each test gets a
+// fresh database from tests/support/pg_fixture.h).
+#include "pkg/store/pg_store.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pkg/base/log.h"
+#include "pkg/store/store.h"
+#include "tests/support/pg_fixture.h"
+#include "tests/support/status_matchers.h"
+
+namespace sluice::store {
+namespace {
+
+using ::sluice::testing::IsOk;
+using ::sluice::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+
+// Matches an OK absl::StatusOr whose value matches `matcher`.
+MATCHER_P(IsOkAndHolds, matcher, "is OK and holds a matching value") {
+  if (!arg.ok()) {
+    *result_listener << "status is " << arg.status();
+    return false;
+  }
+  return ::testing::ExplainMatchResult(matcher, *arg, result_listener);
+}
+
+class PgStoreTest : public sluice::testing::PgTest {
+ protected:
+  std::unique_ptr<Store> Connect(const std::string& application_name = "sluice-test") {
+    ConnectOptions options;
+    options.url = dsn();
+    options.application_name = application_name;
+    options.connect_timeout = absl::Seconds(10);
+    absl::StatusOr<std::unique_ptr<Store>> store = ConnectPg(options);
+    EXPECT_THAT(store, IsOk());
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  // Returns the SqlError of `status`, failing the test when there is none.
+  static SqlError ErrorOf(const absl::Status& status) {
+    std::optional<SqlError> error = SqlErrorOf(status);
+    EXPECT_TRUE(error.has_value()) << status;
+    return error.value_or(SqlError{});
+  }
+
+  // Returns whether `store` sees no other session holding advisory lock `key`.
+  static bool NoOtherHolder(Store& store, int64_t key) {
+    absl::StatusOr<std::optional<LockHolder>> holder = store.LockHolderOf(key);
+    EXPECT_THAT(holder, IsOk());
+    return holder.ok() && !holder->has_value();
+  }
+
+  int Count(const std::string& table) {
+    int count = -1;
+    EXPECT_TRUE(absl::SimpleAtoi(QueryValue("SELECT count(*) FROM " + table), &count));
+    return count;
+  }
+};
+
+// --- statements and transactions ---------------------------------------------------------------
+
+TEST_F(PgStoreTest, ExecuteRunsSeveralStatements) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1), (2);"));
+  EXPECT_EQ(Count("t"), 2);
+  SLUICE_EXPECT_OK(store->Execute(""));
+  SLUICE_EXPECT_OK(store->Execute("-- only a comment\n"));
+}
+
+TEST_F(PgStoreTest, BeginCommitRollback) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int)"));
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->Execute("INSERT INTO t VALUES (1)"));
+  SLUICE_ASSERT_OK(store->Rollback());
+  EXPECT_EQ(Count("t"), 0);
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->Execute("INSERT INTO t VALUES (1)"));
+  EXPECT_EQ(Count("t"), 0);  // not visible before COMMIT
+  SLUICE_ASSERT_OK(store->Commit());
+  EXPECT_EQ(Count("t"), 1);
+}
+
+TEST_F(PgStoreTest, DdlRollsBackWithItsTransaction) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int)"));
+  SLUICE_ASSERT_OK(store->Rollback());
+  EXPECT_EQ(QueryValue("SELECT to_regclass('public.t') IS NULL"), "t");
+}
+
+TEST_F(PgStoreTest, CommitOfAFailedTransactionFails) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Begin());
+  EXPECT_FALSE(store->Execute("SELECT * FROM missing").ok());
+  EXPECT_THAT(store->Commit(),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "rolled the transaction back"));
+  SLUICE_EXPECT_OK(store->Rollback());  // harmless afterwards, as the engine may call it
+  SLUICE_EXPECT_OK(store->Execute("SELECT 1"));
+}
+
+// --- errors ------------------------------------------------------------------------------------
+
+TEST_F(PgStoreTest, SyntaxErrorNamesItsLine) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const absl::Status status = store->Execute("SELECT 1,\n  2,\n  3 4,\n  5");
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  const SqlError error = ErrorOf(status);
+  EXPECT_EQ(error.sqlstate, "42601");
+  EXPECT_EQ(error.message, "syntax error at or near \"4\"");
+  EXPECT_EQ(error.line, 3);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("SQLSTATE 42601"));
+}
+
+TEST_F(PgStoreTest, ErrorLineCountsTheWholeScriptAndCharactersNotBytes) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const absl::Status status = store->Execute(
+      "CREATE TABLE t (id int);\n"
+      "SELECT 'ééééééééééééééééééééééééééééééééééééééé' AS x,\n"
+      "  'üü' AS y,\n"
+      "  nosuchcolumn FROM t;\n");
+  const SqlError error = ErrorOf(status);
+  EXPECT_EQ(error.sqlstate, "42703");
+  EXPECT_EQ(error.line, 4);
+}
+
+TEST_F(PgStoreTest, UnknownTypeOnLineThreeOfFour) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const SqlError error = ErrorOf(store->Execute("CREATE TABLE t (\n  id int,\n  name txet\n);"));
+  EXPECT_EQ(error.sqlstate, "42704");
+  EXPECT_EQ(error.line, 3);
+}
+
+TEST_F(PgStoreTest, UniqueViolationCarriesDetail) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)"));
+  const absl::Status status = store->Execute("INSERT INTO t VALUES (2);\nINSERT INTO t VALUES (1)");
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  const SqlError error = ErrorOf(status);
+  EXPECT_EQ(error.sqlstate, "23505");
+  EXPECT_EQ(error.message, "duplicate key value violates unique constraint \"t_pkey\"");
+  EXPECT_EQ(error.detail, "Key (id)=(1) already exists.");
+  EXPECT_EQ(error.line, 0);  // run-time errors have no position
+  EXPECT_EQ(Count("t"), 1);  // the script ran as one transaction
+}
+
+TEST_F(PgStoreTest, HintIsCarried) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const SqlError error = ErrorOf(store->Execute("SELECT pg_catalog.lower(1, 2)"));
+  EXPECT_EQ(error.sqlstate, "42883");
+  EXPECT_THAT(error.hint, HasSubstr("No function matches"));
+  EXPECT_EQ(error.line, 1);
+}
+
+TEST_F(PgStoreTest, InsufficientPrivilegeIsPermissionDenied) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const std::string role = database() + "_reader";
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int); CREATE ROLE " + role + " NOLOGIN"));
+  const absl::Status status = store->Execute("SET ROLE " + role + "; SELECT * FROM t");
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << status;
+  EXPECT_EQ(ErrorOf(status).sqlstate, "42501");
+  SLUICE_EXPECT_OK(store->Execute("RESET ROLE; DROP ROLE " + role));
+}
+
+TEST_F(PgStoreTest, DeadlockIsAborted) {
+  std::unique_ptr<Store> a = Connect();
+  std::unique_ptr<Store> b = Connect();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  SLUICE_ASSERT_OK(
+      a->Execute("CREATE TABLE t (id int PRIMARY KEY, v int);"
+                 "INSERT INTO t VALUES (1, 0), (2, 0)"));
+  SLUICE_ASSERT_OK(a->Begin());
+  SLUICE_ASSERT_OK(b->Begin());
+  SLUICE_ASSERT_OK(a->Execute("UPDATE t SET v = 1 WHERE id = 1"));
+  SLUICE_ASSERT_OK(b->Execute("UPDATE t SET v = 1 WHERE id = 2"));
+  absl::Status a_status;
+  std::thread thread([&] { a_status = a->Execute("UPDATE t SET v = 2 WHERE id = 2"); });
+  absl::SleepFor(absl::Milliseconds(200));
+  const absl::Status b_status = b->Execute("UPDATE t SET v = 2 WHERE id = 1");
+  if (b_status.ok()) {
+    SLUICE_EXPECT_OK(b->Rollback());  // unblocks a, if a was the victim
+  }
+  thread.join();
+  const absl::Status& victim = b_status.ok() ? a_status : b_status;
+  EXPECT_EQ(victim.code(), absl::StatusCode::kAborted) << victim;
+  EXPECT_EQ(ErrorOf(victim).sqlstate, "40P01");
+  SLUICE_EXPECT_OK(a->Rollback());
+  SLUICE_EXPECT_OK(b->Rollback());
+}
+
+TEST_F(PgStoreTest, LostConnectionIsUnavailableAndLostCommitIsUnknown) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const std::string pid = absl::StrCat(store->BackendPid());
+  EXPECT_EQ(QueryValue("SELECT pg_terminate_backend(" + pid + ", 5000)"), "t");
+  EXPECT_THAT(store->Execute("SELECT 1"), StatusIs(absl::StatusCode::kUnavailable, "lost"));
+
+  std::unique_ptr<Store> other = Connect();
+  ASSERT_NE(other, nullptr);
+  SLUICE_ASSERT_OK(other->Begin());
+  EXPECT_EQ(
+      QueryValue(absl::StrCat("SELECT pg_terminate_backend(", other->BackendPid(), ", 5000)")),
+      "t");
+  EXPECT_THAT(other->Commit(), StatusIs(absl::StatusCode::kUnknown, "re-read the version table"));
+}
+
+TEST_F(PgStoreTest, LockTimeoutGives55P03) {
+  std::unique_ptr<Store> holder = Connect("holder");
+  std::unique_ptr<Store> waiter = Connect("waiter");
+  ASSERT_NE(holder, nullptr);
+  ASSERT_NE(waiter, nullptr);
+  SLUICE_ASSERT_OK(holder->Execute("CREATE TABLE t (id int)"));
+  SLUICE_ASSERT_OK(holder->Begin());
+  SLUICE_ASSERT_OK(holder->Execute("LOCK TABLE t IN ACCESS EXCLUSIVE MODE"));
+
+  SLUICE_ASSERT_OK(waiter->Begin());
+  SLUICE_ASSERT_OK(waiter->SetLockTimeout(absl::Milliseconds(100)));
+  const absl::Time start = absl::Now();
+  const absl::Status status = waiter->Execute("ALTER TABLE t ADD COLUMN c int");
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ErrorOf(status).sqlstate, "55P03");
+  SLUICE_ASSERT_OK(waiter->Rollback());
+  SLUICE_ASSERT_OK(holder->Rollback());
+}
+
+TEST_F(PgStoreTest, SetLockTimeoutIsLocalInATransactionAndSessionWideOutside) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  auto expect = [&store](const std::string& value) {
+    return store->Execute(
+        "DO $$ BEGIN IF current_setting('lock_timeout') <> '" + value +
+        "' THEN RAISE EXCEPTION 'lock_timeout is %', current_setting('lock_timeout'); END IF; "
+        "END $$");
+  };
+  SLUICE_ASSERT_OK(store->SetLockTimeout(absl::Milliseconds(250)));
+  SLUICE_EXPECT_OK(expect("250ms"));
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->SetLockTimeout(absl::Seconds(10)));
+  SLUICE_EXPECT_OK(expect("10s"));
+  SLUICE_ASSERT_OK(store->Commit());
+  SLUICE_EXPECT_OK(expect("250ms"));
+  EXPECT_THAT(store->SetLockTimeout(absl::Seconds(-1)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "negative"));
+}
+
+// --- tables ------------------------------------------------------------------------------------
+
+TEST_F(PgStoreTest, EnsureTablesCreatesAlembicsExactVersionTable) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->EnsureTables(TableNames{}));
+  SLUICE_ASSERT_OK(store->EnsureTables(TableNames{}));  // idempotent
+
+  EXPECT_EQ(
+      Query("SELECT column_name, data_type, character_maximum_length, is_nullable"
+            " FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name = 'alembic_version'"),
+      (std::vector<std::vector<std::string>>{{"version_num", "character varying", "32", "NO"}}));
+  EXPECT_EQ(Query("SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint"
+                  " WHERE conrelid = 'public.alembic_version'::regclass"),
+            (std::vector<std::vector<std::string>>{
+                {"alembic_version_pkc", "p", "PRIMARY KEY (version_num)"}}));
+  EXPECT_EQ(Query("SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable, ', '"
+                  " ORDER BY ordinal_position) FROM information_schema.columns"
+                  " WHERE table_schema = 'public' AND table_name = 'sluice_history'")[0][0],
+            "id bigint NO, revision character varying NO, direction text NO, checksum text NO, "
+            "description text NO, started_at timestamp with time zone NO, "
+            "finished_at timestamp with time zone YES, duration_ms bigint NO, applied_by text NO, "
+            "outcome text NO, error text NO, down_revisions ARRAY NO, depends_on ARRAY NO, "
+            "upgrade_sql text NO, downgrade_sql text YES, transactional boolean NO");
+}
+
+TEST_F(PgStoreTest, EnsureTablesCreatesTheSchemaAndWorksInATransaction) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables{"app", "app_version"};
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  SLUICE_ASSERT_OK(store->Commit());
+  EXPECT_EQ(QueryValue("SELECT conname FROM pg_constraint"
+                       " WHERE conrelid = 'app.app_version'::regclass"),
+            "app_version_pkc");
+  EXPECT_EQ(QueryValue("SELECT to_regclass('app.sluice_history') IS NOT NULL"), "t");
+}
+
+TEST_F(PgStoreTest, EnsureTablesIsSafeFromConcurrentRunners) {
+  constexpr int kRunners = 8;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kRunners; ++i) {
+    stores.push_back(Connect(absl::StrCat("runner-", i)));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  for (int round = 0; round < 3; ++round) {
+    const TableNames tables{absl::StrCat("race", round), "alembic_version"};
+    std::vector<absl::Status> statuses(kRunners);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kRunners; ++i) {
+      threads.emplace_back([&, i] {
+        ++ready;
+        while (ready < kRunners) {
+        }
+        statuses[i] = stores[i]->EnsureTables(tables);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (const absl::Status& status : statuses) SLUICE_EXPECT_OK(status);
+  }
+}
+
+TEST_F(PgStoreTest, EnsureTablesNeedsNoCreatePrivilegeWhenTheTablesExist) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->EnsureTables(TableNames{}));
+  const std::string role = database() + "_app";
+  SLUICE_ASSERT_OK(store->Execute("CREATE ROLE " + role +
+                                  " NOLOGIN; GRANT SELECT, INSERT, UPDATE, DELETE ON "
+                                  "alembic_version, sluice_history TO " +
+                                  role + "; SET ROLE " + role));
+  SLUICE_EXPECT_OK(store->EnsureTables(TableNames{}));
+  SLUICE_EXPECT_OK(store->ReadVersions(TableNames{}).status());
+  SLUICE_EXPECT_OK(store->Execute("RESET ROLE; DROP OWNED BY " + role + "; DROP ROLE " + role));
+}
+
+TEST_F(PgStoreTest, HostileNamesAreQuotedAndInjectNothing) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE x (id int)"));
+  for (const TableNames& tables :
+       {TableNames{"we\"ird; DROP TABLE x; --", "alembic_version"},
+        TableNames{"Upper Case", "Version Table"}, TableNames{"public", "v'); DROP TABLE x; --"},
+        TableNames{"{schema}", "{version_table}"}}) {
+    SCOPED_TRACE(tables.schema + "." + tables.version_table);
+    SLUICE_ASSERT_OK(store->EnsureTables(tables));
+    SLUICE_ASSERT_OK(store->EnsureTables(tables));
+    SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"abc"}));
+    EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("abc")));
+    HistoryRow row;
+    row.revision = "abc";
+    row.direction = "upgrade";
+    row.outcome = "applied";
+    SLUICE_ASSERT_OK(store->AppendHistory(tables, row).status());
+    absl::StatusOr<std::vector<HistoryRow>> history = store->ReadHistory(tables);
+    SLUICE_ASSERT_OK(history);
+    EXPECT_EQ(history->size(), 1u);
+    SLUICE_ASSERT_OK(store->PurgeVersions(tables));
+    EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(IsEmpty()));
+    EXPECT_EQ(QueryValue("SELECT count(*) FROM pg_class c JOIN pg_namespace n"
+                         " ON n.oid = c.relnamespace WHERE n.nspname = $x$" +
+                         tables.schema + "$x$ AND c.relname = $x$" + tables.version_table + "$x$"),
+              "1");
+  }
+  EXPECT_EQ(QueryValue("SELECT to_regclass('public.x') IS NOT NULL"), "t");
+  EXPECT_THAT(store->EnsureTables(TableNames{"", "v"}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "empty"));
+  EXPECT_THAT(store->EnsureTables(TableNames{"public", std::string(64, 'v')}),
+              StatusIs(absl::StatusCode::kInvalidArgument, "longer than 63"));
+}
+
+TEST_F(PgStoreTest, ReadingMissingTablesGivesNothing) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  EXPECT_THAT(store->ReadVersions(TableNames{}), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store->ReadHistory(TableNames{}), IsOkAndHolds(IsEmpty()));
+  EXPECT_THAT(store->ReadVersions(TableNames{"no_such_schema", "alembic_version"}),
+              IsOkAndHolds(IsEmpty()));
+  SLUICE_EXPECT_OK(store->PurgeVersions(TableNames{"no_such_schema", "alembic_version"}));
+  // A view of the same name is not the version table.
+  SLUICE_ASSERT_OK(
+      store->Execute("CREATE VIEW alembic_version AS SELECT 'x'::text AS version_num"));
+  EXPECT_THAT(store->ReadVersions(TableNames{}), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_F(PgStoreTest, UpdateAndPurgeVersions) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables;
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"b2", "a1"}));
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("a1", "b2")));
+  SLUICE_ASSERT_OK(store->UpdateVersions(tables, {"a1", "b2"}, {"c3"}));
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("c3")));
+  // A failing update changes nothing: it runs in a transaction of its own.
+  const absl::Status duplicate = store->UpdateVersions(tables, {"c3"}, {"d4", "d4"});
+  EXPECT_EQ(ErrorOf(duplicate).sqlstate, "23505");
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("c3")));
+  // Too long for VARCHAR(32).
+  EXPECT_EQ(ErrorOf(store->UpdateVersions(tables, {}, {std::string(33, 'x')})).sqlstate, "22001");
+  SLUICE_ASSERT_OK(store->PurgeVersions(tables));
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(IsEmpty()));
+  // Alembic's own statements read our rows.
+  SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"e5"}));
+  EXPECT_EQ(QueryValue("SELECT version_num FROM alembic_version"), "e5");
+}
+
+TEST_F(PgStoreTest, UpdateVersionsJoinsTheCallersTransaction) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables;
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"a1"}));
+  SLUICE_ASSERT_OK(store->Rollback());
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_F(PgStoreTest, HistoryRoundTripsEveryField) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables;
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  HistoryRow row;
+  row.revision = "0002_add_users";
+  row.direction = "upgrade";
+  row.checksum = "sha256:0123abcd";
+  row.description = "add users ('quoted', \"double\", ü)";
+  row.started_at = absl::FromUnixMicros(1700000000123456);
+  row.finished_at = absl::FromUnixMicros(1700000001654321);
+  row.duration_ms = 1531;
+  row.applied_by = "pod-7";
+  row.outcome = "failed";
+  row.error = "SQLSTATE 23505: duplicate key";
+  row.down_revisions = {"0001", "we,ird\"{}\\ NULL", "NULL", ""};
+  row.depends_on = {"lib_0003"};
+  row.upgrade_sql = "CREATE TABLE users (id int);\n-- $1 'x' \\ \n";
+  row.downgrade_sql = "DROP TABLE users;";
+  row.transactional = false;
+  absl::StatusOr<int64_t> id = store->AppendHistory(tables, row);
+  SLUICE_ASSERT_OK(id);
+
+  HistoryRow stamp;
+  stamp.revision = "0003";
+  stamp.direction = "stamp";
+  stamp.outcome = "applied";
+  stamp.started_at = absl::FromUnixSeconds(1);
+  stamp.finished_at = absl::FromUnixSeconds(1);
+  absl::StatusOr<int64_t> stamp_id = store->AppendHistory(tables, stamp);
+  SLUICE_ASSERT_OK(stamp_id);
+  EXPECT_GT(*stamp_id, *id);
+
+  absl::StatusOr<std::vector<HistoryRow>> history = store->ReadHistory(tables);
+  SLUICE_ASSERT_OK(history);
+  ASSERT_EQ(history->size(), 2u);
+  const HistoryRow& read = (*history)[0];
+  EXPECT_EQ(read.id, *id);
+  EXPECT_EQ(read.revision, row.revision);
+  EXPECT_EQ(read.direction, row.direction);
+  EXPECT_EQ(read.checksum, row.checksum);
+  EXPECT_EQ(read.description, row.description);
+  EXPECT_EQ(read.started_at, row.started_at);
+  EXPECT_EQ(read.finished_at, row.finished_at);
+  EXPECT_EQ(read.duration_ms, row.duration_ms);
+  EXPECT_EQ(read.applied_by, row.applied_by);
+  EXPECT_EQ(read.outcome, row.outcome);
+  EXPECT_EQ(read.error, row.error);
+  EXPECT_EQ(read.down_revisions, row.down_revisions);
+  EXPECT_EQ(read.depends_on, row.depends_on);
+  EXPECT_EQ(read.upgrade_sql, row.upgrade_sql);
+  EXPECT_EQ(read.downgrade_sql, row.downgrade_sql);
+  EXPECT_EQ(read.transactional, false);
+
+  const HistoryRow& read_stamp = (*history)[1];
+  EXPECT_EQ(read_stamp.revision, "0003");
+  EXPECT_EQ(read_stamp.downgrade_sql, std::nullopt);
+  EXPECT_TRUE(read_stamp.down_revisions.empty());
+  EXPECT_TRUE(read_stamp.transactional);
+  EXPECT_EQ(read_stamp.started_at, absl::FromUnixSeconds(1));
+}
+
+TEST_F(PgStoreTest, SetHistoryOutcome) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables;
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  HistoryRow row;
+  row.revision = "0001";
+  row.direction = "upgrade";
+  row.outcome = "failed";
+  absl::StatusOr<int64_t> id = store->AppendHistory(tables, row);
+  SLUICE_ASSERT_OK(id);
+  SLUICE_ASSERT_OK(store->SetHistoryOutcome(tables, *id, "resolved"));
+  absl::StatusOr<std::vector<HistoryRow>> history = store->ReadHistory(tables);
+  SLUICE_ASSERT_OK(history);
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].outcome, "resolved");
+  EXPECT_THAT(store->SetHistoryOutcome(tables, *id + 100, "resolved"),
+              StatusIs(absl::StatusCode::kNotFound, "no row"));
+}
+
+// --- locks -------------------------------------------------------------------------------------
+
+TEST_F(PgStoreTest, AdvisoryLockIsExclusiveAndNamesItsHolder) {
+  std::unique_ptr<Store> first = Connect("sluice:pod-a");
+  std::unique_ptr<Store> second = Connect("sluice:pod-b");
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  const int64_t key = LockKeyFor(TableNames{});
+  EXPECT_TRUE(NoOtherHolder(*second, key));
+  EXPECT_THAT(first->TryLock(key), IsOkAndHolds(true));
+  EXPECT_THAT(second->TryLock(key), IsOkAndHolds(false));
+
+  absl::StatusOr<std::optional<LockHolder>> holder = second->LockHolderOf(key);
+  SLUICE_ASSERT_OK(holder);
+  ASSERT_TRUE(holder->has_value());
+  EXPECT_EQ((*holder)->application_name, "sluice:pod-a");
+  EXPECT_EQ((*holder)->pid, first->BackendPid());
+  EXPECT_EQ((*holder)->client_address, "127.0.0.1");
+  EXPECT_FALSE((*holder)->since.empty());
+  // The holder does not report itself.
+  EXPECT_TRUE(NoOtherHolder(*first, key));
+  // Another key is free.
+  EXPECT_TRUE(NoOtherHolder(*second, key + 1));
+
+  SLUICE_ASSERT_OK(first->Unlock(key));
+  EXPECT_TRUE(NoOtherHolder(*second, key));
+  EXPECT_THAT(second->TryLock(key), IsOkAndHolds(true));
+  EXPECT_THAT(first->Unlock(key), StatusIs(absl::StatusCode::kFailedPrecondition, "not held"));
+}
+
+TEST_F(PgStoreTest, LockHolderOfSplitsTheKeyLikePostgres) {
+  std::unique_ptr<Store> first = Connect("holder");
+  std::unique_ptr<Store> second = Connect("watcher");
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  for (int64_t key : {int64_t{-2}, std::numeric_limits<int64_t>::min(),
+                      std::numeric_limits<int64_t>::max(), int64_t{0}, int64_t{1} << 32}) {
+    SCOPED_TRACE(key);
+    EXPECT_THAT(first->TryLock(key), IsOkAndHolds(true));
+    absl::StatusOr<std::optional<LockHolder>> holder = second->LockHolderOf(key);
+    SLUICE_ASSERT_OK(holder);
+    ASSERT_TRUE(holder->has_value());
+    EXPECT_EQ((*holder)->application_name, "holder");
+    // Only that key is held.
+    EXPECT_TRUE(NoOtherHolder(*second, key ^ 1));
+    SLUICE_ASSERT_OK(first->Unlock(key));
+  }
+}
+
+TEST_F(PgStoreTest, DestroyingAStoreReleasesItsLock) {
+  const int64_t key = LockKeyFor(TableNames{});
+  std::unique_ptr<Store> second = Connect("second");
+  ASSERT_NE(second, nullptr);
+  {
+    std::unique_ptr<Store> first = Connect("first");
+    ASSERT_NE(first, nullptr);
+    EXPECT_THAT(first->TryLock(key), IsOkAndHolds(true));
+    SLUICE_ASSERT_OK(first->Begin());  // even with a transaction open
+    EXPECT_FALSE(first->Execute("SELECT * FROM missing").ok());
+  }
+  EXPECT_THAT(second->TryLock(key), IsOkAndHolds(true));
+}
+
+TEST_F(PgStoreTest, BlockingSessionsNamesTheBlocker) {
+  std::unique_ptr<Store> blocker = Connect("sluice-test-blocker");
+  std::unique_ptr<Store> blocked = Connect("sluice-test-blocked");
+  std::unique_ptr<Store> watcher = Connect("sluice-test-watcher");
+  ASSERT_NE(blocker, nullptr);
+  ASSERT_NE(blocked, nullptr);
+  ASSERT_NE(watcher, nullptr);
+  SLUICE_ASSERT_OK(blocker->Execute("CREATE TABLE t (id int)"));
+  SLUICE_ASSERT_OK(blocker->Begin());
+  SLUICE_ASSERT_OK(blocker->Execute("SELECT * FROM t"));  // holds ACCESS SHARE
+
+  EXPECT_THAT(watcher->BlockingSessionsOf(blocked->BackendPid()), IsOkAndHolds(IsEmpty()));
+  absl::Status blocked_status;
+  std::thread thread([&] { blocked_status = blocked->Execute("ALTER TABLE t ADD COLUMN c int"); });
+  std::vector<BlockingSession> sessions;
+  for (int i = 0; i < 100 && sessions.empty(); ++i) {
+    absl::StatusOr<std::vector<BlockingSession>> found =
+        watcher->BlockingSessionsOf(blocked->BackendPid());
+    SLUICE_ASSERT_OK(found);
+    sessions = *found;
+    if (sessions.empty()) absl::SleepFor(absl::Milliseconds(50));
+  }
+  SLUICE_ASSERT_OK(blocker->Commit());
+  thread.join();
+  SLUICE_EXPECT_OK(blocked_status);
+  ASSERT_EQ(sessions.size(), 1u);
+  EXPECT_EQ(sessions[0].pid, blocker->BackendPid());
+  EXPECT_EQ(sessions[0].application_name, "sluice-test-blocker");
+  EXPECT_EQ(sessions[0].state, "idle in transaction");
+  EXPECT_FALSE(sessions[0].transaction_age.empty());
+  EXPECT_EQ(sessions[0].query, "SELECT * FROM t");
+}
+
+TEST_F(PgStoreTest, InvalidIndexesAfterAFailedConcurrentBuild) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(
+      store->Execute("CREATE TABLE t (id int); INSERT INTO t VALUES (1), (1);"
+                     "CREATE INDEX t_ok ON t (id)"));
+  EXPECT_THAT(store->InvalidIndexes(), IsOkAndHolds(IsEmpty()));
+  EXPECT_EQ(ErrorOf(store->Execute("CREATE UNIQUE INDEX CONCURRENTLY t_unique ON t (id)")).sqlstate,
+            "23505");
+  SLUICE_ASSERT_OK(
+      store->Execute("CREATE SCHEMA \"Odd Schema\"; CREATE TABLE \"Odd Schema\".u (id "
+                     "int); INSERT INTO \"Odd Schema\".u VALUES (2), (2)"));
+  EXPECT_FALSE(
+      store->Execute("CREATE UNIQUE INDEX CONCURRENTLY \"U idx\" ON \"Odd Schema\".u (id)").ok());
+  EXPECT_THAT(store->InvalidIndexes(),
+              IsOkAndHolds(ElementsAre("\"Odd Schema\".\"U idx\"", "public.t_unique")));
+}
+
+// --- connecting --------------------------------------------------------------------------------
+
+TEST_F(PgStoreTest, ApplicationNameFromOptionsWins) {
+  ConnectOptions options;
+  options.url = UrlFor("postgresql", "application_name=from-url");
+  options.application_name = "sluice:pod-9";
+  absl::StatusOr<std::unique_ptr<Store>> store = ConnectPg(options);
+  SLUICE_ASSERT_OK(store);
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT application_name FROM pg_stat_activity WHERE pid = ",
+                                    (*store)->BackendPid())),
+            "sluice:pod-9");
+  options.application_name.clear();
+  store = ConnectPg(options);
+  SLUICE_ASSERT_OK(store);
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT application_name FROM pg_stat_activity WHERE pid = ",
+                                    (*store)->BackendPid())),
+            "from-url");
+}
+
+TEST_F(PgStoreTest, SqlAlchemyUrlsConnect) {
+  for (const std::string& url :
+       {UrlFor("postgresql"), UrlFor("postgres"), UrlFor("postgresql+psycopg2"),
+        UrlFor("postgresql+psycopg", "sslmode=disable"),
+        UrlFor("postgresql+asyncpg", "ssl=disable&prepared_statement_cache_size=0"),
+        UrlFor("postgresql+asyncpg", "prepared_statement_cache_size=0&ssl=prefer"), dsn()}) {
+    SCOPED_TRACE(url);
+    ConnectOptions options;
+    options.url = url;
+    options.application_name = "sqlalchemy-test";
+    absl::StatusOr<std::unique_ptr<Store>> store = ConnectPg(options);
+    SLUICE_ASSERT_OK(store);
+    SLUICE_EXPECT_OK((*store)->Execute("SELECT 1"));
+    EXPECT_EQ(QueryValue(absl::StrCat("SELECT datname FROM pg_stat_activity WHERE pid = ",
+                                      (*store)->BackendPid())),
+              database());
+  }
+}
+
+// Returns a loopback TCP port that nothing listens on.
+int ClosedPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    return 1;
+  }
+  const int port = ntohs(address.sin_port);
+  close(fd);  // bound but never listening: connections are refused
+  return port;
+}
+
+TEST(PgStoreConnectTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
+  std::ostringstream logs;
+  log::SetSinkForTest(&logs);
+  ConnectOptions options;
+  options.url =
+      absl::StrCat("postgresql+asyncpg://app:hunter2@127.0.0.1:", ClosedPort(), "/app?ssl=disable");
+  options.connect_timeout = absl::Milliseconds(1500);
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::unique_ptr<Store>> store = ConnectPg(options);
+  const absl::Duration elapsed = absl::Now() - start;
+  log::SetSinkForTest(nullptr);
+  EXPECT_THAT(store, StatusIs(absl::StatusCode::kUnavailable, "app:***@127.0.0.1"));
+  EXPECT_THAT(std::string(store.status().message()), HasSubstr("Connection refused"));
+  EXPECT_THAT(std::string(store.status().message()), Not(HasSubstr("hunter2")));
+  EXPECT_GE(elapsed, absl::Milliseconds(500));
+  EXPECT_LT(elapsed, absl::Seconds(5));
+  EXPECT_THAT(logs.str(), HasSubstr("retrying"));
+  EXPECT_THAT(logs.str(), HasSubstr("app:***@127.0.0.1"));
+  EXPECT_THAT(logs.str(), Not(HasSubstr("hunter2")));
+}
+
+}  // namespace
+}  // namespace sluice::store
