@@ -66,7 +66,8 @@ class AppTest : public ::testing::Test {
   int RunSluice(std::vector<std::string> args) {
     out_.str("");
     args.push_back("--migrations=" + dir_.string());
-    return Run(args, out_, [](const std::string&) { return std::nullopt; });
+    return cli::Run(args, out_,
+                    [](const std::string&) -> std::optional<std::string> { return std::nullopt; });
   }
 
   std::filesystem::path dir_;

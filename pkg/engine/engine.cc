@@ -58,11 +58,6 @@ Migration MigrationFromHistory(const store::HistoryRow& row) {
   return m;
 }
 
-std::vector<std::string> Sorted(std::vector<std::string> items) {
-  std::sort(items.begin(), items.end());
-  return items;
-}
-
 // Sleeps for `duration` scaled by a random factor in [0.5, 1.5), so that many runners polling the
 // same lock do not wake in step.
 void SleepJittered(absl::Duration duration) {

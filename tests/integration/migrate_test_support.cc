@@ -15,7 +15,7 @@ namespace sluice::testing {
 std::string SluiceBinary() { return SLUICE_BINARY; }
 
 void MigrateTest::SetUp() {
-  db_ = std::make_unique<PgTestDatabase>();
+  PgTest::SetUp();
   manifests_ = std::filesystem::temp_directory_path() /
                absl::StrCat("sluice-manifests-", getpid(), "-",
                             ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -25,7 +25,7 @@ void MigrateTest::SetUp() {
 
 void MigrateTest::TearDown() {
   std::filesystem::remove_all(manifests_);
-  db_.reset();
+  PgTest::TearDown();
 }
 
 void MigrateTest::WriteManifest(const std::string& name,
@@ -70,7 +70,7 @@ void MigrateTest::RemoveManifest(const std::string& name) {
 std::vector<std::string> MigrateTest::SluiceArgs(std::vector<std::string> args) const {
   args.insert(args.begin(), SluiceBinary());
   args.push_back("--migrations=" + manifests_.string());
-  args.push_back("--database-url=" + db_->dsn());
+  args.push_back("--database-url=" + dsn());
   return args;
 }
 
@@ -84,20 +84,17 @@ std::unique_ptr<Process> MigrateTest::StartSluice(std::vector<std::string> args,
   return std::make_unique<Process>(SluiceArgs(std::move(args)), env);
 }
 
-std::string MigrateTest::Query(const std::string& sql) {
-  ProcessResult result =
-      RunProcess({"psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", db_->dsn(), "-c", sql});
-  EXPECT_EQ(result.exit_code, 0) << sql << "\n" << result.err;
-  return std::string(absl::StripTrailingAsciiWhitespace(result.out));
+std::string MigrateTest::Rows(const std::string& sql) {
+  std::vector<std::string> lines;
+  for (const std::vector<std::string>& row : Query(sql)) lines.push_back(absl::StrJoin(row, "|"));
+  return absl::StrJoin(lines, "\n");
 }
 
 std::unique_ptr<Process> MigrateTest::StartPsql(const std::string& sql,
                                                 const std::string& application_name) {
   return std::make_unique<Process>(
       std::vector<std::string>{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
-                               db_->dsn() + (db_->dsn().find('?') == std::string::npos ? "?" : "&") +
-                                   "application_name=" + application_name,
-                               "-c", sql});
+                               dsn() + " application_name=" + application_name, "-c", sql});
 }
 
 }  // namespace sluice::testing

@@ -24,7 +24,7 @@ struct RevisionSpec {
   std::string extra;      // further YAML lines, e.g. "transactional: false"
 };
 
-class MigrateTest : public ::testing::Test {
+class MigrateTest : public PgTest {
  protected:
   void SetUp() override;
   void TearDown() override;
@@ -43,16 +43,17 @@ class MigrateTest : public ::testing::Test {
                                        const std::map<std::string, std::string>& env = {});
   std::vector<std::string> SluiceArgs(std::vector<std::string> args) const;
 
-  // Runs SQL with psql; returns rows as lines, columns separated by '|'.
-  std::string Query(const std::string& sql);
+  // Runs SQL on a connection of its own; returns rows as lines, columns separated by '|'.
+  std::string Rows(const std::string& sql);
   // Starts psql running `sql` in the background (e.g. a session holding a lock).
   std::unique_ptr<Process> StartPsql(const std::string& sql, const std::string& application_name);
-  std::string Versions() { return Query("SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version"); }
+  std::string Versions() {
+    return Rows("SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version");
+  }
   bool TableExists(const std::string& table) {
-    return Query("SELECT to_regclass('" + table + "') IS NOT NULL") == "t";
+    return Rows("SELECT to_regclass('" + table + "') IS NOT NULL") == "t";
   }
 
-  std::unique_ptr<PgTestDatabase> db_;
   std::filesystem::path manifests_;
 };
 
