@@ -47,8 +47,16 @@ class MigrateTest : public PgTest {
   std::string Rows(const std::string& sql);
   // Starts psql running `sql` in the background (e.g. a session holding a lock).
   std::unique_ptr<Process> StartPsql(const std::string& sql, const std::string& application_name);
+  // Terminates the server sessions named `application_name` (ending a psql child's session:
+  // killing psql alone leaves its backend running until its statement ends).
+  void EndSessions(const std::string& application_name) {
+    Rows("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" +
+         application_name + "'");
+  }
   std::string Versions() {
-    return Rows("SELECT string_agg(version_num, ',' ORDER BY version_num) FROM alembic_version");
+    return Rows(
+        "SELECT coalesce(string_agg(version_num, ',' ORDER BY version_num), '') FROM "
+        "alembic_version");
   }
   bool TableExists(const std::string& table) {
     return Rows("SELECT to_regclass('" + table + "') IS NOT NULL") == "t";
