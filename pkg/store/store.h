@@ -138,7 +138,9 @@ struct ConnectOptions {
 // Returns `url` with any password replaced by `***`, for every kind of connection string accepted.
 std::string RedactUrl(absl::string_view url);
 
-// Returns the advisory-lock key derived from schema and version table (stable across releases).
+// Returns the advisory-lock key derived from schema and version table (stable across releases):
+// the first 8 bytes of SHA-256("sluice:" + schema + "." + version_table), read big-endian as a
+// two's complement int64 (0x906d77adf13b6cf6 for public.alembic_version).
 int64_t LockKeyFor(const TableNames& tables);
 
 }  // namespace sluice::store
