@@ -5,6 +5,7 @@
 #   scripts/pg-test-cluster.sh env     # prints SLUICE_TEST_PG_DSN=... without starting anything
 #   scripts/pg-test-cluster.sh status  # exit 0 when the cluster runs
 #   scripts/pg-test-cluster.sh stop    # stops the server and deletes the cluster directory
+#   scripts/pg-test-cluster.sh pause   # stops the server and keeps its data (start resumes it)
 #
 # Use it as: eval "$(scripts/pg-test-cluster.sh start)"; export SLUICE_TEST_PG_DSN
 # Only the DSN line goes to stdout; progress and errors go to stderr.
@@ -122,6 +123,15 @@ EOF
   die "the server does not accept connections on 127.0.0.1:$port"
 }
 
+pause() {
+  need_binaries
+  ensure_run_user
+  if running; then
+    say "stopping the server in $dir (data kept)"
+    as_owner "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed"
+  fi
+}
+
 stop() {
   if [ -f "$data/PG_VERSION" ]; then
     need_binaries
@@ -144,6 +154,7 @@ stop() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
+  pause) pause ;;
   env) print_dsn ;;
   status)
     if running; then
@@ -155,7 +166,7 @@ case "${1:-}" in
     fi
     ;;
   *)
-    echo "usage: $0 start|stop|env|status" >&2
+    echo "usage: $0 start|stop|pause|env|status" >&2
     exit 2
     ;;
 esac
