@@ -49,7 +49,8 @@ absl::StatusCode CodeFor(int http_code) {
 
 }  // namespace
 
-ApiError ParseApiError(int http_code, absl::string_view body, absl::string_view retry_after_header) {
+ApiError ParseApiError(int http_code, absl::string_view body,
+                       absl::string_view retry_after_header) {
   ApiError error;
   error.http_code = http_code;
   error.retry_after = ParseRetryAfterHeader(retry_after_header);
@@ -84,8 +85,9 @@ absl::Status ApiErrorToStatus(const ApiError& error, absl::string_view operation
       absl::StrAppend(&message, "; the bearer token is missing, expired or invalid");
       break;
     case 403:
-      absl::StrAppend(&message, "; check the RBAC Role bound to the service account "
-                                "(manifests/rbac-init-container.yaml)");
+      absl::StrAppend(&message,
+                      "; check the RBAC Role bound to the service account "
+                      "(manifests/rbac-init-container.yaml)");
       break;
     default:
       break;

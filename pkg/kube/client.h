@@ -12,7 +12,8 @@
 //   SLUICE_ASSIGN_OR_RETURN(kube::ClusterConfig config, kube::LoadConfig(kubeconfig_path));
 //   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client, kube::NewRestClient(config));
 //   SLUICE_ASSIGN_OR_RETURN(kube::MigrationJob job,
-//                           client->GetMigrationJob({"app", "app-db"}, absl::Now() + absl::Seconds(10)));
+//                           client->GetMigrationJob({"app", "app-db"}, absl::Now() +
+//                           absl::Seconds(10)));
 #ifndef SLUICE_PKG_KUBE_CLIENT_H_
 #define SLUICE_PKG_KUBE_CLIENT_H_
 

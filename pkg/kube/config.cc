@@ -123,13 +123,13 @@ absl::StatusOr<ClusterConfig> ParseKubeconfig(const std::string& path, const std
     config.source = path;
     config.server = std::string(absl::StripSuffix(Str(cluster, "server"), "/"));
     if (config.server.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("kubeconfig ", path, ": cluster \"",
-                                                     cluster_name, "\" has no server"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("kubeconfig ", path, ": cluster \"", cluster_name, "\" has no server"));
     }
     if (!absl::StartsWith(config.server, "https://") &&
         !absl::StartsWith(config.server, "http://")) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "kubeconfig ", path, ": server \"", config.server, "\" is not an http(s) URL"));
+      return absl::InvalidArgumentError(absl::StrCat("kubeconfig ", path, ": server \"",
+                                                     config.server, "\" is not an http(s) URL"));
     }
     config.namespace_ = Str(ctx, "namespace");
     if (config.namespace_.empty()) config.namespace_ = "default";
@@ -169,8 +169,8 @@ absl::StatusOr<ClusterConfig> ParseKubeconfig(const std::string& path, const std
           absl::StrCat("kubeconfig ", path, ": user \"", user_name,
                        "\" needs both a client certificate and a client key"));
     }
-    const bool has_credentials = !config.token.empty() || !config.token_file.empty() ||
-                                 !config.client_cert_pem.empty();
+    const bool has_credentials =
+        !config.token.empty() || !config.token_file.empty() || !config.client_cert_pem.empty();
     if (!has_credentials && (user["exec"] || user["auth-provider"])) {
       return absl::UnimplementedError(
           absl::StrCat("kubeconfig ", path, ": user \"", user_name,
@@ -208,8 +208,7 @@ absl::StatusOr<ClusterConfig> InClusterConfig(const InClusterPaths& paths) {
   return config;
 }
 
-absl::StatusOr<ClusterConfig> KubeconfigConfig(const std::string& path,
-                                               absl::string_view context) {
+absl::StatusOr<ClusterConfig> KubeconfigConfig(const std::string& path, absl::string_view context) {
   SLUICE_ASSIGN_OR_RETURN(std::string text, ReadFile(path, "kubeconfig"));
   return ParseKubeconfig(path, text, context);
 }
@@ -222,8 +221,7 @@ absl::StatusOr<ClusterConfig> LoadConfig(const std::string& kubeconfig_flag,
       const std::string path(entry);
       if (FileExists(path)) return KubeconfigConfig(path);
     }
-    return absl::FailedPreconditionError(
-        absl::StrCat("no file of KUBECONFIG=", env, " exists"));
+    return absl::FailedPreconditionError(absl::StrCat("no file of KUBECONFIG=", env, " exists"));
   }
   if (const char* host = std::getenv("KUBERNETES_SERVICE_HOST"); host != nullptr && *host != '\0') {
     return InClusterConfig(paths);

@@ -1,6 +1,6 @@
 // Where the Kubernetes API server is and how to authenticate to it: in-cluster (the pod's service
-// account) or from a kubeconfig file (kube-api.md section 8). Pure parsing; the token itself is read
-// by TokenSource (token_source.h) so that rotated token files keep working. Thread-compatible.
+// account) or from a kubeconfig file (kube-api.md section 8). Pure parsing; the token itself is
+// read by TokenSource (token_source.h) so that rotated token files keep working. Thread-compatible.
 //
 // Example:
 //   SLUICE_ASSIGN_OR_RETURN(kube::ClusterConfig config, kube::LoadConfig(flags.kubeconfig));

@@ -62,8 +62,8 @@ MigrationJobStatus ParseStatus(const value& s) {
   }
   if (s.has_object_field("lastError")) {
     const value& e = s.at("lastError");
-    status.last_error = LastError{GetString(e, "revision"), GetString(e, "sqlState"),
-                                  GetString(e, "message")};
+    status.last_error =
+        LastError{GetString(e, "revision"), GetString(e, "sqlState"), GetString(e, "message")};
   }
   status.started_at = GetString(s, "startedAt");
   status.completed_at = GetString(s, "completedAt");

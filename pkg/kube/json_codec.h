@@ -1,5 +1,5 @@
-// JSON encoding of the structs in types.h, for the REST client (internal to pkg/kube; cpprest's JSON
-// stays in the .cc). Strings in, strings out, so tests need no JSON library.
+// JSON encoding of the structs in types.h, for the REST client (internal to pkg/kube; cpprest's
+// JSON stays in the .cc). Strings in, strings out, so tests need no JSON library.
 #ifndef SLUICE_PKG_KUBE_JSON_CODEC_H_
 #define SLUICE_PKG_KUBE_JSON_CODEC_H_
 

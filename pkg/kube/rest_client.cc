@@ -38,8 +38,8 @@ absl::Status CheckPem(const ClusterConfig& config) {
     boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
     if (!config.ca_pem.empty()) ctx.add_certificate_authority(boost::asio::buffer(config.ca_pem));
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the certificate authority of ", config.source, " is not valid PEM: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat("the certificate authority of ", config.source,
+                                                   " is not valid PEM: ", e.what()));
   }
   try {
     boost::asio::ssl::context ctx(boost::asio::ssl::context::tls_client);
@@ -67,8 +67,7 @@ class RestClient final : public Client {
   ~RestClient() override { Shutdown(); }
 
   // Client
-  absl::StatusOr<MigrationJob> GetMigrationJob(const ObjectRef& ref,
-                                               absl::Time deadline) override {
+  absl::StatusOr<MigrationJob> GetMigrationJob(const ObjectRef& ref, absl::Time deadline) override {
     const std::string op = absl::StrCat("getting ", Describe(ref));
     SLUICE_ASSIGN_OR_RETURN(Response r,
                             Call(http::methods::GET, MigrationJobPath(ref), "", "", deadline, op));
@@ -80,10 +79,9 @@ class RestClient final : public Client {
                                                        absl::string_view resource_version,
                                                        absl::Time deadline) override {
     const std::string op = absl::StrCat("patching the status of ", Describe(ref));
-    SLUICE_ASSIGN_OR_RETURN(
-        Response r, Call(http::methods::PATCH, MigrationJobPath(ref, "status"),
-                         StatusMergePatch(status, resource_version),
-                         "application/merge-patch+json", deadline, op));
+    SLUICE_ASSIGN_OR_RETURN(Response r, Call(http::methods::PATCH, MigrationJobPath(ref, "status"),
+                                             StatusMergePatch(status, resource_version),
+                                             "application/merge-patch+json", deadline, op));
     return Decode(r, op);
   }
 
@@ -143,7 +141,8 @@ class RestClient final : public Client {
 
   static absl::StatusOr<MigrationJob> Decode(const Response& r, absl::string_view op) {
     absl::StatusOr<MigrationJob> job = ParseMigrationJob(r.body);
-    if (!job.ok()) return absl::Status(job.status().code(), absl::StrCat(op, ": ", job.status().message()));
+    if (!job.ok())
+      return absl::Status(job.status().code(), absl::StrCat(op, ": ", job.status().message()));
     return job;
   }
 
@@ -182,8 +181,8 @@ class RestClient final : public Client {
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       const absl::Time now = absl::Now();
       if (now >= deadline) break;
-      absl::StatusOr<Response> r =
-          Attempt(method, path, body, content_type, std::min(deadline, now + options_.request_timeout), op);
+      absl::StatusOr<Response> r = Attempt(method, path, body, content_type,
+                                           std::min(deadline, now + options_.request_timeout), op);
       absl::Duration wait;
       if (!r.ok()) {
         last = r.status();
@@ -205,9 +204,9 @@ class RestClient final : public Client {
                                  : Backoff(attempt);
       }
       if (absl::Now() + wait >= deadline) break;
-      log::Debug("retrying a Kubernetes API request",
-                 {{"operation", op}, {"error", std::string(last.message())},
-                  {"wait", absl::FormatDuration(wait)}});
+      log::Debug("retrying a Kubernetes API request", {{"operation", op},
+                                                       {"error", std::string(last.message())},
+                                                       {"wait", absl::FormatDuration(wait)}});
       if (!Sleep(wait)) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
     }
     return last;
@@ -265,9 +264,9 @@ class RestClient final : public Client {
     }
     if (shut_down) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
     if (timed_out) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          op, ": no answer from the API server at ", config_.server, " within ",
-          absl::FormatDuration(budget)));
+      return absl::DeadlineExceededError(absl::StrCat(op, ": no answer from the API server at ",
+                                                      config_.server, " within ",
+                                                      absl::FormatDuration(budget)));
     }
     try {
       return result.get();

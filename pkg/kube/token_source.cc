@@ -9,7 +9,10 @@
 namespace sluice::kube {
 
 TokenSource::TokenSource(std::string token, std::string path, absl::Duration max_age, Clock clock)
-    : path_(std::move(path)), max_age_(max_age), clock_(std::move(clock)), token_(std::move(token)) {}
+    : path_(std::move(path)),
+      max_age_(max_age),
+      clock_(std::move(clock)),
+      token_(std::move(token)) {}
 
 std::unique_ptr<TokenSource> TokenSource::Fixed(std::string token) {
   return std::unique_ptr<TokenSource>(

@@ -1,7 +1,7 @@
-// Plain structs for the Kubernetes objects sluice reads and writes: the MigrationJob custom resource
-// (manifests/crd.yaml), its status with metav1.Condition, and core/v1 Events. No JSON or cpprest
-// type appears here: pkg/kube converts internally. Timestamps are RFC 3339 strings, kept verbatim
-// as the API server stores them for custom resources.
+// Plain structs for the Kubernetes objects sluice reads and writes: the MigrationJob custom
+// resource (manifests/crd.yaml), its status with metav1.Condition, and core/v1 Events. No JSON or
+// cpprest type appears here: pkg/kube converts internally. Timestamps are RFC 3339 strings, kept
+// verbatim as the API server stores them for custom resources.
 #ifndef SLUICE_PKG_KUBE_TYPES_H_
 #define SLUICE_PKG_KUBE_TYPES_H_
 

@@ -35,7 +35,8 @@ value YamlToJson(const YAML::Node& node) {
       if (text == "null" || text == "~") return value::null();
       static const std::regex kInt("^-?[0-9]+$");
       static const std::regex kFloat("^-?[0-9]+\\.[0-9]+([eE][-+]?[0-9]+)?$");
-      if (std::regex_match(text, kInt)) return value::number(static_cast<int64_t>(std::stoll(text)));
+      if (std::regex_match(text, kInt))
+        return value::number(static_cast<int64_t>(std::stoll(text)));
       if (std::regex_match(text, kFloat)) return value::number(std::stod(text));
       return value::string(text);
     }
@@ -57,15 +58,17 @@ absl::StatusOr<std::shared_ptr<SchemaNode>> Build(const YAML::Node& node, const 
   }
   if (node["additionalProperties"] && node["additionalProperties"].IsScalar() &&
       node["additionalProperties"].as<std::string>() == "false") {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": additionalProperties: false is forbidden"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": additionalProperties: false is forbidden"));
   }
   auto out = std::make_shared<SchemaNode>();
   if (!node["type"] || node["type"].as<std::string>().empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": every node of a structural schema needs a type"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": every node of a structural schema needs a type"));
   }
   out->type = node["type"].as<std::string>();
-  static const std::set<std::string> kTypes = {"object", "array", "string", "integer", "number",
-                                               "boolean"};
+  static const std::set<std::string> kTypes = {"object",  "array",  "string",
+                                               "integer", "number", "boolean"};
   if (!kTypes.count(out->type)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": unknown type ", out->type));
   }
@@ -78,7 +81,8 @@ absl::StatusOr<std::shared_ptr<SchemaNode>> Build(const YAML::Node& node, const 
     }
   }
   if (out->type == "array") {
-    if (!node["items"]) return absl::InvalidArgumentError(absl::StrCat(path, ": an array needs items"));
+    if (!node["items"])
+      return absl::InvalidArgumentError(absl::StrCat(path, ": an array needs items"));
     auto items = Build(node["items"], absl::StrCat(path, ".items"));
     if (!items.ok()) return items.status();
     out->items = *items;
@@ -87,7 +91,8 @@ absl::StatusOr<std::shared_ptr<SchemaNode>> Build(const YAML::Node& node, const 
     for (const auto& r : node["required"]) {
       const std::string name = r.as<std::string>();
       if (!out->properties.count(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(path, ": required field ", name, " is not declared"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ": required field ", name, " is not declared"));
       }
       out->required.push_back(name);
     }
@@ -104,7 +109,8 @@ absl::StatusOr<std::shared_ptr<SchemaNode>> Build(const YAML::Node& node, const 
   if (node["maximum"]) out->maximum = node["maximum"].as<double>();
   if (node["format"]) out->format = node["format"].as<std::string>();
   if (node["nullable"]) out->nullable = node["nullable"].as<bool>();
-  if (node["x-kubernetes-list-type"]) out->list_type = node["x-kubernetes-list-type"].as<std::string>();
+  if (node["x-kubernetes-list-type"])
+    out->list_type = node["x-kubernetes-list-type"].as<std::string>();
   if (node["x-kubernetes-list-map-keys"]) {
     for (const auto& k : node["x-kubernetes-list-map-keys"]) {
       out->list_map_keys.push_back(k.as<std::string>());
@@ -117,7 +123,8 @@ absl::StatusOr<std::shared_ptr<SchemaNode>> Build(const YAML::Node& node, const 
   }
   for (const std::string& key : out->list_map_keys) {
     if (!out->items->properties.count(key)) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": list-map key ", key, " is not declared"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": list-map key ", key, " is not declared"));
     }
   }
   return out;
@@ -181,7 +188,8 @@ size_t RuneCount(const std::string& s) {
 
 bool IsDateTime(const std::string& s) {
   static const std::regex kDateTime(
-      "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$");
+      "^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-"
+      "9]{2})$");
   return std::regex_match(s, kDateTime);
 }
 
@@ -251,9 +259,10 @@ void Validate(const SchemaNode& schema, const value& v, const std::string& path,
   const std::string actual = TypeOf(v);
   const bool type_ok = schema.type == actual || (schema.type == "number" && actual == "integer");
   if (!type_ok) {
-    errors.push_back({"FieldValueInvalid", path,
-                      absl::StrCat(path, ": Invalid value: \"", actual, "\": ", path,
-                                   " in body must be of type ", schema.type, ": \"", actual, "\"")});
+    errors.push_back(
+        {"FieldValueInvalid", path,
+         absl::StrCat(path, ": Invalid value: \"", actual, "\": ", path,
+                      " in body must be of type ", schema.type, ": \"", actual, "\"")});
     return;
   }
   if (!schema.enum_values.empty()) {
@@ -273,14 +282,15 @@ void Validate(const SchemaNode& schema, const value& v, const std::string& path,
     const std::string& s = v.as_string();
     const size_t runes = RuneCount(s);
     if (schema.max_length && runes > static_cast<size_t>(*schema.max_length)) {
-      errors.push_back({"FieldValueTooLong", path,
-                        absl::StrCat(path, ": Too long: may not be longer than ", *schema.max_length)});
+      errors.push_back(
+          {"FieldValueTooLong", path,
+           absl::StrCat(path, ": Too long: may not be longer than ", *schema.max_length)});
     }
     if (schema.min_length && runes < static_cast<size_t>(*schema.min_length)) {
-      errors.push_back({"FieldValueInvalid", path,
-                        absl::StrCat(path, ": Invalid value: \"", s, "\": ", path,
-                                     " in body should be at least ", *schema.min_length,
-                                     " chars long")});
+      errors.push_back(
+          {"FieldValueInvalid", path,
+           absl::StrCat(path, ": Invalid value: \"", s, "\": ", path,
+                        " in body should be at least ", *schema.min_length, " chars long")});
     }
     if (schema.pattern && !std::regex_search(s, std::regex(*schema.pattern))) {
       errors.push_back({"FieldValueInvalid", path,
@@ -296,15 +306,16 @@ void Validate(const SchemaNode& schema, const value& v, const std::string& path,
   if (schema.type == "integer" || schema.type == "number") {
     const double d = v.as_number().to_double();
     if (schema.minimum && d < *schema.minimum) {
-      errors.push_back({"FieldValueInvalid", path,
-                        absl::StrCat(path, ": Invalid value: ", v.serialize(), ": ", path,
-                                     " in body should be greater than or equal to ",
-                                     *schema.minimum)});
+      errors.push_back(
+          {"FieldValueInvalid", path,
+           absl::StrCat(path, ": Invalid value: ", v.serialize(), ": ", path,
+                        " in body should be greater than or equal to ", *schema.minimum)});
     }
     if (schema.maximum && d > *schema.maximum) {
-      errors.push_back({"FieldValueInvalid", path,
-                        absl::StrCat(path, ": Invalid value: ", v.serialize(), ": ", path,
-                                     " in body should be less than or equal to ", *schema.maximum)});
+      errors.push_back(
+          {"FieldValueInvalid", path,
+           absl::StrCat(path, ": Invalid value: ", v.serialize(), ": ", path,
+                        " in body should be less than or equal to ", *schema.maximum)});
     }
   }
   if (schema.type == "array") {
@@ -315,10 +326,10 @@ void Validate(const SchemaNode& schema, const value& v, const std::string& path,
                                      *schema.max_items, " items")});
     }
     if (schema.min_items && items.size() < static_cast<size_t>(*schema.min_items)) {
-      errors.push_back({"FieldValueInvalid", path,
-                        absl::StrCat(path, ": Invalid value: ", items.size(), ": ", path,
-                                     " in body should have at least ", *schema.min_items,
-                                     " items")});
+      errors.push_back(
+          {"FieldValueInvalid", path,
+           absl::StrCat(path, ": Invalid value: ", items.size(), ": ", path,
+                        " in body should have at least ", *schema.min_items, " items")});
     }
     std::set<std::string> seen;
     for (size_t i = 0; i < items.size(); ++i) {

@@ -86,7 +86,8 @@ std::string FakeKubeFixture::WriteKubeconfig(const KubeconfigOptions& options) {
   std::string user = options.token.empty() ? absl::StrCat("    tokenFile: ", token_file_, "\n")
                                            : absl::StrCat("    token: ", options.token, "\n");
   if (!options.client_cert_pem.empty()) {
-    absl::StrAppend(&user, "    client-certificate-data: ", absl::Base64Escape(options.client_cert_pem),
+    absl::StrAppend(&user,
+                    "    client-certificate-data: ", absl::Base64Escape(options.client_cert_pem),
                     "\n    client-key-data: ", absl::Base64Escape(options.client_key_pem), "\n");
   }
   const std::string text = absl::StrCat(

@@ -20,10 +20,10 @@ namespace sluice::fake_kube {
 std::string CrdPath();
 
 struct KubeconfigOptions {
-  std::string server;          // default: the fake server's URL
-  std::string ca_pem;          // default: the test CA (written as certificate-authority-data)
-  bool ca_as_file = false;     // certificate-authority: FILE instead of -data
-  std::string token;           // default: the fixture's token file (tokenFile)
+  std::string server;       // default: the fake server's URL
+  std::string ca_pem;       // default: the test CA (written as certificate-authority-data)
+  bool ca_as_file = false;  // certificate-authority: FILE instead of -data
+  std::string token;        // default: the fixture's token file (tokenFile)
   bool insecure_skip_tls_verify = false;
   std::string client_cert_pem;
   std::string client_key_pem;

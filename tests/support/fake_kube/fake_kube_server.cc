@@ -45,8 +45,12 @@ struct ResourceType {
   bool crd = false;
   bool status_subresource = false;
 
-  std::string Qualified() const { return group.empty() ? resource : absl::StrCat(resource, ".", group); }
-  std::string ApiVersion() const { return group.empty() ? version : absl::StrCat(group, "/", version); }
+  std::string Qualified() const {
+    return group.empty() ? resource : absl::StrCat(resource, ".", group);
+  }
+  std::string ApiVersion() const {
+    return group.empty() ? version : absl::StrCat(group, "/", version);
+  }
 };
 
 struct Route {
@@ -62,7 +66,9 @@ struct Reply {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-std::string Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone()); }
+std::string Now() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
+}
 
 Reply StatusReply(int code, const std::string& reason, const std::string& message,
                   value details = value::null()) {
@@ -101,7 +107,8 @@ Reply Conflict(const ResourceType& t, const std::string& name) {
 
 Reply BadRequest(const std::string& message) { return StatusReply(400, "BadRequest", message); }
 
-Reply Invalid(const ResourceType& t, const std::string& name, const std::vector<FieldError>& errors) {
+Reply Invalid(const ResourceType& t, const std::string& name,
+              const std::vector<FieldError>& errors) {
   std::vector<std::string> messages;
   std::vector<value> causes;
   for (const FieldError& e : errors) {
@@ -114,8 +121,8 @@ Reply Invalid(const ResourceType& t, const std::string& name, const std::vector<
   }
   value details = Details(name, t.group, t.kind);
   details["causes"] = value::array(causes);
-  const std::string list = messages.size() == 1 ? messages[0]
-                                                : absl::StrCat("[", absl::StrJoin(messages, ", "), "]");
+  const std::string list =
+      messages.size() == 1 ? messages[0] : absl::StrCat("[", absl::StrJoin(messages, ", "), "]");
   return StatusReply(422, "Invalid",
                      absl::StrCat(t.kind, t.group.empty() ? "" : ".", t.group, " \"", name,
                                   "\" is invalid: ", list),
@@ -281,7 +288,8 @@ class FakeKubeServer::Impl {
     types_.push_back({"", "v1", "events", "Event"});
     types_.push_back({"", "v1", "configmaps", "ConfigMap"});
     types_.push_back({"", "v1", "secrets", "Secret"});
-    types_.push_back({crd_.group, crd_.version, crd_.plural, crd_.kind, true, crd_.status_subresource});
+    types_.push_back(
+        {crd_.group, crd_.version, crd_.plural, crd_.kind, true, crd_.status_subresource});
   }
 
   ~Impl() {
@@ -376,9 +384,10 @@ class FakeKubeServer::Impl {
     if (fault) {
       if (fault->hang > absl::ZeroDuration()) {
         std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait_for(lock, std::chrono::milliseconds(absl::ToInt64Milliseconds(
-                               std::min(fault->hang, kMaxHang))),
-                     [this] { return stopping_; });
+        cv_.wait_for(
+            lock,
+            std::chrono::milliseconds(absl::ToInt64Milliseconds(std::min(fault->hang, kMaxHang))),
+            [this] { return stopping_; });
       } else {
         entry.injected = true;
         Reply reply = StatusReply(fault->http_code, ReasonFor(fault->http_code),
@@ -469,7 +478,8 @@ class FakeKubeServer::Impl {
     return route;
   }
 
-  static std::string Key(const std::string& resource, const std::string& ns, const std::string& name) {
+  static std::string Key(const std::string& resource, const std::string& ns,
+                         const std::string& name) {
     return absl::StrCat(resource, "|", ns, "|", name);
   }
 
@@ -485,11 +495,13 @@ class FakeKubeServer::Impl {
         return List(t, route.ns);
       }
       if (method == http::methods::POST) {
-        if (route.ns.empty()) return StatusReply(405, "MethodNotAllowed", "create needs a namespace");
+        if (route.ns.empty())
+          return StatusReply(405, "MethodNotAllowed", "create needs a namespace");
         return Create(t, route.ns, entry.body, entry.query);
       }
-      return StatusReply(405, "MethodNotAllowed",
-                         absl::StrCat("the server does not allow this method on the requested resource"));
+      return StatusReply(
+          405, "MethodNotAllowed",
+          absl::StrCat("the server does not allow this method on the requested resource"));
     }
     const std::string key = Key(t.resource, route.ns, route.name);
     auto stored = objects_.find(key);
@@ -511,16 +523,17 @@ class FakeKubeServer::Impl {
     const bool status_write = route.subresource == "status";
     value body;
     if (method == http::methods::PATCH) {
-      const std::string type(absl::StripAsciiWhitespace(
-          entry.content_type.substr(0, entry.content_type.find(';'))));
+      const std::string type(
+          absl::StripAsciiWhitespace(entry.content_type.substr(0, entry.content_type.find(';'))));
       const bool merge = type == "application/merge-patch+json" ||
                          (!t.crd && type == "application/strategic-merge-patch+json");
       const bool json_patch = type == "application/json-patch+json";
       if (!merge && !json_patch) {
-        return StatusReply(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media types "
-                           "include: application/json-patch+json, application/merge-patch+json, "
-                           "application/apply-patch+yaml");
+        return StatusReply(
+            415, "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types "
+            "include: application/json-patch+json, application/merge-patch+json, "
+            "application/apply-patch+yaml");
       }
       value patch;
       try {
@@ -540,15 +553,17 @@ class FakeKubeServer::Impl {
         }
       }
       // A resourceVersion in the patched object is a precondition (kube-api.md section 1).
-      const std::string rv = GetString(body.has_field("metadata") ? body.at("metadata") : value(), "resourceVersion");
+      const std::string rv =
+          GetString(body.has_field("metadata") ? body.at("metadata") : value(), "resourceVersion");
       if (!rv.empty() && rv != GetString(stored->second.at("metadata"), "resourceVersion")) {
         return Conflict(t, route.name);
       }
     } else {
       if (!absl::StartsWith(entry.content_type, "application/json")) {
-        return StatusReply(415, "UnsupportedMediaType",
-                           "the body of the request was in an unknown format - accepted media types "
-                           "include: application/json, application/yaml");
+        return StatusReply(
+            415, "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types "
+            "include: application/json, application/yaml");
       }
       try {
         body = value::parse(entry.body);
@@ -565,7 +580,8 @@ class FakeKubeServer::Impl {
       const std::string ns = GetString(metadata, "namespace");
       if (!ns.empty() && ns != route.ns) {
         return BadRequest(
-            "the namespace of the provided object does not match the namespace sent on the request");
+            "the namespace of the provided object does not match the namespace sent on the "
+            "request");
       }
       if (stored == objects_.end()) return NotFound(t, route.name);
       const std::string rv = GetString(metadata, "resourceVersion");
@@ -588,8 +604,8 @@ class FakeKubeServer::Impl {
 
   // Requires mu_. Builds the object to store from `old` and the client's `requested` object, then
   // prunes, validates and stores it.
-  Reply Write(const ResourceType& t, const std::string& name, const value& old, const value& requested,
-              bool status_write, const std::string& query) {
+  Reply Write(const ResourceType& t, const std::string& name, const value& old,
+              const value& requested, bool status_write, const std::string& query) {
     value next;
     if (status_write) {
       next = old;
@@ -640,7 +656,8 @@ class FakeKubeServer::Impl {
   }
 
   // Requires mu_. Prunes and validates `object` in place; 200 with Warning headers, or an error.
-  Reply Check(const ResourceType& t, const std::string& name, value& object, const std::string& query) {
+  Reply Check(const ResourceType& t, const std::string& name, value& object,
+              const std::string& query) {
     Reply ok;
     if (t.crd) {
       std::vector<std::string> pruned = Prune(*crd_.schema, object);
@@ -684,7 +701,8 @@ class FakeKubeServer::Impl {
     }
     const std::string reason = GetString(e, "reason");
     if (reason.empty() || reason.size() > 128) {
-      errors.push_back({"FieldValueInvalid", "reason", "reason: Invalid value: must be 1-128 chars"});
+      errors.push_back(
+          {"FieldValueInvalid", "reason", "reason: Invalid value: must be 1-128 chars"});
     }
     const bool strict = e.has_field("eventTime");
     if (strict) {
@@ -701,8 +719,8 @@ class FakeKubeServer::Impl {
       }
     }
     if (GetString(e, "message").size() > 1024) {
-      errors.push_back({"FieldValueTooLong", "message",
-                        "message: Too long: may not be longer than 1024"});
+      errors.push_back(
+          {"FieldValueTooLong", "message", "message: Too long: may not be longer than 1024"});
     }
     return errors;
   }
@@ -719,7 +737,8 @@ class FakeKubeServer::Impl {
     if (!object.is_object()) return BadRequest("the body must be a JSON object");
     const std::string kind = GetString(object, "kind");
     const std::string api_version = GetString(object, "apiVersion");
-    if ((!kind.empty() && kind != t.kind) || (!api_version.empty() && api_version != t.ApiVersion())) {
+    if ((!kind.empty() && kind != t.kind) ||
+        (!api_version.empty() && api_version != t.ApiVersion())) {
       return BadRequest(absl::StrCat("the API version in the data (", api_version,
                                      ") does not match the expected API version (", t.ApiVersion(),
                                      ")"));
@@ -740,14 +759,16 @@ class FakeKubeServer::Impl {
       metadata["name"] = value::string(name);
     }
     if (name.empty()) {
-      return Invalid(t, name, {{"FieldValueRequired", "metadata.name",
-                                "metadata.name: Required value: name or generateName is required"}});
+      return Invalid(t, name,
+                     {{"FieldValueRequired", "metadata.name",
+                       "metadata.name: Required value: name or generateName is required"}});
     }
     if (!IsDnsSubdomain(name)) {
-      return Invalid(t, name, {{"FieldValueInvalid", "metadata.name",
-                                absl::StrCat("metadata.name: Invalid value: \"", name,
-                                             "\": a lowercase RFC 1123 subdomain must consist of "
-                                             "lower case alphanumeric characters, '-' or '.'")}});
+      return Invalid(t, name,
+                     {{"FieldValueInvalid", "metadata.name",
+                       absl::StrCat("metadata.name: Invalid value: \"", name,
+                                    "\": a lowercase RFC 1123 subdomain must consist of "
+                                    "lower case alphanumeric characters, '-' or '.'")}});
     }
     if (objects_.count(Key(t.resource, ns, name))) {
       return StatusReply(409, "AlreadyExists",
@@ -837,7 +858,8 @@ class FakeKubeServer::Impl {
 FakeKubeServer::FakeKubeServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 FakeKubeServer::~FakeKubeServer() = default;
 
-absl::StatusOr<std::unique_ptr<FakeKubeServer>> FakeKubeServer::Start(const ServerOptions& options) {
+absl::StatusOr<std::unique_ptr<FakeKubeServer>> FakeKubeServer::Start(
+    const ServerOptions& options) {
   absl::StatusOr<CrdInfo> crd = LoadCrd(options.crd_path);
   if (!crd.ok()) return crd.status();
   auto impl = std::make_unique<Impl>(options, *crd);
@@ -894,7 +916,8 @@ absl::StatusOr<std::string> FakeKubeServer::CreateObject(const std::string& reso
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("unknown resource ", resource));
   Reply reply = impl_->Create(*t, ns, json, "");
   if (reply.code != 201) {
-    return absl::InvalidArgumentError(absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
   }
   return reply.body.serialize();
 }
@@ -913,7 +936,8 @@ absl::Status FakeKubeServer::UpdateMigrationJobSpec(const std::string& ns, const
   }
   Reply reply = impl_->Write(*t, name, stored->second, requested, false, "");
   if (reply.code != 200) {
-    return absl::InvalidArgumentError(absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
   }
   return absl::OkStatus();
 }
@@ -973,7 +997,8 @@ std::vector<LoggedRequest> FakeKubeServer::RejectedWrites() const {
   std::vector<LoggedRequest> out;
   for (const LoggedRequest& r : impl_->log_) {
     if (r.method == http::methods::GET || r.injected) continue;
-    if (r.response_code == 400 || r.response_code == 415 || r.response_code == 422) out.push_back(r);
+    if (r.response_code == 400 || r.response_code == 415 || r.response_code == 422)
+      out.push_back(r);
   }
   return out;
 }

@@ -74,9 +74,9 @@ struct Fault {
   std::string method;
   std::string path_contains;
   int times = 1;
-  int http_code = 500;      // answered with a Status object of this code...
-  int retry_after_s = -1;   // ...and this Retry-After header (and retryAfterSeconds) when >= 0
-  absl::Duration hang;      // > 0: hold the request this long (bounded) before answering
+  int http_code = 500;     // answered with a Status object of this code...
+  int retry_after_s = -1;  // ...and this Retry-After header (and retryAfterSeconds) when >= 0
+  absl::Duration hang;     // > 0: hold the request this long (bounded) before answering
 };
 
 class FakeKubeServer {

@@ -101,9 +101,10 @@ absl::StatusOr<TestCa> TestCa::Create(const std::string& common_name) {
   if (key == nullptr) return OpenSslError("EVP_EC_gen");
   Ptr<X509> cert = NewCert(key.get(), common_name, absl::Hours(48));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-  for (const auto& [nid, value] : {std::pair<int, std::string>{NID_basic_constraints, "critical,CA:TRUE"},
-                                   {NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"},
-                                   {NID_subject_key_identifier, "hash"}}) {
+  for (const auto& [nid, value] :
+       {std::pair<int, std::string>{NID_basic_constraints, "critical,CA:TRUE"},
+        {NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"},
+        {NID_subject_key_identifier, "hash"}}) {
     absl::Status s = AddExtension(cert.get(), cert.get(), nid, value);
     if (!s.ok()) return s;
   }

@@ -1,5 +1,5 @@
-// Certificates for tests: a throwaway CA and leaf certificates it signs, made with OpenSSL's C API at
-// test time (no `openssl` binary, no files checked in). Keys are P-256; everything is PEM text.
+// Certificates for tests: a throwaway CA and leaf certificates it signs, made with OpenSSL's C API
+// at test time (no `openssl` binary, no files checked in). Keys are P-256; everything is PEM text.
 // Thread-compatible: build once per fixture.
 #ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_TEST_PKI_H_
 #define SLUICE_TESTS_SUPPORT_FAKE_KUBE_TEST_PKI_H_
@@ -19,7 +19,7 @@ struct PemPair {
 
 struct LeafOptions {
   std::string common_name = "kube-apiserver";
-  std::vector<std::string> dns_names;  // subjectAltName DNS entries
+  std::vector<std::string> dns_names;                     // subjectAltName DNS entries
   std::vector<std::string> ip_addresses = {"127.0.0.1"};  // subjectAltName IP entries
   bool client = false;  // extendedKeyUsage clientAuth instead of serverAuth
   absl::Duration valid_for = absl::Hours(24);

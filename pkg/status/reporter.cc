@@ -1,0 +1,437 @@
+#include "pkg/status/reporter.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <deque>
+#include <optional>
+#include <regex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "pkg/base/log.h"
+#include "pkg/kube/api_error.h"
+#include "pkg/status/status_model.h"
+
+namespace sluice::status {
+namespace {
+
+constexpr char kComponent[] = "sluice";
+constexpr char kAction[] = "Migrate";
+// Conflicts re-read and recompute; many pods writing at once need a few rounds each.
+constexpr int kMaxConflictRounds = 50;
+
+bool IsDnsLabel(absl::string_view s) {
+  static const std::regex kRe("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+  return !s.empty() && s.size() <= 63 && std::regex_match(std::string(s), kRe);
+}
+
+bool IsDnsSubdomain(absl::string_view s) {
+  static const std::regex kRe("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
+  return !s.empty() && s.size() <= 253 && std::regex_match(std::string(s), kRe);
+}
+
+std::string DefaultInstance() {
+  for (const char* name : {"POD_NAME", "HOSTNAME"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
+  return "sluice";
+}
+
+// The SQLSTATE that the engine puts in a failed revision's message ("SQLSTATE 42P01: ...").
+// Parsed from the text so that status reporting needs no link to the store module.
+std::string SqlStateOf(absl::string_view message) {
+  static const std::regex kRe("SQLSTATE ([0-9A-Z]{5})");
+  std::smatch m;
+  const std::string text(message);
+  if (std::regex_search(text, m, kRe)) return m[1];
+  return "";
+}
+
+std::string DescribeHolder(const store::LockHolder& h) {
+  std::string who = h.application_name.empty() ? "an unnamed session" : h.application_name;
+  std::vector<std::string> details;
+  if (h.pid != 0) details.push_back(absl::StrCat("pid ", h.pid));
+  if (!h.client_address.empty()) details.push_back(h.client_address);
+  if (!h.since.empty()) details.push_back(absl::StrCat("connected since ", h.since));
+  if (!details.empty()) absl::StrAppend(&who, " (", absl::StrJoin(details, ", "), ")");
+  return who;
+}
+
+}  // namespace
+
+absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report) {
+  std::vector<std::string> parts = absl::StrSplit(report, '/');
+  if (parts.size() != 2 || !IsDnsLabel(parts[0]) || !IsDnsSubdomain(parts[1])) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--report \"", report,
+        "\" is not NAMESPACE/NAME of a MigrationJob (lowercase letters, digits, '-' and '.')"));
+  }
+  return kube::ObjectRef{parts[0], parts[1]};
+}
+
+class Reporter::Impl {
+ public:
+  Impl(const ReportOptions& options, kube::ObjectRef ref, std::unique_ptr<kube::Client> client,
+       absl::Status setup_error)
+      : options_(options),
+        ref_(std::move(ref)),
+        client_(std::move(client)),
+        setup_error_(std::move(setup_error)) {
+    run_.started_at = absl::Now();
+    run_.instance = options.instance.empty() ? DefaultInstance() : options.instance;
+    run_.target = options.target.empty() ? "head" : options.target;
+    ++version_;
+    if (client_ != nullptr) worker_ = std::thread([this] { Work(); });
+  }
+
+  ~Impl() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    if (client_ != nullptr) client_->Shutdown();
+    if (worker_.joinable()) worker_.join();
+  }
+
+  void OnPlanned(const engine::RunResult& result, const std::vector<std::string>& pending) {
+    absl::MutexLock lock(&mu_);
+    run_.planned = true;
+    run_.current = result.from_versions;
+    run_.target_revisions = result.target_versions;
+    run_.pending = pending;
+    run_.waiting_for.reset();
+    ++version_;
+  }
+
+  void OnWaitingForLock(const store::LockHolder& holder) {
+    absl::MutexLock lock(&mu_);
+    std::string who = DescribeHolder(holder);
+    if (run_.waiting_for == who) return;  // polled again: nothing new to write
+    run_.waiting_for = std::move(who);
+    ++version_;
+  }
+
+  void OnStepFinished(const engine::StepOutcome& step) {
+    absl::MutexLock lock(&mu_);
+    run_.waiting_for.reset();
+    const bool upgrade = step.direction == graph::Direction::kUpgrade;
+    if (!step.ok) {
+      failed_revision_ = step.revision;
+      return;  // reported with the run's error by Finish
+    }
+    run_.steps.push_back(kube::AppliedStep{
+        step.revision, upgrade ? "upgrade" : "downgrade", FormatMillis(step.started_at),
+        absl::ToInt64Milliseconds(step.duration), run_.instance});
+    // Revisions in between: exact for linear histories; Finish writes the engine's final set.
+    auto it = std::find(run_.pending.begin(), run_.pending.end(), step.revision);
+    if (it != run_.pending.end()) {
+      const size_t index = static_cast<size_t>(it - run_.pending.begin());
+      run_.pending.erase(it);
+      if (upgrade) {
+        run_.current = {step.revision};
+      } else if (index < run_.pending.size()) {
+        run_.current = {run_.pending[index]};
+      } else {
+        run_.current = run_.target_revisions;
+      }
+    }
+    events_.push_back(MakeEvent(
+        "Normal", "MigrationApplied",
+        absl::StrCat(upgrade ? "applied revision " : "reverted revision ", step.revision,
+                     step.description.empty() ? "" : absl::StrCat(" (", step.description, ")"),
+                     " in ", absl::ToInt64Milliseconds(step.duration), " ms")));
+    ++version_;
+  }
+
+  absl::Status Finish(const absl::Status& run_status, const engine::RunResult* result) {
+    const absl::Time deadline = absl::Now() + options_.report_timeout;
+    {
+      absl::MutexLock lock(&mu_);
+      run_.completed_at = absl::Now();
+      run_.waiting_for.reset();
+      if (run_status.ok()) {
+        run_.phase = RunView::Phase::kSucceeded;
+        if (result != nullptr) {
+          run_.planned = true;
+          run_.current = result->to_versions;
+          run_.target_revisions = result->target_versions;
+          run_.pending.clear();
+        }
+        if (!run_.steps.empty()) {
+          events_.push_back(MakeEvent(
+              "Normal", "MigrationSucceeded",
+              absl::StrCat("database at ", absl::StrJoin(run_.current, ", "), " after ",
+                           run_.steps.size(), " revision", run_.steps.size() == 1 ? "" : "s")));
+        }
+      } else {
+        run_.phase = RunView::Phase::kFailed;
+        run_.step_failed = !failed_revision_.empty();
+        run_.error = kube::LastError{failed_revision_, SqlStateOf(run_status.message()),
+                                     std::string(run_status.message())};
+        events_.push_back(MakeEvent(
+            "Warning", "MigrationFailed",
+            failed_revision_.empty()
+                ? std::string(run_status.message())
+                : absl::StrCat("revision ", failed_revision_, " failed: ", run_status.message())));
+      }
+      ++version_;
+      finishing_ = true;
+      finish_deadline_ = deadline;
+    }
+    if (client_ == nullptr) return Unreported(setup_error_);
+
+    bool timed_out = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return permanent_error_.has_value() || (synced_version_ == version_ && events_.empty());
+      };
+      mu_.AwaitWithDeadline(absl::Condition(&done), deadline);
+      timed_out = !permanent_error_ && synced_version_ != version_;
+      stop_ = true;
+    }
+    // Ends a request still in flight, so that Finish keeps its time bound.
+    client_->Shutdown();
+    if (worker_.joinable()) worker_.join();
+    absl::MutexLock lock(&mu_);
+    absl::Status written;
+    if (permanent_error_) {
+      written = *permanent_error_;
+    } else if (timed_out) {
+      written = absl::DeadlineExceededError(
+          absl::StrCat("the status was not written within --report-timeout ",
+                       absl::FormatDuration(options_.report_timeout),
+                       last_error_.ok() ? "" : absl::StrCat(": ", last_error_.message())));
+    }
+    return Unreported(written);
+  }
+
+ private:
+  // Returns OK for a written status; else logs and returns per --report-required.
+  absl::Status Unreported(const absl::Status& why) {
+    if (why.ok()) return absl::OkStatus();
+    const std::string what = absl::StrCat(ref_.namespace_, "/", ref_.name);
+    if (options_.report_required) {
+      log::Error("could not report the run to the MigrationJob's status",
+                 {{"migrationjob", what}, {"error", std::string(why.message())}});
+      return absl::Status(why.code(), absl::StrCat("reporting to MigrationJob ", what,
+                                                   " (--report-required): ", why.message()));
+    }
+    log::Warning(
+        "could not report the run to the MigrationJob's status; the migrations are "
+        "not affected",
+        {{"migrationjob", what}, {"error", std::string(why.message())}});
+    return absl::OkStatus();
+  }
+
+  kube::Event MakeEvent(const std::string& type, const std::string& reason,
+                        const std::string& message) {
+    kube::Event e;
+    e.namespace_ = ref_.namespace_;
+    e.object_name = ref_.name;
+    e.type = type;
+    e.reason = reason;
+    e.message = Truncate(message, 1024);
+    e.action = kAction;
+    e.reporting_component = kComponent;
+    e.reporting_instance = Truncate(run_.instance, 128);
+    e.timestamp = FormatSeconds(absl::Now());
+    return e;
+  }
+
+  // The deadline of one API call: Finish's, or a bound that keeps a hung server from stalling
+  // the worker forever before Finish.
+  absl::Time CallDeadline() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return finishing_ ? finish_deadline_ : absl::Now() + options_.report_timeout;
+  }
+
+  void Work() {
+    absl::Duration backoff = absl::Milliseconds(100);
+    absl::Time next_attempt = absl::InfinitePast();
+    while (true) {
+      RunView run;
+      int version = 0;
+      bool need_sync = false;
+      absl::Time deadline;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stop_ || synced_version_ != version_ || !events_.empty();
+        };
+        mu_.Await(absl::Condition(&ready));
+        if (stop_) return;
+        mu_.AwaitWithDeadline(absl::Condition(&stop_), next_attempt);
+        if (stop_) return;
+        run = run_;
+        version = version_;
+        need_sync = synced_version_ != version_;
+        deadline = CallDeadline();
+      }
+      absl::Status status = absl::OkStatus();
+      if (need_sync) status = SyncStatus(run, deadline);
+      if (status.ok()) status = PostEvents(deadline);
+
+      absl::MutexLock lock(&mu_);
+      if (status.ok()) {
+        synced_version_ = std::max(synced_version_, version);
+        backoff = absl::Milliseconds(100);
+        next_attempt = absl::InfinitePast();
+        continue;
+      }
+      if (status.code() == absl::StatusCode::kCancelled) return;  // Finish stopped waiting
+      last_error_ = status;
+      if (!kube::IsTransient(status)) {
+        // 401/403/404/422...: retrying will not help; stop trying and say why once.
+        permanent_error_ = status;
+        log::Warning("giving up reporting to the MigrationJob",
+                     {{"error", std::string(status.message())}});
+        return;
+      }
+      log::Debug("status write failed, will retry", {{"error", std::string(status.message())},
+                                                     {"backoff", absl::FormatDuration(backoff)}});
+      next_attempt = absl::Now() + backoff;
+      backoff = std::min(backoff * 2, absl::Seconds(5));
+    }
+  }
+
+  // Reads the object (first time and after conflicts), composes the status and writes it
+  // conditionally. Worker thread only.
+  absl::Status SyncStatus(RunView run, absl::Time deadline) {
+    for (int round = 0; round < kMaxConflictRounds; ++round) {
+      if (!job_) {
+        absl::StatusOr<kube::MigrationJob> job = client_->GetMigrationJob(ref_, deadline);
+        if (!job.ok()) return job.status();
+        job_ = std::move(*job);
+        if (generation_ == 0) generation_ = job_->metadata.generation;
+      }
+      run.generation = generation_;
+      const kube::MigrationJobStatus next = Compose(job_->status, run, absl::Now());
+      if (job_->status && *job_->status == next) return absl::OkStatus();
+      absl::StatusOr<kube::MigrationJob> written =
+          client_->PatchMigrationJobStatus(ref_, next, job_->metadata.resource_version, deadline);
+      if (written.ok()) {
+        job_ = std::move(*written);
+        return absl::OkStatus();
+      }
+      job_.reset();
+      if (written.status().code() != absl::StatusCode::kAborted) return written.status();
+      // 409: someone else wrote in between; read again and recompose.
+    }
+    return absl::UnavailableError(
+        absl::StrCat("the status kept changing under ", kMaxConflictRounds, " conflicting writes"));
+  }
+
+  // Posts queued events in order. Worker thread only. An event the server rejects for its
+  // content is dropped with a warning: events are best effort.
+  absl::Status PostEvents(absl::Time deadline) {
+    while (true) {
+      kube::Event event;
+      {
+        absl::MutexLock lock(&mu_);
+        if (events_.empty()) return absl::OkStatus();
+        event = events_.front();
+      }
+      if (job_) {
+        event.object_uid = job_->metadata.uid;
+        event.object_resource_version = job_->metadata.resource_version;
+      }
+      absl::Status status = client_->CreateEvent(event, deadline);
+      if (!status.ok() &&
+          (kube::IsTransient(status) || status.code() == absl::StatusCode::kCancelled)) {
+        return status;
+      }
+      if (!status.ok()) {
+        log::Warning("dropped an event the API server refused",
+                     {{"reason", event.reason}, {"error", std::string(status.message())}});
+      }
+      absl::MutexLock lock(&mu_);
+      events_.pop_front();
+    }
+  }
+
+  const ReportOptions options_;
+  const kube::ObjectRef ref_;
+  std::unique_ptr<kube::Client> client_;
+  const absl::Status setup_error_;
+  std::thread worker_;
+
+  // Worker thread only.
+  std::optional<kube::MigrationJob> job_;
+  int64_t generation_ = 0;
+
+  absl::Mutex mu_;
+  RunView run_ ABSL_GUARDED_BY(mu_);
+  int version_ ABSL_GUARDED_BY(mu_) = 0;         // bumped on every change of run_
+  int synced_version_ ABSL_GUARDED_BY(mu_) = 0;  // the last version written (or found written)
+  std::deque<kube::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::string failed_revision_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time finish_deadline_ ABSL_GUARDED_BY(mu_);
+  absl::Status last_error_ ABSL_GUARDED_BY(mu_);
+  std::optional<absl::Status> permanent_error_ ABSL_GUARDED_BY(mu_);
+};
+
+Reporter::Reporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Reporter::~Reporter() = default;
+
+absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Start(const ReportOptions& options) {
+  absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
+  if (!ref.ok()) return ref.status();
+  std::unique_ptr<kube::Client> client;
+  absl::Status setup;
+  absl::StatusOr<kube::ClusterConfig> config =
+      kube::LoadConfig(options.kubeconfig, options.in_cluster_paths);
+  if (config.ok()) {
+    absl::StatusOr<std::unique_ptr<kube::Client>> made =
+        kube::NewRestClient(*config, options.client_options);
+    if (made.ok()) {
+      client = std::move(*made);
+    } else {
+      setup = made.status();
+    }
+  } else {
+    setup = config.status();
+  }
+  if (!setup.ok()) {
+    log::Warning("cannot report to the MigrationJob; migrating anyway",
+                 {{"migrationjob", options.report}, {"error", std::string(setup.message())}});
+  }
+  return std::unique_ptr<Reporter>(
+      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), setup)));
+}
+
+absl::StatusOr<std::unique_ptr<Reporter>> Reporter::StartWithClient(
+    const ReportOptions& options, std::unique_ptr<kube::Client> client) {
+  absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
+  if (!ref.ok()) return ref.status();
+  if (client == nullptr) return absl::InvalidArgumentError("StartWithClient needs a client");
+  return std::unique_ptr<Reporter>(
+      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), absl::OkStatus())));
+}
+
+void Reporter::OnPlanned(const engine::RunResult& result_so_far,
+                         const std::vector<std::string>& pending) {
+  impl_->OnPlanned(result_so_far, pending);
+}
+
+void Reporter::OnWaitingForLock(const store::LockHolder& holder) {
+  impl_->OnWaitingForLock(holder);
+}
+
+void Reporter::OnStepFinished(const engine::StepOutcome& step) { impl_->OnStepFinished(step); }
+
+absl::Status Reporter::Finish(const absl::Status& run_status, const engine::RunResult* result) {
+  return impl_->Finish(run_status, result);
+}
+
+}  // namespace sluice::status

@@ -1,0 +1,95 @@
+// Reports a migration run to the status of a MigrationJob (`--report NAMESPACE/NAME`) and as
+// core/v1 Events, from the init container or a Job: the `engine::Observer` of the run.
+//
+// The database comes first. Observer callbacks never block: they record what happened and a
+// background thread writes it to the API server (merge patches of /status, conditional on the
+// resourceVersion just read; re-read and recomputed on 409; 429/5xx/unreachable retried with
+// backoff). Only Finish waits, and for at most `report_timeout`; a status that could not be
+// written by then is a logged warning, and an error from Finish only with `report_required`.
+// Stale writes of older runs never overwrite a newer run's status (see status_model.h).
+//
+// Usage (pkg/cli):
+//   status::ReportOptions report;
+//   report.report = flags.report;                 // "apps/app-db"
+//   report.kubeconfig = flags.kubeconfig;
+//   report.report_required = flags.report_required;
+//   report.report_timeout = flags.report_timeout;
+//   report.instance = pod_name;                   // POD_NAME or the host name
+//   report.target = target;                       // "head"
+//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<status::Reporter> reporter,
+//                           status::Reporter::Start(report));  // fails only on a bad --report
+//   engine::Engine engine(migrations, factory, options, reporter.get());
+//   absl::StatusOr<engine::RunResult> result = engine.Upgrade(target);
+//   absl::Status reported =
+//       reporter->Finish(result.status(), result.ok() ? &*result : nullptr);
+//   if (!result.ok()) return result.status();   // the run's own error decides the exit code
+//   return reported;                            // non-OK only with --report-required
+//
+// Thread-safe: the Observer methods and Finish may be called from any one thread.
+#ifndef SLUICE_PKG_STATUS_REPORTER_H_
+#define SLUICE_PKG_STATUS_REPORTER_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pkg/engine/engine.h"
+#include "pkg/kube/client.h"
+#include "pkg/kube/config.h"
+
+namespace sluice::status {
+
+struct ReportOptions {
+  std::string report;            // "NAMESPACE/NAME" of the MigrationJob (--report)
+  std::string kubeconfig;        // --kubeconfig; empty: KUBECONFIG, in-cluster, ~/.kube/config
+  bool report_required = false;  // --report-required
+  absl::Duration report_timeout = absl::Seconds(30);  // --report-timeout: Finish's wait bound
+  std::string instance;  // the pod name: Events' reportingInstance and lastApplied's appliedBy.
+                         // Empty: $POD_NAME, else $HOSTNAME, else the host name.
+  std::string target;    // the target as asked ("head"), for messages
+
+  // Where the in-cluster service account lives (tests point it elsewhere).
+  kube::InClusterPaths in_cluster_paths;
+  kube::ClientOptions client_options;
+};
+
+class Reporter final : public engine::Observer {
+ public:
+  // Starts reporting a run that begins now. Returns kInvalidArgument when `options.report` is
+  // not NAMESPACE/NAME; any other problem (no Kubernetes configuration, API server down) is
+  // reported by Finish, so the migration runs regardless.
+  static absl::StatusOr<std::unique_ptr<Reporter>> Start(const ReportOptions& options);
+  // Same, with a given client (tests, or a caller that has one already).
+  static absl::StatusOr<std::unique_ptr<Reporter>> StartWithClient(
+      const ReportOptions& options, std::unique_ptr<kube::Client> client);
+
+  ~Reporter() override;
+
+  // engine::Observer. Never block on the API server.
+  void OnPlanned(const engine::RunResult& result_so_far,
+                 const std::vector<std::string>& pending) override;
+  void OnWaitingForLock(const store::LockHolder& holder) override;
+  void OnStepFinished(const engine::StepOutcome& step) override;
+
+  // Records the run's outcome (`run_status`, and `result` when the run succeeded; may be null),
+  // waits up to `report_timeout` for the status and events to be written, and stops. Returns OK
+  // when the status was written, or when it was not and reporting is not required (a warning is
+  // logged); otherwise the reason it could not be written. Call once.
+  absl::Status Finish(const absl::Status& run_status, const engine::RunResult* result);
+
+  class Impl;
+
+ private:
+  explicit Reporter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Returns {namespace, name} of "NAMESPACE/NAME", or kInvalidArgument.
+absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report);
+
+}  // namespace sluice::status
+
+#endif  // SLUICE_PKG_STATUS_REPORTER_H_

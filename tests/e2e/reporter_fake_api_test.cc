@@ -1,0 +1,552 @@
+// The status Reporter against the fake API server over HTTPS, driven through the engine::Observer
+// interface with synthetic runs (no PostgreSQL needed). The fixture fails a test when a write was
+// pruned or rejected by the CRD schema.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/barrier.h"
+#include "absl/time/clock.h"
+#include "pkg/base/log.h"
+#include "pkg/kube/json_codec.h"
+#include "pkg/status/reporter.h"
+#include "pkg/status/status_model.h"
+#include "tests/support/fake_kube/fake_kube_fixture.h"
+#include "tests/support/status_matchers.h"
+
+namespace sluice::status {
+namespace {
+
+using ::sluice::fake_kube::Fault;
+using ::sluice::fake_kube::KubeconfigOptions;
+using ::sluice::fake_kube::RecordedEvent;
+using ::sluice::testing::IsOk;
+using ::sluice::testing::StatusIs;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+
+class ReporterTest : public fake_kube::FakeKubeFixture {
+ protected:
+  void SetUp() override {
+    FakeKubeFixture::SetUp();
+    if (HasFatalFailure()) return;
+    uid_ = CreateMigrationJob("apps", "db");
+    kubeconfig_ = WriteKubeconfig();
+    log::SetSinkForTest(&log_);
+  }
+  void TearDown() override {
+    log::SetSinkForTest(nullptr);
+    EXPECT_THAT(log_.str(), ::testing::Not(HasSubstr(token())));
+    FakeKubeFixture::TearDown();
+  }
+
+  ReportOptions Options(const std::string& instance = "api-7d9f-abcde") {
+    ReportOptions o;
+    o.report = "apps/db";
+    o.kubeconfig = kubeconfig_;
+    o.report_timeout = absl::Seconds(10);
+    o.instance = instance;
+    o.target = "head";
+    o.client_options.request_timeout = absl::Seconds(2);
+    o.client_options.initial_backoff = absl::Milliseconds(20);
+    o.client_options.max_backoff = absl::Milliseconds(200);
+    return o;
+  }
+
+  std::unique_ptr<Reporter> StartReporter(const ReportOptions& options) {
+    absl::StatusOr<std::unique_ptr<Reporter>> r = Reporter::Start(options);
+    EXPECT_THAT(r.status(), IsOk());
+    return r.ok() ? std::move(*r) : nullptr;
+  }
+
+  kube::MigrationJob Stored() {
+    std::optional<std::string> json = server().GetObject("migrationjobs", "apps", "db");
+    EXPECT_TRUE(json.has_value());
+    absl::StatusOr<kube::MigrationJob> job = kube::ParseMigrationJob(json.value_or("{}"));
+    EXPECT_THAT(job.status(), IsOk());
+    return job.value_or(kube::MigrationJob{});
+  }
+
+  kube::MigrationJobStatus StoredStatus() {
+    kube::MigrationJob job = Stored();
+    EXPECT_TRUE(job.status.has_value());
+    return job.status.value_or(kube::MigrationJobStatus{});
+  }
+
+  static const kube::Condition* Find(const kube::MigrationJobStatus& s, const std::string& type) {
+    for (const auto& c : s.conditions) {
+      if (c.type == type) return &c;
+    }
+    return nullptr;
+  }
+
+  static std::string ConditionStatus(const kube::MigrationJobStatus& s, const std::string& type) {
+    const kube::Condition* c = Find(s, type);
+    return c == nullptr ? "<absent>" : c->status;
+  }
+
+  // Waits until `predicate` holds for the stored status (bounded).
+  bool WaitForStatus(const std::function<bool(const kube::MigrationJobStatus&)>& predicate) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (absl::Now() < deadline) {
+      kube::MigrationJob job = Stored();
+      if (job.status && predicate(*job.status)) return true;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    return false;
+  }
+
+  static engine::StepOutcome Step(const std::string& revision, bool ok = true,
+                                  absl::Time started = absl::Now()) {
+    engine::StepOutcome step;
+    step.revision = revision;
+    step.description = absl::StrCat("revision ", revision);
+    step.direction = graph::Direction::kUpgrade;
+    step.started_at = started;
+    step.duration = absl::Milliseconds(41);
+    step.ok = ok;
+    return step;
+  }
+
+  static engine::RunResult Planned(std::vector<std::string> from, std::vector<std::string> target) {
+    engine::RunResult r;
+    r.from_versions = from;
+    r.to_versions = from;
+    r.target_versions = target;
+    return r;
+  }
+
+  // Runs a whole successful upgrade through `reporter`: plan, steps, finish.
+  absl::Status RunUpgrade(Reporter& reporter, const std::vector<std::string>& from,
+                          const std::vector<std::string>& revisions) {
+    const std::vector<std::string> target = {revisions.back()};
+    engine::RunResult result = Planned(from, target);
+    reporter.OnPlanned(result, revisions);
+    for (const std::string& revision : revisions) {
+      engine::StepOutcome step = Step(revision);
+      result.steps.push_back(step);
+      reporter.OnStepFinished(step);
+    }
+    result.to_versions = target;
+    return reporter.Finish(absl::OkStatus(), &result);
+  }
+
+  void ExpectStoredValid() { EXPECT_THAT(server().ValidateStored("apps", "db"), IsEmpty()); }
+
+  std::vector<std::string> Reasons() {
+    std::vector<std::string> out;
+    for (const RecordedEvent& e : server().Events()) out.push_back(e.reason);
+    return out;
+  }
+
+  std::string uid_;
+  std::string kubeconfig_;
+  std::ostringstream log_;
+};
+
+TEST_F(ReporterTest, SuccessfulRunWithSeveralRevisions) {
+  auto reporter = StartReporter(Options());
+  ASSERT_NE(reporter, nullptr);
+  ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1", "b2", "c3"}), IsOk());
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  EXPECT_EQ(s.observed_generation, 1);
+  EXPECT_THAT(s.current_revisions, ElementsAre("c3"));
+  EXPECT_THAT(s.target_revisions, ElementsAre("c3"));
+  EXPECT_THAT(s.pending_revisions, IsEmpty());
+  ASSERT_THAT(s.last_applied, SizeIs(3));
+  EXPECT_EQ(s.last_applied[0].revision, "c3");
+  EXPECT_EQ(s.last_applied[1].revision, "b2");
+  EXPECT_EQ(s.last_applied[2].revision, "a1");
+  for (const auto& step : s.last_applied) {
+    EXPECT_EQ(step.direction, "upgrade");
+    EXPECT_EQ(step.duration_ms, 41);
+    EXPECT_EQ(step.applied_by, "api-7d9f-abcde");
+  }
+  EXPECT_FALSE(s.started_at.empty());
+  EXPECT_FALSE(s.completed_at.empty());
+  EXPECT_FALSE(s.last_error.has_value());
+  EXPECT_EQ(ConditionStatus(s, kReady), "True");
+  EXPECT_EQ(ConditionStatus(s, kReconciling), "False");
+  EXPECT_EQ(ConditionStatus(s, kStalled), "False");
+  for (const auto& c : s.conditions) EXPECT_EQ(c.observed_generation, 1) << c.type;
+  ExpectStoredValid();
+
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationApplied",
+                                     "MigrationSucceeded"));
+  for (const RecordedEvent& e : server().Events()) {
+    EXPECT_EQ(e.involved_kind, "MigrationJob");
+    EXPECT_EQ(e.involved_name, "db");
+    EXPECT_EQ(e.involved_uid, uid_);
+    EXPECT_EQ(e.reporting_instance, "api-7d9f-abcde");
+    EXPECT_EQ(e.type, "Normal");
+  }
+  EXPECT_THAT(server().Events()[0].message, HasSubstr("applied revision a1"));
+
+  // Every status write went to /status as a merge patch.
+  for (const auto& r : server().Requests()) {
+    if (r.method == "PATCH") {
+      EXPECT_EQ(r.path, "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs/db/status");
+      EXPECT_EQ(r.content_type, "application/merge-patch+json");
+    }
+    EXPECT_NE(r.method, "PUT");
+  }
+}
+
+TEST_F(ReporterTest, FailedRunIsStalledWithLastError) {
+  auto reporter = StartReporter(Options());
+  reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
+  reporter->OnStepFinished(Step("a1"));
+  reporter->OnStepFinished(Step("b2", /*ok=*/false));
+  const absl::Status failure = absl::FailedPreconditionError(
+      "revision b2 (add index, migrations/b2.yaml:1) failed to upgrade: SQLSTATE 42P01: relation "
+      "\"missing\" does not exist");
+  ASSERT_THAT(reporter->Finish(failure, nullptr), IsOk());
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Failed");
+  ASSERT_TRUE(s.last_error.has_value());
+  EXPECT_EQ(s.last_error->revision, "b2");
+  EXPECT_EQ(s.last_error->sql_state, "42P01");
+  EXPECT_THAT(s.last_error->message, HasSubstr("relation \"missing\" does not exist"));
+  EXPECT_THAT(s.current_revisions, ElementsAre("a1"));
+  EXPECT_THAT(s.pending_revisions, ElementsAre("b2"));
+  ASSERT_THAT(s.last_applied, SizeIs(1));
+  EXPECT_EQ(s.last_applied[0].revision, "a1");
+  EXPECT_EQ(ConditionStatus(s, kReady), "False");
+  EXPECT_EQ(Find(s, kReady)->reason, "MigrationFailed");
+  EXPECT_EQ(ConditionStatus(s, kStalled), "True");
+  EXPECT_EQ(ConditionStatus(s, kReconciling), "False");
+  ExpectStoredValid();
+
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationFailed"));
+  EXPECT_EQ(server().Events()[1].type, "Warning");
+  EXPECT_THAT(server().Events()[1].message, HasSubstr("revision b2 failed"));
+}
+
+TEST_F(ReporterTest, NothingToDoIsSucceededWithoutEvents) {
+  auto reporter = StartReporter(Options());
+  engine::RunResult result = Planned({"c3"}, {"c3"});
+  result.already_at_target = true;
+  reporter->OnPlanned(result, {});
+  ASSERT_THAT(reporter->Finish(absl::OkStatus(), &result), IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  EXPECT_THAT(s.current_revisions, ElementsAre("c3"));
+  EXPECT_THAT(s.last_applied, IsEmpty());
+  EXPECT_EQ(ConditionStatus(s, kReady), "True");
+  EXPECT_THAT(server().Events(), IsEmpty());
+  ExpectStoredValid();
+}
+
+TEST_F(ReporterTest, NewRunKeepsEarlierStepsAndClearsTheOldError) {
+  {
+    auto reporter = StartReporter(Options("pod-a"));
+    reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
+    reporter->OnStepFinished(Step("a1"));
+    reporter->OnStepFinished(Step("b2", false));
+    ASSERT_THAT(reporter->Finish(absl::InternalError("SQLSTATE 23505: duplicate key"), nullptr),
+                IsOk());
+  }
+  ASSERT_EQ(StoredStatus().phase, "Failed");
+  auto reporter = StartReporter(Options("pod-b"));
+  ASSERT_THAT(RunUpgrade(*reporter, {"a1"}, {"b2"}), IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  EXPECT_FALSE(s.last_error.has_value());
+  EXPECT_EQ(ConditionStatus(s, kStalled), "False");
+  ASSERT_THAT(s.last_applied, SizeIs(2));
+  EXPECT_EQ(s.last_applied[0].applied_by, "pod-b");
+  EXPECT_EQ(s.last_applied[1].applied_by, "pod-a");
+  ExpectStoredValid();
+}
+
+TEST_F(ReporterTest, WaitingForLockNamesTheHolder) {
+  auto reporter = StartReporter(Options());
+  reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
+  store::LockHolder holder;
+  holder.application_name = "api-7d9f-zzzzz";
+  holder.pid = 4242;
+  holder.client_address = "10.0.0.7";
+  reporter->OnWaitingForLock(holder);
+  EXPECT_TRUE(WaitForStatus([](const kube::MigrationJobStatus& s) {
+    const kube::Condition* c = Find(s, kReconciling);
+    return c != nullptr && c->status == "True" && c->reason == "WaitingForLock" &&
+           c->message.find("api-7d9f-zzzzz (pid 4242, 10.0.0.7)") != std::string::npos;
+  }));
+  EXPECT_EQ(StoredStatus().phase, "Running");
+  engine::RunResult done = Planned({"a1"}, {"a1"});
+  done.already_at_target = true;
+  ASSERT_THAT(reporter->Finish(absl::OkStatus(), &done), IsOk());
+  EXPECT_EQ(Find(StoredStatus(), kReconciling)->reason, "Succeeded");
+}
+
+TEST_F(ReporterTest, ConditionTransitionTimesChangeOnlyWithStatus) {
+  auto reporter = StartReporter(Options());
+  reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
+  ASSERT_TRUE(WaitForStatus([](const kube::MigrationJobStatus& s) {
+    const kube::Condition* c = Find(s, kReconciling);
+    return c != nullptr && c->reason == "Migrating";
+  }));
+  const std::string stalled_since = Find(StoredStatus(), kStalled)->last_transition_time;
+  absl::SleepFor(absl::Milliseconds(1100));  // condition times have second precision
+  ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  // Stalled stayed False: same time. Reconciling went True -> False: a new time.
+  EXPECT_EQ(Find(s, kStalled)->last_transition_time, stalled_since);
+  EXPECT_NE(Find(s, kReconciling)->last_transition_time, stalled_since);
+}
+
+TEST_F(ReporterTest, ObservedGenerationIsTheGenerationRead) {
+  ASSERT_THAT(server().UpdateMigrationJobSpec("apps", "db", R"({"target":"c3"})"), IsOk());
+  ASSERT_EQ(Stored().metadata.generation, 2);
+  auto reporter = StartReporter(Options());
+  ASSERT_THAT(RunUpgrade(*reporter, {}, {"c3"}), IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.observed_generation, 2);
+  for (const auto& c : s.conditions) EXPECT_EQ(c.observed_generation, 2);
+  EXPECT_EQ(Stored().metadata.generation, 2);  // status writes never bump it
+}
+
+TEST_F(ReporterTest, RotatedTokenKeepsWorking) {
+  auto reporter = StartReporter(Options());
+  reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
+  ASSERT_TRUE(
+      WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
+  RotateToken("token-after-rotation-42");
+  reporter->OnStepFinished(Step("a1"));
+  engine::RunResult result = Planned({"b2"}, {"b2"});
+  reporter->OnStepFinished(Step("b2"));
+  ASSERT_THAT(reporter->Finish(absl::OkStatus(), &result), IsOk());
+  EXPECT_EQ(StoredStatus().phase, "Succeeded");
+  EXPECT_EQ(server().Requests().back().authorization, "Bearer token-after-rotation-42");
+}
+
+TEST_F(ReporterTest, WrongCaIsRefusedAndReportedClearly) {
+  absl::StatusOr<fake_kube::TestCa> other = fake_kube::TestCa::Create("not-the-cluster-ca");
+  ASSERT_THAT(other.status(), IsOk());
+  KubeconfigOptions kc;
+  kc.ca_pem = other->cert_pem();
+  ReportOptions options = Options();
+  options.kubeconfig = WriteKubeconfig(kc);
+  options.report_required = true;
+  auto reporter = StartReporter(options);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "TLS handshake"));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));  // not retried until the timeout
+  EXPECT_TRUE(server().Requests().empty());
+}
+
+TEST_F(ReporterTest, ExpiredTokenIsAClearError) {
+  server().RevokeToken(token());
+  ReportOptions options = Options();
+  options.report_required = true;
+  auto reporter = StartReporter(options);
+  absl::Status status = RunUpgrade(*reporter, {}, {"a1"});
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kUnauthenticated,
+                               "the bearer token is missing, expired or invalid"));
+  EXPECT_THAT(std::string(status.message()), ::testing::Not(HasSubstr(token())));
+}
+
+TEST_F(ReporterTest, ExpiredTokenIsOnlyAWarningUnlessRequired) {
+  server().RevokeToken(token());
+  auto reporter = StartReporter(Options());
+  EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  EXPECT_THAT(log_.str(), HasSubstr("could not report the run"));
+  EXPECT_THAT(log_.str(), HasSubstr("Unauthorized"));
+}
+
+TEST_F(ReporterTest, ApiServerDownForTheWholeRunGivesUpWithinTheTimeout) {
+  ASSERT_THAT(server().StopListening(), IsOk());
+  ReportOptions options = Options();
+  options.report_timeout = absl::Seconds(2);
+  auto reporter = StartReporter(options);
+  const absl::Time start = absl::Now();
+  reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
+  engine::StepOutcome step = Step("a1");
+  reporter->OnStepFinished(step);
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(100));  // callbacks never block
+  engine::RunResult result = Planned({"a1"}, {"a1"});
+  const absl::Time finish = absl::Now();
+  EXPECT_THAT(reporter->Finish(absl::OkStatus(), &result), IsOk());
+  EXPECT_LT(absl::Now() - finish, absl::Milliseconds(2600));
+  EXPECT_THAT(log_.str(), HasSubstr("could not report the run"));
+  EXPECT_THAT(log_.str(), HasSubstr("cannot reach the API server"));
+}
+
+TEST_F(ReporterTest, ApiServerDownIsAnErrorWhenRequired) {
+  ASSERT_THAT(server().StopListening(), IsOk());
+  ReportOptions options = Options();
+  options.report_timeout = absl::Seconds(2);
+  options.report_required = true;
+  auto reporter = StartReporter(options);
+  const absl::Time start = absl::Now();
+  absl::Status status = RunUpgrade(*reporter, {}, {"a1"});
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(2600));
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kDeadlineExceeded, "--report-required"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("cannot reach the API server"));
+}
+
+TEST_F(ReporterTest, HangingApiServerDoesNotHoldTheRunBeyondTheTimeout) {
+  server().InjectFault(Fault{"", "", 1000, 0, -1, absl::Seconds(30)});
+  ReportOptions options = Options();
+  options.report_timeout = absl::Seconds(2);
+  options.client_options.request_timeout = absl::Seconds(10);
+  auto reporter = StartReporter(options);
+  const absl::Time start = absl::Now();
+  EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  EXPECT_LT(absl::Now() - start, absl::Milliseconds(2600));
+}
+
+TEST_F(ReporterTest, ApiServerBackAfterAnOutageGetsTheFinalStatus) {
+  ASSERT_THAT(server().StopListening(), IsOk());
+  auto reporter = StartReporter(Options());
+  reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
+  reporter->OnStepFinished(Step("a1"));
+  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_THAT(server().StartListening(), IsOk());
+  server().InjectFault(Fault{"PATCH", "", 2, 500, -1, absl::ZeroDuration()});
+  server().InjectFault(Fault{"GET", "", 1, 429, 1, absl::ZeroDuration()});
+  engine::RunResult result = Planned({"a1"}, {"a1"});
+  ASSERT_THAT(reporter->Finish(absl::OkStatus(), &result), IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  ASSERT_THAT(s.last_applied, SizeIs(1));
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationSucceeded"));
+}
+
+TEST_F(ReporterTest, ConflictsAreReReadAndRetried) {
+  server().InjectConflicts(3);
+  auto reporter = StartReporter(Options());
+  ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  EXPECT_EQ(StoredStatus().phase, "Succeeded");
+  int conflicts = 0;
+  for (const auto& r : server().Requests()) conflicts += r.response_code == 409 ? 1 : 0;
+  EXPECT_EQ(conflicts, 3);
+}
+
+TEST_F(ReporterTest, MissingMigrationJobIsAWarningOrAnError) {
+  ReportOptions options = Options();
+  options.report = "apps/nope";
+  auto reporter = StartReporter(options);
+  EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  EXPECT_THAT(log_.str(), HasSubstr("not found"));
+
+  options.report_required = true;
+  auto required = StartReporter(options);
+  EXPECT_THAT(RunUpgrade(*required, {}, {"a1"}),
+              StatusIs(absl::StatusCode::kNotFound, "migrationjobs.sluice.dev \"nope\" not found"));
+}
+
+TEST_F(ReporterTest, NoKubernetesConfigurationIsAWarningOrAnError) {
+  ReportOptions options = Options();
+  options.kubeconfig = absl::StrCat(dir(), "/no-such-kubeconfig");
+  auto reporter = StartReporter(options);
+  EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
+  options.report_required = true;
+  auto required = StartReporter(options);
+  EXPECT_THAT(RunUpgrade(*required, {}, {"a1"}),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "cannot read kubeconfig"));
+}
+
+TEST_F(ReporterTest, BadReportTargetIsAUsageError) {
+  for (const char* bad : {"db", "apps/", "/db", "Apps/db", "a/b/c"}) {
+    ReportOptions options = Options();
+    options.report = bad;
+    EXPECT_THAT(Reporter::Start(options).status(),
+                StatusIs(absl::StatusCode::kInvalidArgument, "NAMESPACE/NAME"))
+        << bad;
+  }
+}
+
+TEST_F(ReporterTest, OlderRunNeverOverwritesANewerRun) {
+  auto older = StartReporter(Options("pod-old"));
+  older->OnPlanned(Planned({}, {"a1"}), {"a1"});
+  ASSERT_TRUE(
+      WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
+  absl::SleepFor(absl::Milliseconds(5));
+  auto newer = StartReporter(Options("pod-new"));
+  older->OnStepFinished(Step("a1"));
+  engine::RunResult done = Planned({"a1"}, {"a1"});
+  done.already_at_target = true;
+  newer->OnPlanned(done, {});
+  ASSERT_THAT(newer->Finish(absl::OkStatus(), &done), IsOk());
+  ASSERT_EQ(StoredStatus().phase, "Succeeded");
+  const std::string newer_started = StoredStatus().started_at;
+
+  // The older run fails late (e.g. its connection dropped after the step).
+  ASSERT_THAT(older->Finish(absl::UnavailableError("connection to the database lost"), nullptr),
+              IsOk());
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  EXPECT_EQ(s.started_at, newer_started);
+  EXPECT_FALSE(s.last_error.has_value());
+  EXPECT_EQ(ConditionStatus(s, kReady), "True");
+  // The older run's applied step is still recorded.
+  ASSERT_THAT(s.last_applied, SizeIs(1));
+  EXPECT_EQ(s.last_applied[0].applied_by, "pod-old");
+  ExpectStoredValid();
+}
+
+TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
+  constexpr int kPods = 16;
+  absl::Barrier* start = new absl::Barrier(kPods);
+  std::vector<std::thread> pods;
+  std::vector<absl::Status> results(kPods);
+  for (int i = 0; i < kPods; ++i) {
+    pods.emplace_back([&, i] {
+      std::mt19937 rng(i);
+      if (start->Block()) delete start;
+      ReportOptions options = Options(absl::StrCat("api-7d9f-pod", i));
+      options.report_timeout = absl::Seconds(30);
+      absl::StatusOr<std::unique_ptr<Reporter>> reporter = Reporter::Start(options);
+      if (!reporter.ok()) {
+        results[i] = reporter.status();
+        return;
+      }
+      absl::SleepFor(absl::Milliseconds(rng() % 50));
+      if (i == 0) {
+        // The pod that got the lock applies everything.
+        results[i] = RunUpgrade(**reporter, {}, {"a1", "b2"});
+        return;
+      }
+      store::LockHolder holder;
+      holder.application_name = "api-7d9f-pod0";
+      (*reporter)->OnWaitingForLock(holder);
+      absl::SleepFor(absl::Milliseconds(rng() % 100));
+      engine::RunResult done = Planned({"b2"}, {"b2"});
+      done.already_at_target = true;
+      (*reporter)->OnPlanned(done, {});
+      results[i] = (*reporter)->Finish(absl::OkStatus(), &done);
+    });
+  }
+  for (auto& t : pods) t.join();
+  for (int i = 0; i < kPods; ++i) EXPECT_THAT(results[i], IsOk()) << "pod " << i;
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Succeeded");
+  EXPECT_THAT(s.current_revisions, ElementsAre("b2"));
+  EXPECT_THAT(s.target_revisions, ElementsAre("b2"));
+  EXPECT_THAT(s.pending_revisions, IsEmpty());
+  EXPECT_FALSE(s.last_error.has_value());
+  EXPECT_FALSE(s.completed_at.empty());
+  EXPECT_EQ(ConditionStatus(s, kReady), "True");
+  EXPECT_EQ(ConditionStatus(s, kReconciling), "False");
+  EXPECT_EQ(ConditionStatus(s, kStalled), "False");
+  ASSERT_THAT(s.last_applied, SizeIs(2));  // each step exactly once
+  EXPECT_EQ(s.last_applied[0].revision, "b2");
+  EXPECT_EQ(s.last_applied[1].revision, "a1");
+  ExpectStoredValid();
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationSucceeded"));
+}
+
+}  // namespace
+}  // namespace sluice::status
