@@ -208,6 +208,21 @@ struct DocumentContext {
 
 // --- Small text helpers --------------------------------------------------------------------------
 
+// Returns yaml-cpp's message with control characters escaped: some messages hold the offending
+// character itself (`unknown escape character: \r`), which would break one error per line.
+std::string OneLine(absl::string_view message) {
+  std::string out;
+  for (char c : message) {
+    const unsigned char byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7f) {
+      absl::StrAppend(&out, absl::StrFormat("\\x%02X", byte));
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 // Quotes user-supplied text for a one-line message: `plain` when it is short printable ASCII,
 // else a JSON string (so newlines and odd bytes stay visible and on one line), shortened.
 std::string Quote(absl::string_view text) {
@@ -762,7 +777,7 @@ void ReportParseError(const YAML::ParserException& e, const std::optional<YAML::
   std::string fix = "check the quoting and indentation here and on the lines just above";
   // yaml-cpp's tab message does not say what to do about it.
   if (absl::StrContains(e.msg, "tab")) fix = "indent with spaces: YAML does not allow tabs there";
-  context.Error(e.mark, absl::StrCat("invalid YAML: ", e.msg, "; ", fix));
+  context.Error(e.mark, absl::StrCat("invalid YAML: ", OneLine(e.msg), "; ", fix));
 }
 
 // Parses one file's text, appending its valid migrations to `out` and its problems to `errors`.
@@ -804,7 +819,7 @@ void ParseFile(absl::string_view text, absl::string_view file, std::vector<Migra
       continue;
     } catch (const std::exception& e) {
       context.Error(YAML::Mark::null_mark(),
-                    absl::StrCat("cannot parse the document: ", e.what(),
+                    absl::StrCat("cannot parse the document: ", OneLine(e.what()),
                                  "; check the YAML syntax of this document"));
       continue;
     }
@@ -823,7 +838,7 @@ void ParseFile(absl::string_view text, absl::string_view file, std::vector<Migra
         }
       } catch (const std::exception& e) {
         // yaml-cpp's node API throws only on misuse; keep it from crossing the public API anyway.
-        context.Error(document.Mark(), absl::StrCat("cannot read the document: ", e.what(),
+        context.Error(document.Mark(), absl::StrCat("cannot read the document: ", OneLine(e.what()),
                                                     "; check the YAML syntax of this document"));
       }
     }
