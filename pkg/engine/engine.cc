@@ -58,12 +58,12 @@ Migration MigrationFromHistory(const store::HistoryRow& row) {
   return m;
 }
 
-// Sleeps for `duration` scaled by a random factor in [0.5, 1.5), so that many runners polling the
+// Returns `duration` scaled by a random factor in [0.5, 1.5), so that many runners polling the
 // same lock do not wake in step.
-void SleepJittered(absl::Duration duration) {
+absl::Duration Jittered(absl::Duration duration) {
   thread_local std::mt19937_64 random(std::random_device{}());
   std::uniform_real_distribution<double> factor(0.5, 1.5);
-  absl::SleepFor(duration * factor(random));
+  return duration * factor(random);
 }
 
 }  // namespace
@@ -138,6 +138,8 @@ class Engine::Impl {
     watcher_.reset();
     if (locked_ && control_ != nullptr) {
       absl::Status status = control_->Unlock(lock_key_);
+      // Wake the runners waiting for the lock now rather than at their next poll.
+      if (status.ok()) status = control_->Notify(LockChannel());
       if (!status.ok())
         log::Warning("could not release the migration lock",
                      {{"error", std::string(status.message())}});
@@ -291,6 +293,8 @@ class Engine::Impl {
   }
 
  private:
+  std::string LockChannel() const { return absl::StrCat("sluice_lock_", lock_key_); }
+
   static std::string Joined(const std::vector<std::string>& items) {
     return items.empty() ? "<base>" : absl::StrJoin(items, ",");
   }
@@ -490,6 +494,7 @@ class Engine::Impl {
     const absl::Time deadline = absl::Now() + options_.lock_wait;
     absl::Duration interval = options_.lock_poll_initial;
     absl::Time next_holder_log = absl::InfinitePast();
+    bool listening = false;
     std::vector<store::HistoryRow> no_history;
     while (true) {
       if (plan_for) {
@@ -547,7 +552,12 @@ class Engine::Impl {
                   {{"holder", who}, {"key", absl::StrCat(lock_key_)}});
         next_holder_log = now + absl::Seconds(5);
       }
-      SleepJittered(std::min(interval, deadline - now));
+      if (!listening) {
+        SLUICE_RETURN_IF_ERROR(control->Listen(LockChannel()));
+        listening = true;
+      }
+      SLUICE_RETURN_IF_ERROR(
+          control->WaitForNotification(std::min(Jittered(interval), deadline - now)).status());
       interval = std::min(interval * 3 / 2, options_.lock_poll_max);
     }
   }
@@ -646,7 +656,7 @@ class Engine::Impl {
                     {"lock_timeout", absl::FormatDuration(options_.ddl_lock_timeout)}});
       LogBlockers();
       if (tries >= options_.ddl_retries) return status;
-      SleepJittered(backoff);
+      absl::SleepFor(Jittered(backoff));
       backoff = std::min(backoff * 2, absl::Seconds(30));
     }
   }

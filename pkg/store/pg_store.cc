@@ -6,8 +6,10 @@
 #include "pkg/store/pg_store.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <functional>
@@ -34,6 +36,7 @@
 #include "absl/time/time.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/pgsql/sql_text.h"
 #include "pkg/store/connection_string.h"
 
 namespace sluice::store {
@@ -58,30 +61,7 @@ constexpr char kTableExistsSql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
-constexpr char kCreateSchemaSql[] = "CREATE SCHEMA IF NOT EXISTS {schema}";
-// Exactly Alembic's version table, constraint name included.
-constexpr char kCreateVersionTableSql[] =
-    "CREATE TABLE IF NOT EXISTS {version_table} ("
-    "version_num VARCHAR(32) NOT NULL, "
-    "CONSTRAINT {version_pkc} PRIMARY KEY (version_num))";
-constexpr char kCreateHistoryTableSql[] =
-    "CREATE TABLE IF NOT EXISTS {history} (\n"
-    "  id bigserial PRIMARY KEY,\n"
-    "  revision varchar(32) NOT NULL,\n"
-    "  direction text NOT NULL,\n"
-    "  checksum text NOT NULL DEFAULT '',\n"
-    "  description text NOT NULL DEFAULT '',\n"
-    "  started_at timestamptz NOT NULL,\n"
-    "  finished_at timestamptz,\n"
-    "  duration_ms bigint NOT NULL DEFAULT 0,\n"
-    "  applied_by text NOT NULL DEFAULT '',\n"
-    "  outcome text NOT NULL,\n"
-    "  error text NOT NULL DEFAULT '',\n"
-    "  down_revisions text[] NOT NULL DEFAULT '{}',\n"
-    "  depends_on text[] NOT NULL DEFAULT '{}',\n"
-    "  upgrade_sql text NOT NULL DEFAULT '',\n"
-    "  downgrade_sql text,\n"
-    "  transactional boolean NOT NULL DEFAULT true)";
+// The DDL is pkg/pgsql's (pgsql::EnsureTablesSql), shared with the offline scripts.
 
 constexpr char kSelectVersionsSql[] = "SELECT version_num FROM {version_table}";
 constexpr char kDeleteVersionSql[] = "DELETE FROM {version_table} WHERE version_num = $1";
@@ -106,6 +86,11 @@ constexpr char kSelectHistorySql[] =
     " duration_ms, applied_by, outcome, error, down_revisions, depends_on, upgrade_sql,"
     " downgrade_sql, transactional"
     " FROM {history} ORDER BY id";
+
+constexpr char kNotifySql[] = "SELECT pg_catalog.pg_notify($1, '')";
+// A backend whose client died mid-statement (kill -9) ends within a second instead of running the
+// statement to completion while holding its locks (PostgreSQL 14 and later; ignored before).
+constexpr char kConnectionCheckSql[] = "SET client_connection_check_interval = '1s'";
 
 constexpr char kTryLockSql[] = "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)";
 constexpr char kUnlockSql[] = "SELECT pg_catalog.pg_advisory_unlock($1::bigint)";
@@ -429,31 +414,37 @@ class PgStore final : public Store {
   absl::Status EnsureTables(const TableNames& tables) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
     SLUICE_ASSIGN_OR_RETURN(bool exists, SchemaExists(tables.schema));
+    const std::vector<std::string> ddl =
+        pgsql::EnsureTablesSql(tables.schema, tables.version_table);
     if (!exists) {
       SLUICE_RETURN_IF_ERROR(CreateTolerating(absl::StrCat("creating schema ", names.schema),
-                                              Fill(kCreateSchemaSql, names),
-                                              [&] { return SchemaExists(tables.schema); }));
+                                              ddl[0], [&] { return SchemaExists(tables.schema); }));
     }
     SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, tables.version_table));
     if (!exists) {
-      SLUICE_RETURN_IF_ERROR(CreateTolerating(
-          absl::StrCat("creating ", names.version_table), Fill(kCreateVersionTableSql, names),
-          [&] { return TableExists(tables.schema, tables.version_table); }));
+      SLUICE_RETURN_IF_ERROR(
+          CreateTolerating(absl::StrCat("creating ", names.version_table), ddl[1],
+                           [&] { return TableExists(tables.schema, tables.version_table); }));
     }
     SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, kHistoryTable));
     if (!exists) {
-      SLUICE_RETURN_IF_ERROR(CreateTolerating(
-          absl::StrCat("creating ", names.history), Fill(kCreateHistoryTableSql, names),
-          [&] { return TableExists(tables.schema, kHistoryTable); }));
+      SLUICE_RETURN_IF_ERROR(
+          CreateTolerating(absl::StrCat("creating ", names.history), ddl[2],
+                           [&] { return TableExists(tables.schema, kHistoryTable); }));
     }
     return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<std::string>> ReadVersions(const TableNames& tables) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
-    SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, tables.version_table));
+    // Once seen, the version table is not looked up again: the lock poll reads it often.
+    const std::string key = absl::StrCat(tables.schema, ".", tables.version_table);
     std::vector<std::string> versions;
-    if (!exists) return versions;
+    if (version_tables_seen_.count(key) == 0) {
+      SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, tables.version_table));
+      if (!exists) return versions;
+      version_tables_seen_.insert(key);
+    }
     SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("reading ", names.version_table),
                                                  Fill(kSelectVersionsSql, names), {}));
     for (int row = 0; row < PQntuples(result.get()); ++row) {
@@ -578,6 +569,33 @@ class PgStore final : public Store {
     return absl::OkStatus();
   }
 
+  absl::Status Listen(absl::string_view channel) override {
+    SLUICE_ASSIGN_OR_RETURN(const std::string quoted, QuoteIdentifier(channel));
+    const std::string sql = absl::StrCat("LISTEN ", quoted);
+    InternalStatement internal(*this);
+    return Simple(sql.c_str(), "LISTEN");
+  }
+
+  absl::Status Notify(absl::string_view channel) override {
+    return Query("notifying waiting runners", kNotifySql, {std::string(channel)}).status();
+  }
+
+  absl::StatusOr<bool> WaitForNotification(absl::Duration timeout) override {
+    if (ConsumeNotifications()) return true;
+    pollfd descriptor{PQsocket(conn_), POLLIN, 0};
+    const int ready = ::poll(
+        &descriptor, 1, static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(timeout))));
+    if (ready < 0 && errno != EINTR) {
+      return absl::UnavailableError(
+          absl::StrCat("waiting for a notification: ", std::strerror(errno)));
+    }
+    if (ready > 0 && PQconsumeInput(conn_) == 0) {
+      return absl::UnavailableError(
+          absl::StrCat("lost the connection while waiting: ", OneLine(PQerrorMessage(conn_))));
+    }
+    return ConsumeNotifications();
+  }
+
   absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) override {
     const uint64_t bits = static_cast<uint64_t>(key);
     SLUICE_ASSIGN_OR_RETURN(
@@ -643,6 +661,17 @@ class PgStore final : public Store {
     bool& flag_;
     const bool saved_;
   };
+
+  // Reads what the server has sent and drops the notifications queued; returns whether any was.
+  bool ConsumeNotifications() {
+    PQconsumeInput(conn_);
+    bool any = false;
+    while (PGnotify* notification = PQnotifies(conn_)) {
+      any = true;
+      PQfreemem(notification);
+    }
+    return any;
+  }
 
   // Runs one statement with bound text parameters (nullopt = NULL).
   absl::StatusOr<Result> Query(absl::string_view what, const std::string& sql,
@@ -763,6 +792,7 @@ class PgStore final : public Store {
   }
 
   PGconn* conn_;
+  std::set<std::string> version_tables_seen_;
   int pid_;
   bool internal_statement_ = false;
 };
@@ -941,6 +971,7 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
     values.push_back(nullptr);
     PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (conn != nullptr && PQstatus(conn) == CONNECTION_OK) {
+      Result(PQexec(conn, kConnectionCheckSql));
       if (attempt > 1) log::Info("connected to the database", {{"target", target}});
       return std::unique_ptr<Store>(new PgStore(conn));
     }

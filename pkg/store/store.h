@@ -115,6 +115,15 @@ class Store {
   virtual absl::StatusOr<bool> TryLock(int64_t key) = 0;
   // Releases the advisory lock `key`.
   virtual absl::Status Unlock(int64_t key) = 0;
+  // Subscribes this connection to notifications on `channel` (LISTEN), so that runners waiting for
+  // the lock wake as soon as the holder lets go instead of at their next poll.
+  virtual absl::Status Listen(absl::string_view channel) = 0;
+  // Sends a notification on `channel`; it is delivered when the current transaction commits (at
+  // once outside a transaction).
+  virtual absl::Status Notify(absl::string_view channel) = 0;
+  // Waits up to `timeout` for a notification on a channel this connection listens to; returns
+  // whether one came. Notifications that arrived earlier count, and are consumed.
+  virtual absl::StatusOr<bool> WaitForNotification(absl::Duration timeout) = 0;
   // Returns who holds the advisory lock `key`, if anyone else does.
   virtual absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) = 0;
   // Returns the sessions blocking the backend `pid` (pg_blocking_pids).
