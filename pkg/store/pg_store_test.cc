@@ -716,3 +716,46 @@ TEST(PgStoreConnectTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
 
 }  // namespace
 }  // namespace sluice::store
+
+namespace sluice::store {
+namespace {
+
+class PgStoreNotifyTest : public sluice::testing::PgTest {};
+
+TEST_F(PgStoreNotifyTest, WaiterWakesOnNotificationAndTimesOutWithoutOne) {
+  ConnectOptions options;
+  options.url = dsn();
+  absl::StatusOr<std::unique_ptr<Store>> waiter = ConnectPg(options);
+  absl::StatusOr<std::unique_ptr<Store>> holder = ConnectPg(options);
+  SLUICE_ASSERT_OK(waiter);
+  SLUICE_ASSERT_OK(holder);
+  SLUICE_ASSERT_OK((*waiter)->Listen("sluice_lock_42"));
+
+  absl::StatusOr<bool> woke = (*waiter)->WaitForNotification(absl::Milliseconds(50));
+  SLUICE_ASSERT_OK(woke);
+  EXPECT_FALSE(*woke);
+
+  // Another channel does not wake it; its own does, and the notification is consumed.
+  SLUICE_ASSERT_OK((*holder)->Notify("sluice_lock_7"));
+  SLUICE_ASSERT_OK((*holder)->Notify("sluice_lock_42"));
+  woke = (*waiter)->WaitForNotification(absl::Seconds(5));
+  SLUICE_ASSERT_OK(woke);
+  EXPECT_TRUE(*woke);
+  woke = (*waiter)->WaitForNotification(absl::Milliseconds(50));
+  SLUICE_ASSERT_OK(woke);
+  EXPECT_FALSE(*woke);
+
+  // A notification sent inside a transaction arrives at COMMIT.
+  SLUICE_ASSERT_OK((*holder)->Begin());
+  SLUICE_ASSERT_OK((*holder)->Notify("sluice_lock_42"));
+  woke = (*waiter)->WaitForNotification(absl::Milliseconds(100));
+  SLUICE_ASSERT_OK(woke);
+  EXPECT_FALSE(*woke);
+  SLUICE_ASSERT_OK((*holder)->Commit());
+  woke = (*waiter)->WaitForNotification(absl::Seconds(5));
+  SLUICE_ASSERT_OK(woke);
+  EXPECT_TRUE(*woke);
+}
+
+}  // namespace
+}  // namespace sluice::store
