@@ -19,14 +19,23 @@ namespace sluice::manifest {
 // files, naming both places.
 //
 // On any error returns kInvalidArgument whose message lists every problem found in the load, one
-// per line, each as `FILE:LINE:COLUMN: what is wrong; how to fix it`.
+// per line, each as `FILE:LINE:COLUMN: what is wrong; how to fix it` (`FILE: ...` when no line
+// applies, e.g. a missing directory). Past 200 problems the rest are counted on a last line,
+// `(N more problems not shown; ...)`. A directory with no manifest files loads as no migrations;
+// deciding whether that is an error is the caller's business. Never throws.
 //
 // Example:
 //   SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations, LoadDirectories({"./migrations"}));
 absl::StatusOr<std::vector<Migration>> LoadDirectories(const std::vector<std::string>& directories);
 
 // Parses the manifest text of one file (one or more `---`-separated documents). `file_name` is used
-// only in error messages and `Migration::location`. Does not check for duplicates across files.
+// only in error messages and `Migration::location`. Rejects duplicate revision ids within the text;
+// does not check across files. Errors as for LoadDirectories.
+//
+// Choices the contract leaves open: the text must be UTF-8 (a UTF-8 byte-order mark is allowed;
+// NUL bytes, UTF-16 and invalid UTF-8 are refused); `transactional` accepts true/false and YAML
+// 1.1's yes/no/on/off, unquoted; a null `downgrade` means no downgrade; an `upgrade` of only
+// whitespace counts as empty; duplicate keys within a document are refused.
 absl::StatusOr<std::vector<Migration>> ParseManifest(absl::string_view text,
                                                      absl::string_view file_name);
 

@@ -25,11 +25,14 @@ struct Migration {
   std::vector<std::string> depends_on;
   bool transactional = true;
   std::string upgrade_sql;                   // exactly as parsed
-  std::optional<std::string> downgrade_sql;  // absent: cannot be downgraded past
+  std::optional<std::string> downgrade_sql;  // absent or null: cannot be downgraded past
   std::string checksum;                      // "sha256:<hex of upgrade_sql>"
 
-  SourceLocation location;       // the document's `revision:` key
-  int upgrade_first_line = 0;    // file line holding the first line of the upgrade SQL (0: unknown)
+  SourceLocation location;  // the document's `revision:` key
+  // File line holding the first line of the SQL text (0: unknown or absent): the line after
+  // `upgrade: |` for a block, the key's line for `upgrade: SELECT 1;`. SQL line n is then at
+  // file line upgrade_first_line + n - 1, exactly for a block scalar (the usual form).
+  int upgrade_first_line = 0;
   int downgrade_first_line = 0;  // likewise for the downgrade SQL
 
   bool is_merge() const { return down_revisions.size() > 1; }
