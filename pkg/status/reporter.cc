@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <deque>
 #include <optional>
-#include <regex>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -26,14 +26,21 @@ constexpr char kAction[] = "Migrate";
 // Conflicts re-read and recompute; many pods writing at once need a few rounds each.
 constexpr int kMaxConflictRounds = 50;
 
+// RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric.
 bool IsDnsLabel(absl::string_view s) {
-  static const std::regex kRe("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
-  return !s.empty() && s.size() <= 63 && std::regex_match(std::string(s), kRe);
+  if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '-';
+  });
 }
 
+// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
 bool IsDnsSubdomain(absl::string_view s) {
-  static const std::regex kRe("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
-  return !s.empty() && s.size() <= 253 && std::regex_match(std::string(s), kRe);
+  if (s.empty() || s.size() > 253) return false;
+  for (absl::string_view label : absl::StrSplit(s, '.')) {
+    if (!IsDnsLabel(label)) return false;
+  }
+  return true;
 }
 
 std::string DefaultInstance() {
@@ -49,10 +56,16 @@ std::string DefaultInstance() {
 // The SQLSTATE that the engine puts in a failed revision's message ("SQLSTATE 42P01: ...").
 // Parsed from the text so that status reporting needs no link to the store module.
 std::string SqlStateOf(absl::string_view message) {
-  static const std::regex kRe("SQLSTATE ([0-9A-Z]{5})");
-  std::smatch m;
-  const std::string text(message);
-  if (std::regex_search(text, m, kRe)) return m[1];
+  constexpr absl::string_view kMarker = "SQLSTATE ";
+  for (size_t at = message.find(kMarker); at != absl::string_view::npos;
+       at = message.find(kMarker, at + 1)) {
+    absl::string_view code = message.substr(at + kMarker.size(), 5);
+    if (code.size() == 5 && std::all_of(code.begin(), code.end(), [](char c) {
+          return absl::ascii_isupper(c) || absl::ascii_isdigit(c);
+        })) {
+      return std::string(code);
+    }
+  }
   return "";
 }
 

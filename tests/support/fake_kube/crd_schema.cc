@@ -226,6 +226,19 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
   }
 }
 
+absl::StatusOr<std::vector<std::string>> YamlFileToJson(const std::string& path) {
+  try {
+    std::vector<std::string> out;
+    for (const YAML::Node& doc : YAML::LoadAllFromFile(path)) {
+      if (doc.IsNull()) continue;
+      out.push_back(YamlToJson(doc).serialize());
+    }
+    return out;
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
 std::vector<std::string> Prune(const SchemaNode& schema, value& object) {
   std::vector<std::string> pruned;
   if (!object.is_object()) return pruned;

@@ -66,6 +66,9 @@ struct SchemaResult {
 // `metadata`, `apiVersion` and `kind` at the root are left alone, as the server handles them.
 std::vector<std::string> Prune(const SchemaNode& schema, web::json::value& object);
 
+// Returns each YAML document of the file at `path` as JSON text (manifests in tests).
+absl::StatusOr<std::vector<std::string>> YamlFileToJson(const std::string& path);
+
 // Validates `value` at `path` against `schema`; appends to `errors`.
 void Validate(const SchemaNode& schema, const web::json::value& value, const std::string& path,
               std::vector<FieldError>& errors);

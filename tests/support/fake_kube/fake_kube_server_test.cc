@@ -10,6 +10,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "tests/support/fake_kube/crd_schema.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
@@ -465,6 +466,69 @@ TEST(CrdTest, ManifestIsStructuralAndDeclaresEveryStatusField) {
   for (const char* field : {"target", "database", "migrations", "suspend"}) {
     EXPECT_TRUE(spec.properties.count(field)) << field;
   }
+}
+
+}  // namespace
+}  // namespace sluice::fake_kube
+
+namespace sluice::fake_kube {
+namespace {
+
+std::string Manifest(const std::string& name) {
+  return absl::StrCat(SLUICE_SOURCE_DIR, "/manifests/", name);
+}
+
+class ManifestsTest : public FakeKubeFixture {};
+
+TEST_F(ManifestsTest, ExampleMigrationJobIsValidAndLosesNoField) {
+  absl::StatusOr<std::vector<std::string>> docs =
+      YamlFileToJson(Manifest("example-migrationjob.yaml"));
+  ASSERT_TRUE(docs.ok()) << docs.status();
+  ASSERT_EQ(docs->size(), 1u);
+  absl::StatusOr<std::string> stored = server().CreateObject("migrationjobs", "apps", (*docs)[0]);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  EXPECT_THAT(server().PrunedFields(), IsEmpty());
+  EXPECT_THAT(server().ValidateStored("apps", "app-db"), IsEmpty());
+}
+
+TEST(ManifestFilesTest, InitContainerRbacIsLeastPrivilegeAndMatchesTheDeployment) {
+  absl::StatusOr<std::vector<std::string>> rbac =
+      YamlFileToJson(Manifest("rbac-init-container.yaml"));
+  ASSERT_TRUE(rbac.ok()) << rbac.status();
+  std::string service_account;
+  std::vector<std::string> rules;
+  for (const std::string& text : *rbac) {
+    const value doc = value::parse(text);
+    const std::string kind = doc.at("kind").as_string();
+    if (kind == "ServiceAccount") service_account = doc.at("metadata").at("name").as_string();
+    if (kind != "Role") continue;
+    for (const value& rule : doc.at("rules").as_array()) {
+      for (const value& resource : rule.at("resources").as_array()) {
+        std::vector<std::string> verbs;
+        for (const value& verb : rule.at("verbs").as_array()) verbs.push_back(verb.as_string());
+        rules.push_back(absl::StrCat(resource.as_string(), ":", absl::StrJoin(verbs, ",")));
+      }
+    }
+  }
+  // Exactly what the Reporter does: GET the object, PATCH (and GET) /status, POST events.
+  EXPECT_THAT(rules, UnorderedElementsAre("migrationjobs:get", "migrationjobs/status:get,patch",
+                                          "events:create"));
+
+  absl::StatusOr<std::vector<std::string>> deployment =
+      YamlFileToJson(Manifest("example-deployment.yaml"));
+  ASSERT_TRUE(deployment.ok()) << deployment.status();
+  const value pod = value::parse((*deployment)[0]).at("spec").at("template").at("spec");
+  EXPECT_EQ(pod.at("serviceAccountName").as_string(), service_account);
+  const value init = pod.at("initContainers").at(0);
+  const std::string args = init.at("args").serialize();
+  EXPECT_THAT(args, HasSubstr("\"upgrade\",\"head\""));
+  EXPECT_THAT(args, HasSubstr("--report=$(POD_NAMESPACE)/app-db"));
+  const std::string env = init.at("env").serialize();
+  EXPECT_THAT(env, HasSubstr("\"POD_NAME\""));
+  EXPECT_THAT(env, HasSubstr("\"fieldPath\":\"metadata.name\""));
+  EXPECT_THAT(env, HasSubstr("\"DATABASE_URL\""));
+  EXPECT_THAT(env, HasSubstr("\"secretKeyRef\""));
+  EXPECT_THAT(pod.at("volumes").serialize(), HasSubstr("\"configMap\""));
 }
 
 }  // namespace
