@@ -25,6 +25,8 @@ constexpr char kComponent[] = "sluice";
 constexpr char kAction[] = "Migrate";
 // Conflicts re-read and recompute; many pods writing at once need a few rounds each.
 constexpr int kMaxConflictRounds = 50;
+// How long a run may be quiet before its Running status is written anyway.
+constexpr absl::Duration kInitialGrace = absl::Seconds(1);
 
 // RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric.
 bool IsDnsLabel(absl::string_view s) {
@@ -267,9 +269,22 @@ class Reporter::Impl {
     return finishing_ ? finish_deadline_ : absl::Now() + options_.report_timeout;
   }
 
+  // Whether the run has something worth showing before it ends: a fast no-op run (every replica
+  // but one, usually) goes straight to its final status, so Ready does not flap to Unknown and
+  // back each time a pod starts.
+  bool Substantive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stop_ || finishing_ || run_.waiting_for.has_value() || !run_.steps.empty() ||
+           (run_.planned && !run_.pending.empty());
+  }
+
   void Work() {
     absl::Duration backoff = absl::Milliseconds(100);
     absl::Time next_attempt = absl::InfinitePast();
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithDeadline(absl::Condition(this, &Impl::Substantive),
+                            run_.started_at + kInitialGrace);
+    }
     while (true) {
       RunView run;
       int version = 0;

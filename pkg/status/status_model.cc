@@ -118,6 +118,10 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
         message = absl::StrCat("applying ", run.pending.size(), " revision",
                                run.pending.size() == 1 ? "" : "s", " (", Revisions(run.pending),
                                ") to reach ", Revisions(run.target_revisions));
+      } else if (!run.steps.empty()) {
+        reason = kReasonMigrating;
+        message = absl::StrCat("applied ", run.steps.size(), " revision",
+                               run.steps.size() == 1 ? "" : "s", "; finishing");
       }
       SetCondition(s.conditions, kReconciling, "True", reason, message, generation, now);
       SetCondition(s.conditions, kReady, "Unknown", kReasonProgressing,

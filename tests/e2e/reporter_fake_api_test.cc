@@ -244,6 +244,32 @@ TEST_F(ReporterTest, NothingToDoIsSucceededWithoutEvents) {
   EXPECT_EQ(ConditionStatus(s, kReady), "True");
   EXPECT_THAT(server().Events(), IsEmpty());
   ExpectStoredValid();
+  // A fast no-op run goes straight to its final status: no Running write, Ready never Unknown.
+  for (const auto& r : server().Requests()) {
+    EXPECT_THAT(r.body, ::testing::Not(HasSubstr(R"("phase":"Running")")));
+  }
+}
+
+TEST_F(ReporterTest, EachStepBecomesVisibleAsItIsApplied) {
+  auto reporter = StartReporter(Options());
+  const std::vector<std::string> revisions = {"a1", "b2", "c3"};
+  reporter->OnPlanned(Planned({}, {"c3"}), revisions);
+  ASSERT_TRUE(WaitForStatus([](const kube::MigrationJobStatus& s) {
+    return s.phase == "Running" && s.pending_revisions.size() == 3;
+  }));
+  for (size_t i = 0; i < revisions.size(); ++i) {
+    reporter->OnStepFinished(Step(revisions[i], true, absl::Now()));
+    EXPECT_TRUE(WaitForStatus([&](const kube::MigrationJobStatus& s) {
+      return s.last_applied.size() == i + 1 && s.last_applied[0].revision == revisions[i] &&
+             s.pending_revisions.size() == revisions.size() - i - 1 &&
+             s.current_revisions == std::vector<std::string>{revisions[i]};
+    })) << revisions[i];
+    EXPECT_EQ(StoredStatus().phase, "Running");
+    EXPECT_EQ(Find(StoredStatus(), kReconciling)->reason, "Migrating");
+  }
+  engine::RunResult result = Planned({"c3"}, {"c3"});
+  ASSERT_THAT(reporter->Finish(absl::OkStatus(), &result), IsOk());
+  EXPECT_EQ(StoredStatus().phase, "Succeeded");
 }
 
 TEST_F(ReporterTest, NewRunKeepsEarlierStepsAndClearsTheOldError) {
