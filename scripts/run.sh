@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/install-deps.sh
-scripts/build.sh "$root/build"
+SLUICE_BUILD_TARGET=sluice scripts/build.sh "$root/build"
 sluice=$root/build/cmd/sluice/sluice
 
 if [ -z "${DATABASE_URL:-}" ]; then
