@@ -20,6 +20,7 @@
 #include "pkg/engine/offline_script.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/loader.h"
+#include "pkg/status/reporter.h"
 #include "pkg/store/pg_store.h"
 #include "pkg/store/store.h"
 
@@ -378,7 +379,7 @@ struct Session {
   std::unique_ptr<engine::Engine> engine;
 };
 
-absl::StatusOr<Session> OpenSession(const Context& context) {
+absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* observer = nullptr) {
   const Options& options = context.options();
   SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
                           manifest::LoadDirectories(options.migrations));
@@ -408,7 +409,7 @@ absl::StatusOr<Session> OpenSession(const Context& context) {
   };
   return Session{*std::move(graph),
                  std::make_unique<engine::Engine>(std::move(migrations), std::move(factory),
-                                                  std::move(engine_options))};
+                                                  std::move(engine_options), observer)};
 }
 
 absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context) {
@@ -418,13 +419,40 @@ absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const
   return std::optional<engine::DatabaseState>(std::move(state));
 }
 
+// Starts reporting to the MigrationJob named by --report, when one is.
+absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& context,
+                                                                const std::string& target) {
+  const Options& options = context.options();
+  if (options.report.empty()) return std::unique_ptr<status::Reporter>();
+  status::ReportOptions report;
+  report.report = options.report;
+  report.kubeconfig = options.kubeconfig;
+  report.report_required = options.report_required;
+  report.report_timeout = options.report_timeout;
+  report.instance = RunnerName(context);
+  report.target = target;
+  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
+  if (!reporter.ok()) {
+    return engine::WithFailureKind(reporter.status(), engine::FailureKind::kUsage);
+  }
+  return reporter;
+}
+
 int RunMigrate(const Context& context, graph::Direction direction) {
-  absl::StatusOr<Session> session = OpenSession(context);
-  if (!session.ok()) return FailWith(session.status());
   const bool upgrade = direction == graph::Direction::kUpgrade;
   const std::string target = context.args().empty() ? "head" : context.args()[0];
+  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = StartReporter(context, target);
+  if (!reporter.ok()) return FailWith(reporter.status());
+  absl::StatusOr<Session> session = OpenSession(context, reporter->get());
   absl::StatusOr<engine::RunResult> result =
-      upgrade ? session->engine->Upgrade(target) : session->engine->Downgrade(target);
+      !session.ok() ? absl::StatusOr<engine::RunResult>(session.status())
+      : upgrade     ? session->engine->Upgrade(target)
+                    : session->engine->Downgrade(target);
+  // The database comes first: the run's own outcome decides the exit code; a status that could
+  // not be written fails the run only with --report-required, and only after the migrations.
+  absl::Status reported;
+  if (*reporter != nullptr)
+    reported = (*reporter)->Finish(result.status(), result.ok() ? &*result : nullptr);
   if (!result.ok()) return FailWith(result.status());
   if (result->already_at_target) {
     context.out << "already at " << target << ": " << JoinedOrBase(result->from_versions) << "\n";
@@ -432,6 +460,12 @@ int RunMigrate(const Context& context, graph::Direction direction) {
     context.out << (upgrade ? "upgraded " : "downgraded ") << JoinedOrBase(result->from_versions)
                 << " -> " << JoinedOrBase(result->to_versions) << " (" << result->steps.size()
                 << (result->steps.size() == 1 ? " revision" : " revisions") << ")\n";
+  }
+  if (!reported.ok()) {
+    return Fail(kExitMigrationFailed,
+                absl::Status(reported.code(), absl::StrCat("--report-required: the MigrationJob "
+                                                           "status was not written: ",
+                                                           reported.message())));
   }
   return kExitOk;
 }
@@ -514,6 +548,8 @@ const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
   static const std::vector<std::string> kLocked = {"lock-key", "lock-wait"};
+  static const std::vector<std::string> kReport = {"report", "report-required", "report-timeout",
+                                                   "kubeconfig"};
   static const std::vector<std::string> kApply = {"ddl-lock-timeout", "ddl-retries",
                                                   "single-transaction"};
   const auto flags = [](std::initializer_list<std::vector<std::string>> groups) {
@@ -524,10 +560,11 @@ const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       {"upgrade", "upgrade [TARGET] | upgrade --sql [FROM:]TO",
        "apply revisions up to TARGET (default head)",
-       flags({{"sql", "allow-drift", "if-ahead"}, kDatabase, kLocked, kApply}), 0, 1, RunUpgrade},
+       flags({{"sql", "allow-drift", "if-ahead"}, kDatabase, kLocked, kApply, kReport}), 0, 1,
+       RunUpgrade},
       {"downgrade", "downgrade TARGET | downgrade --sql FROM:TO",
-       "revert down to TARGET (-1, base, an id)", flags({{"sql"}, kDatabase, kLocked, kApply}), 1,
-       1, RunDowngrade},
+       "revert down to TARGET (-1, base, an id)",
+       flags({{"sql"}, kDatabase, kLocked, kApply, kReport}), 1, 1, RunDowngrade},
       {"current", "current", "print the current revision(s)", kDatabase, 0, 0, RunCurrent},
       {"stamp", "stamp TARGET",
        "set the version table without running SQL (--purge clears it first)",
