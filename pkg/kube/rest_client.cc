@@ -25,6 +25,8 @@ namespace {
 
 namespace http = web::http;
 
+constexpr absl::Duration kMinAttemptBudget = absl::Milliseconds(50);
+
 struct Response {
   int code = 0;
   std::string body;
@@ -181,6 +183,8 @@ class RestClient final : public Client {
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       const absl::Time now = absl::Now();
       if (now >= deadline) break;
+      // A retry with almost no time left would only turn the real error into a timeout.
+      if (attempt > 0 && deadline - now < kMinAttemptBudget) break;
       absl::StatusOr<Response> r = Attempt(method, path, body, content_type,
                                            std::min(deadline, now + options_.request_timeout), op);
       absl::Duration wait;

@@ -280,6 +280,17 @@ TEST_F(RestClientTest, ClientCertificatesArePresented) {
   EXPECT_THAT(refused->GetMigrationJob(kRef, In(absl::Seconds(5))).status(), Not(IsOk()));
 }
 
+TEST_F(RestClientTest, ForbiddenIsPermissionDeniedWithAnRbacHint) {
+  auto client = NewClient();
+  server().SetRbacRules(token(), "system:serviceaccount:apps:default", {});
+  absl::Status status = client->GetMigrationJob(kRef, In(absl::Seconds(10))).status();
+  EXPECT_THAT(status, StatusIs(absl::StatusCode::kPermissionDenied,
+                               "User \"system:serviceaccount:apps:default\" cannot get resource "
+                               "\"migrationjobs\""));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("check the RBAC Role"));
+  EXPECT_EQ(server().Requests().size(), 1u);  // not retried
+}
+
 TEST_F(RestClientTest, BadPemIsRejectedUpFront) {
   ClusterConfig config;
   config.server = server().url();

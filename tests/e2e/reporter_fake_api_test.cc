@@ -200,6 +200,21 @@ TEST_F(ReporterTest, SuccessfulRunWithSeveralRevisions) {
   }
 }
 
+TEST_F(ReporterTest, WorksWithExactlyTheInitContainerRole) {
+  absl::StatusOr<std::vector<fake_kube::RbacRule>> rules = fake_kube::RulesFromManifest(
+      absl::StrCat(SLUICE_SOURCE_DIR, "/manifests/rbac-init-container.yaml"));
+  ASSERT_THAT(rules.status(), IsOk());
+  server().SetRbacRules(token(), "system:serviceaccount:apps:app-migrator", *rules);
+  ReportOptions options = Options();
+  options.report_required = true;
+  auto reporter = StartReporter(options);
+  ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1", "b2"}), IsOk());
+  EXPECT_EQ(StoredStatus().phase, "Succeeded");
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationSucceeded"));
+  for (const auto& r : server().Requests())
+    EXPECT_NE(r.response_code, 403) << r.method << " " << r.path;
+}
+
 TEST_F(ReporterTest, FailedRunIsStalledWithLastError) {
   auto reporter = StartReporter(Options());
   reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});

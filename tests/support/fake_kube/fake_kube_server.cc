@@ -412,7 +412,53 @@ class FakeKubeServer::Impl {
       return StatusReply(404, "NotFound", "the server could not find the requested resource",
                          value::object());
     }
+    std::optional<Reply> denied =
+        Authorize(entry.authorization.substr(prefix.size()), *route, entry);
+    if (denied) return *denied;
     return Handle(*route, entry);
+  }
+
+  // Requires mu_. Returns a 403 answer when the token's RBAC rules do not allow the request.
+  std::optional<Reply> Authorize(const std::string& token, const Route& route,
+                                 const LoggedRequest& entry) {
+    auto it = rbac_.find(token);
+    if (it == rbac_.end()) return std::nullopt;
+    const ResourceType& t = *route.type;
+    std::string verb;
+    if (entry.method == http::methods::GET) {
+      verb = !route.name.empty() ? "get"
+                                 : (absl::StrContains(entry.query, "watch=") ? "watch" : "list");
+    } else if (entry.method == http::methods::POST) {
+      verb = "create";
+    } else if (entry.method == http::methods::PUT) {
+      verb = "update";
+    } else if (entry.method == http::methods::PATCH) {
+      verb = "patch";
+    } else if (entry.method == http::methods::DEL) {
+      verb = "delete";
+    } else {
+      verb = absl::AsciiStrToLower(entry.method);
+    }
+    const std::string resource =
+        route.subresource.empty() ? t.resource : absl::StrCat(t.resource, "/", route.subresource);
+    auto matches = [](const std::vector<std::string>& list, const std::string& v) {
+      return std::find(list.begin(), list.end(), v) != list.end() ||
+             std::find(list.begin(), list.end(), "*") != list.end();
+    };
+    for (const RbacRule& rule : it->second.second) {
+      if (matches(rule.api_groups, t.group) && matches(rule.resources, resource) &&
+          matches(rule.verbs, verb) &&
+          (rule.resource_names.empty() || matches(rule.resource_names, route.name))) {
+        return std::nullopt;
+      }
+    }
+    const std::string who =
+        route.name.empty() ? t.Qualified() : absl::StrCat(t.Qualified(), " \"", route.name, "\"");
+    return StatusReply(403, "Forbidden",
+                       absl::StrCat(who, " is forbidden: User \"", it->second.first, "\" cannot ",
+                                    verb, " resource \"", resource, "\" in API group \"", t.group,
+                                    "\" in the namespace \"", route.ns, "\""),
+                       Details(route.name, t.group, t.resource));
   }
 
   static std::string ReasonFor(int code) {
@@ -846,6 +892,7 @@ class FakeKubeServer::Impl {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::set<std::string> tokens_;
+  std::map<std::string, std::pair<std::string, std::vector<RbacRule>>> rbac_;
   std::deque<Fault> faults_;
   int conflicts_ = 0;
   int64_t rv_ = 1000;
@@ -881,6 +928,35 @@ int FakeKubeServer::port() const { return impl_->port_; }
 void FakeKubeServer::AddToken(const std::string& token) {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   impl_->tokens_.insert(token);
+}
+
+void FakeKubeServer::SetRbacRules(const std::string& token, const std::string& user,
+                                  std::vector<RbacRule> rules) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->rbac_[token] = {user, std::move(rules)};
+}
+
+absl::StatusOr<std::vector<RbacRule>> RulesFromManifest(const std::string& path) {
+  absl::StatusOr<std::vector<std::string>> docs = YamlFileToJson(path);
+  if (!docs.ok()) return docs.status();
+  std::vector<RbacRule> rules;
+  auto strings = [](const value& rule, const char* key) {
+    std::vector<std::string> out;
+    if (rule.has_array_field(key)) {
+      for (const value& v : rule.at(key).as_array()) out.push_back(v.as_string());
+    }
+    return out;
+  };
+  for (const std::string& text : *docs) {
+    const value doc = value::parse(text);
+    const std::string kind = GetString(doc, "kind");
+    if ((kind != "Role" && kind != "ClusterRole") || !doc.has_array_field("rules")) continue;
+    for (const value& rule : doc.at("rules").as_array()) {
+      rules.push_back(RbacRule{strings(rule, "apiGroups"), strings(rule, "resources"),
+                               strings(rule, "verbs"), strings(rule, "resourceNames")});
+    }
+  }
+  return rules;
 }
 
 void FakeKubeServer::RevokeToken(const std::string& token) {

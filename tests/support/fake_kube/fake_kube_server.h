@@ -79,6 +79,18 @@ struct Fault {
   absl::Duration hang;     // > 0: hold the request this long (bounded) before answering
 };
 
+// One RBAC PolicyRule: what a token may do ("*" matches anything). Resources name subresources as
+// "migrationjobs/status", as in a Role.
+struct RbacRule {
+  std::vector<std::string> api_groups;
+  std::vector<std::string> resources;
+  std::vector<std::string> verbs;
+  std::vector<std::string> resource_names;  // empty: any
+};
+
+// Returns the rules of every Role and ClusterRole in the YAML manifest at `path`.
+absl::StatusOr<std::vector<RbacRule>> RulesFromManifest(const std::string& path);
+
 class FakeKubeServer {
  public:
   // Starts a server on 127.0.0.1 at a free port.
@@ -92,6 +104,9 @@ class FakeKubeServer {
   // Tokens: only the listed tokens are accepted (401 otherwise).
   void AddToken(const std::string& token);
   void RevokeToken(const std::string& token);
+  // Limits `token` to `rules` (403 Forbidden otherwise), as RBAC does for a service account named
+  // `user`. Tokens without rules may do anything.
+  void SetRbacRules(const std::string& token, const std::string& user, std::vector<RbacRule> rules);
 
   // Stops accepting connections (clients get "connection refused"), and starts again on the same
   // port.

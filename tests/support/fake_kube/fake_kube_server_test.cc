@@ -510,8 +510,8 @@ TEST(ManifestFilesTest, InitContainerRbacIsLeastPrivilegeAndMatchesTheDeployment
       }
     }
   }
-  // Exactly what the Reporter does: GET the object, PATCH (and GET) /status, POST events.
-  EXPECT_THAT(rules, UnorderedElementsAre("migrationjobs:get", "migrationjobs/status:get,patch",
+  // Exactly what the Reporter does: GET the object, PATCH /status, POST events.
+  EXPECT_THAT(rules, UnorderedElementsAre("migrationjobs:get", "migrationjobs/status:patch",
                                           "events:create"));
 
   absl::StatusOr<std::vector<std::string>> deployment =
@@ -529,6 +529,46 @@ TEST(ManifestFilesTest, InitContainerRbacIsLeastPrivilegeAndMatchesTheDeployment
   EXPECT_THAT(env, HasSubstr("\"DATABASE_URL\""));
   EXPECT_THAT(env, HasSubstr("\"secretKeyRef\""));
   EXPECT_THAT(pod.at("volumes").serialize(), HasSubstr("\"configMap\""));
+}
+
+}  // namespace
+}  // namespace sluice::fake_kube
+
+namespace sluice::fake_kube {
+namespace {
+
+TEST_F(FakeKubeServerTest, RbacAllowsWhatTheInitContainerRoleGrantsAndNothingElse) {
+  absl::StatusOr<std::vector<RbacRule>> rules =
+      RulesFromManifest(Manifest("rbac-init-container.yaml"));
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  server().SetRbacRules(token(), "system:serviceaccount:apps:app-migrator", *rules);
+
+  EXPECT_EQ(Send(http::methods::GET, kJobPath).code, 200);
+  EXPECT_EQ(Send(http::methods::PATCH, kStatusPath, StatusPatch("Running"),
+                 "application/merge-patch+json")
+                .code,
+            200);
+  EXPECT_EQ(Send(http::methods::POST, "/api/v1/namespaces/apps/events",
+                 R"({"metadata":{"name":"db.1"},"involvedObject":{"kind":"MigrationJob",)"
+                 R"("namespace":"apps","name":"db"},"type":"Normal","reason":"X"})")
+                .code,
+            201);
+
+  Answer put =
+      Send(http::methods::PUT, kStatusPath, Send(http::methods::GET, kJobPath).body.serialize());
+  ExpectStatusFailure(put, 403, "Forbidden");
+  EXPECT_EQ(put.body.at("message").as_string(),
+            "migrationjobs.sluice.dev \"db\" is forbidden: User "
+            "\"system:serviceaccount:apps:app-migrator\" cannot update resource "
+            "\"migrationjobs/status\" in API group \"sluice.dev\" in the namespace \"apps\"");
+  ExpectStatusFailure(
+      Send(http::methods::GET, "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs"), 403,
+      "Forbidden");
+  ExpectStatusFailure(Send(http::methods::PATCH, kJobPath, R"({"spec":{"target":"x"}})",
+                           "application/merge-patch+json"),
+                      403, "Forbidden");
+  ExpectStatusFailure(Send(http::methods::GET, "/api/v1/namespaces/apps/secrets/app-db"), 403,
+                      "Forbidden");
 }
 
 }  // namespace
