@@ -294,10 +294,12 @@ class FakeKubeServer::Impl {
 
   ~Impl() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::unique_lock<std::mutex> lock(mu_);
       stopping_ = true;
+      cv_.notify_all();
+      // Handlers run on cpprest's threads and use this object: let them end first (bounded).
+      cv_.wait_for(lock, std::chrono::seconds(10), [this] { return active_ == 0; });
     }
-    cv_.notify_all();
     (void)StopListening();
   }
 
@@ -347,6 +349,17 @@ class FakeKubeServer::Impl {
 
   // The request handler, on cpprest's thread pool.
   void Serve(http::http_request request) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++active_;
+    }
+    ServeActive(request);
+    std::lock_guard<std::mutex> lock(mu_);
+    --active_;
+    cv_.notify_all();
+  }
+
+  void ServeActive(http::http_request& request) {
     LoggedRequest entry;
     entry.method = request.method();
     entry.path = web::uri::decode(request.relative_uri().path());
@@ -891,6 +904,7 @@ class FakeKubeServer::Impl {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  int active_ = 0;  // handlers running
   std::set<std::string> tokens_;
   std::map<std::string, std::pair<std::string, std::vector<RbacRule>>> rbac_;
   std::deque<Fault> faults_;
