@@ -23,9 +23,9 @@ if(SLUICE_STATIC_DEPS)
   target_link_libraries(sluice_dep_yaml INTERFACE ${SLUICE_YAML_ARCHIVE})
   find_library(SLUICE_PQXX_ARCHIVE NAMES libpqxx.a REQUIRED)
   target_link_libraries(sluice_dep_pqxx INTERFACE ${SLUICE_PQXX_ARCHIVE} PkgConfig::LIBPQ)
-  if(NOT SLUICE_SANITIZE)
-    add_link_options(-static-libstdc++ -static-libgcc)
-  endif()
+  # libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as a shared library,
+  # loads the shared ones anyway, and a second, static copy in the same process would double their
+  # memory and give exceptions crossing libcpprest.so two runtimes to unwind through.
 else()
   target_link_libraries(sluice_dep_absl INTERFACE
     absl::status absl::statusor absl::strings absl::str_format absl::time absl::cleanup
