@@ -450,6 +450,7 @@ int RunMigrate(const Context& context, graph::Direction direction) {
                     : session->engine->Downgrade(target);
   // The database comes first: the run's own outcome decides the exit code; a status that could
   // not be written fails the run only with --report-required, and only after the migrations.
+  log::Debug("run finished");
   absl::Status reported;
   if (*reporter != nullptr)
     reported = (*reporter)->Finish(result.status(), result.ok() ? &*result : nullptr);

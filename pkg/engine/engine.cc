@@ -140,6 +140,8 @@ class Engine::Impl {
       absl::Status status = control_->Unlock(lock_key_);
       // Wake the runners waiting for the lock now rather than at their next poll.
       if (status.ok()) status = control_->Notify(LockChannel());
+      if (status.ok())
+        log::Debug("released the migration lock", {{"key", absl::StrCat(lock_key_)}});
       if (!status.ok())
         log::Warning("could not release the migration lock",
                      {{"error", std::string(status.message())}});

@@ -36,7 +36,7 @@ struct EngineOptions {
   bool fail_if_ahead = false;
   std::string applied_by;  // pod or host name: history rows and the lock holder's application_name
   // Lock polling: first interval and cap (product.md: tens of milliseconds, well under a second).
-  absl::Duration lock_poll_initial = absl::Milliseconds(20);
+  absl::Duration lock_poll_initial = absl::Milliseconds(50);
   absl::Duration lock_poll_max = absl::Milliseconds(250);
   // Backoff before retrying a revision that hit lock_timeout.
   absl::Duration ddl_retry_backoff = absl::Milliseconds(500);
