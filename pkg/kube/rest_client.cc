@@ -189,6 +189,12 @@ class RestClient final : public Client {
                                            std::min(deadline, now + options_.request_timeout), op);
       absl::Duration wait;
       if (!r.ok()) {
+        // An attempt cut short by the caller's deadline says less than the error before it
+        // (e.g. "connection refused" on every earlier attempt).
+        if (attempt > 0 && r.status().code() == absl::StatusCode::kDeadlineExceeded &&
+            absl::Now() >= deadline) {
+          break;
+        }
         last = r.status();
         if (!IsTransient(last)) return last;
         wait = Backoff(attempt);
