@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <random>
 #include <sstream>
 #include <thread>
@@ -213,6 +215,34 @@ TEST_F(ReporterTest, WorksWithExactlyTheInitContainerRole) {
   EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationSucceeded"));
   for (const auto& r : server().Requests())
     EXPECT_NE(r.response_code, 403) << r.method << " " << r.path;
+}
+
+TEST_F(ReporterTest, InClusterServiceAccountWorksAndFollowsTokenRotation) {
+  // The pod's view: service host and port in the environment, the service account's files.
+  const std::string port = absl::StrCat(server().port());
+  setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+  setenv("KUBERNETES_SERVICE_PORT", port.c_str(), 1);
+  unsetenv("KUBECONFIG");
+  ReportOptions options = Options();
+  options.kubeconfig.clear();
+  options.report_required = true;
+  options.in_cluster_paths.token_file = token_file();
+  options.in_cluster_paths.ca_file = WriteFile("ca.crt", ca().cert_pem());
+  options.in_cluster_paths.namespace_file = WriteFile("namespace", "apps");
+  auto reporter = StartReporter(options);
+  reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
+  ASSERT_TRUE(
+      WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
+  RotateToken("token-rotated-by-the-kubelet");
+  reporter->OnStepFinished(Step("a1"));
+  reporter->OnStepFinished(Step("b2"));
+  engine::RunResult result = Planned({"b2"}, {"b2"});
+  const absl::Status status = reporter->Finish(absl::OkStatus(), &result);
+  unsetenv("KUBERNETES_SERVICE_HOST");
+  unsetenv("KUBERNETES_SERVICE_PORT");
+  ASSERT_THAT(status, IsOk());
+  EXPECT_EQ(StoredStatus().phase, "Succeeded");
+  EXPECT_EQ(server().Requests().back().authorization, "Bearer token-rotated-by-the-kubelet");
 }
 
 TEST_F(ReporterTest, FailedRunIsStalledWithLastError) {
