@@ -243,7 +243,8 @@ int RunValidate(const Context& context) {
                     "); --single-head wants one: add a merge revision whose down_revision lists "
                     "them all")));
   }
-  context.out << "OK: " << graph->TopologicalOrder().size() << " revisions, "
+  const size_t count = graph->TopologicalOrder().size();
+  context.out << "OK: " << count << (count == 1 ? " revision, " : " revisions, ")
               << (heads.size() == 1 ? "head " : "heads ") << absl::StrJoin(heads, ", ") << "\n";
   absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
   if (!state.ok()) return FailWith(state.status());
