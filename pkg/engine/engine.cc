@@ -675,16 +675,17 @@ class Engine::Impl {
       absl::Status status = step.migration->transactional
                                 ? ApplyTransactional(work, step, started)
                                 : ApplyStatementByStatement(work, step, started);
+      if (status.ok()) ApplyRows(result.to_versions, step);
       StepOutcome outcome{step.migration->revision, step.migration->description,
                           step.direction,           started,
-                          absl::Now() - started,    status.ok()};
+                          absl::Now() - started,    status.ok(),
+                          result.to_versions};
       result.steps.push_back(outcome);
       if (observer_ != nullptr) observer_->OnStepFinished(outcome);
       if (!status.ok()) {
         RecordFailure(work, step, started, status);
         return status;
       }
-      ApplyRows(result.to_versions, step);
       log::Info(step.direction == Direction::kUpgrade ? "applied revision" : "reverted revision",
                 {{"revision", step.migration->revision},
                  {"description", step.migration->description},
@@ -788,8 +789,10 @@ class Engine::Impl {
     }
     const Step* failed_step = nullptr;
     std::vector<StepOutcome> outcomes;
+    std::vector<std::string> versions;
     absl::Status status = WithLockRetries(plan.steps.front(), [&] {
       outcomes.clear();
+      versions = result.to_versions;
       return InTransaction(work, [&]() -> absl::Status {
         SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
         for (const Step& step : plan.steps) {
@@ -804,8 +807,9 @@ class Engine::Impl {
                                  HistoryRowFor(*step.migration, DirectionName(step.direction),
                                                started, kOutcomeApplied))
                   .status());
+          ApplyRows(versions, step);
           outcomes.push_back({step.migration->revision, step.migration->description, step.direction,
-                              started, absl::Now() - started, true});
+                              started, absl::Now() - started, true, versions});
         }
         failed_step = nullptr;
         return absl::OkStatus();
@@ -822,7 +826,7 @@ class Engine::Impl {
                  {"description", outcome.description},
                  {"duration_ms", absl::StrCat(absl::ToInt64Milliseconds(outcome.duration))}});
     }
-    for (const Step& step : plan.steps) ApplyRows(result.to_versions, step);
+    result.to_versions = versions;
     return absl::OkStatus();
   }
 

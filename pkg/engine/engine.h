@@ -50,6 +50,7 @@ struct StepOutcome {
   absl::Time started_at;
   absl::Duration duration;
   bool ok = true;
+  std::vector<std::string> versions_after;  // the version table's rows once the step landed
 };
 
 // What a run did.

@@ -146,19 +146,9 @@ class Reporter::Impl {
     run_.steps.push_back(kube::AppliedStep{
         step.revision, upgrade ? "upgrade" : "downgrade", FormatMillis(step.started_at),
         absl::ToInt64Milliseconds(step.duration), run_.instance});
-    // Revisions in between: exact for linear histories; Finish writes the engine's final set.
-    auto it = std::find(run_.pending.begin(), run_.pending.end(), step.revision);
-    if (it != run_.pending.end()) {
-      const size_t index = static_cast<size_t>(it - run_.pending.begin());
-      run_.pending.erase(it);
-      if (upgrade) {
-        run_.current = {step.revision};
-      } else if (index < run_.pending.size()) {
-        run_.current = {run_.pending[index]};
-      } else {
-        run_.current = run_.target_revisions;
-      }
-    }
+    run_.current = step.versions_after;
+    run_.pending.erase(std::remove(run_.pending.begin(), run_.pending.end(), step.revision),
+                       run_.pending.end());
     events_.push_back(MakeEvent(
         "Normal", "MigrationApplied",
         absl::StrCat(upgrade ? "applied revision " : "reverted revision ", step.revision,

@@ -113,6 +113,7 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     step.started_at = started;
     step.duration = absl::Milliseconds(41);
     step.ok = ok;
+    if (ok) step.versions_after = {revision};  // a linear history
     return step;
   }
 
