@@ -1,0 +1,442 @@
+// End to end: the real `sluice` binary, run as a child process as an init container runs it
+// (`sluice upgrade head --report NAMESPACE/NAME`), against a real PostgreSQL (SLUICE_TEST_PG_DSN,
+// a fresh database per test) and the fake Kubernetes API server over HTTPS. Checks the
+// MigrationJob's status and the Events sluice leaves behind, the database, and the exit code.
+// Like FakeKubeFixture, TearDown fails a test when a write was pruned or rejected by the CRD.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "pkg/kube/json_codec.h"
+#include "pkg/kube/types.h"
+#include "tests/integration/migrate_test_support.h"
+#include "tests/support/fake_kube/fake_kube_fixture.h"
+#include "tests/support/fake_kube/fake_kube_server.h"
+#include "tests/support/fake_kube/test_pki.h"
+
+namespace sluice::fake_kube {
+// For readable failure messages.
+void PrintTo(const RecordedEvent& e, std::ostream* os) {
+  *os << "{" << e.type << " " << e.reason << " by " << e.reporting_instance << ": " << e.message
+      << "}";
+}
+}  // namespace sluice::fake_kube
+
+namespace sluice::testing {
+namespace {
+
+using ::sluice::fake_kube::FakeKubeServer;
+using ::sluice::fake_kube::LoggedRequest;
+using ::sluice::fake_kube::RecordedEvent;
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using ::testing::SizeIs;
+
+constexpr char kNamespace[] = "apps";
+constexpr char kName[] = "app-db";
+constexpr char kReport[] = "apps/app-db";
+constexpr char kPod[] = "app-7d9f8c6b5-x2k4q";
+constexpr char kToken[] = "e2e-token-5f1d0c2b9a8e7d6c";
+
+std::string Describe(const ProcessResult& r) {
+  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, " timed out ", r.timed_out,
+                      "\nstdout:\n", r.out, "\nstderr:\n", r.err);
+}
+
+// A MigrateTest (database, manifests, the binary) that also runs a fake API server holding the
+// MigrationJob apps/app-db, and a kubeconfig for it.
+class ReportE2eTest : public MigrateTest {
+ protected:
+  void SetUp() override {
+    MigrateTest::SetUp();
+    if (HasFatalFailure()) return;
+    absl::StatusOr<fake_kube::TestCa> ca = fake_kube::TestCa::Create("sluice-e2e-ca");
+    ASSERT_TRUE(ca.ok()) << ca.status();
+    ca_.emplace(*std::move(ca));
+    absl::StatusOr<fake_kube::PemPair> leaf = ca_->Issue({});
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+    fake_kube::ServerOptions options;
+    options.crd_path = fake_kube::CrdPath();
+    options.cert_pem = leaf->cert_pem;
+    options.key_pem = leaf->key_pem;
+    absl::StatusOr<std::unique_ptr<FakeKubeServer>> server = FakeKubeServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    server_->AddToken(kToken);
+    CreateMigrationJob();
+    kubeconfig_ = WriteKubeconfig(server_->url());
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) {
+      EXPECT_THAT(server_->PrunedFields(), IsEmpty())
+          << "sluice wrote fields that manifests/crd.yaml does not declare";
+      for (const LoggedRequest& r : server_->RejectedWrites()) {
+        ADD_FAILURE() << "the server rejected " << r.method << " " << r.path << " with HTTP "
+                      << r.response_code << "; body: " << r.body;
+      }
+      server_.reset();
+    }
+    for (const std::string& path : kubeconfigs_) std::remove(path.c_str());
+    MigrateTest::TearDown();
+  }
+
+  FakeKubeServer& server() { return *server_; }
+
+  void CreateMigrationJob() {
+    const std::string json = absl::StrCat(
+        R"({"apiVersion":"sluice.dev/v1alpha1","kind":"MigrationJob","metadata":{"name":")", kName,
+        R"(","namespace":")", kNamespace,
+        R"("},"spec":{"target":"head","database":{"urlSecretRef":{"name":"app-db","key":"url"},)"
+        R"("schema":"public","versionTable":"alembic_version"},)"
+        R"("migrations":{"configMaps":[{"name":"app-migrations"}]},"suspend":false}})");
+    absl::StatusOr<std::string> stored = server_->CreateObject("migrationjobs", kNamespace, json);
+    ASSERT_TRUE(stored.ok()) << stored.status();
+    absl::StatusOr<kube::MigrationJob> job = kube::ParseMigrationJob(*stored);
+    ASSERT_TRUE(job.ok()) << job.status();
+    uid_ = job->metadata.uid;
+    generation_ = job->metadata.generation;
+  }
+
+  // Writes a kubeconfig (CA data, bearer token, namespace "apps") pointing at `server_url`.
+  std::string WriteKubeconfig(const std::string& server_url) {
+    const std::string path =
+        (manifests_.parent_path() / absl::StrCat(manifests_.filename().string(), ".kubeconfig"))
+            .string();
+    kubeconfigs_.push_back(path);
+    std::ofstream out(path, std::ios::trunc);
+    out << "apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+        << "clusters:\n- name: fake-cluster\n  cluster:\n    server: " << server_url
+        << "\n    certificate-authority-data: " << absl::Base64Escape(ca_->cert_pem()) << "\n"
+        << "contexts:\n- name: fake\n  context:\n    cluster: fake-cluster\n"
+        << "    user: fake-user\n    namespace: " << kNamespace << "\n"
+        << "users:\n- name: fake-user\n  user:\n    token: " << kToken << "\n";
+    return path;
+  }
+
+  // Runs `sluice upgrade head --report apps/app-db` as pod `pod`, plus `extra` flags.
+  std::vector<std::string> UpgradeArgs(const std::vector<std::string>& extra = {}) {
+    std::vector<std::string> args = {"upgrade", "head",         "--report",
+                                     kReport,   "--kubeconfig", kubeconfig_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+  static std::map<std::string, std::string> PodEnv(const std::string& pod) {
+    // No ambient Kubernetes configuration may leak in from the environment running the tests.
+    return {{"POD_NAME", pod},
+            {"KUBECONFIG", ""},
+            {"KUBERNETES_SERVICE_HOST", ""},
+            {"KUBERNETES_SERVICE_PORT", ""}};
+  }
+  ProcessResult Upgrade(const std::vector<std::string>& extra = {}, const std::string& pod = kPod) {
+    ProcessResult r = Sluice(UpgradeArgs(extra), PodEnv(pod));
+    EXPECT_THAT(r.out, Not(HasSubstr(kToken)));
+    EXPECT_THAT(r.err, Not(HasSubstr(kToken)));
+    return r;
+  }
+
+  kube::MigrationJob Stored() {
+    std::optional<std::string> json = server_->GetObject("migrationjobs", kNamespace, kName);
+    EXPECT_TRUE(json.has_value());
+    absl::StatusOr<kube::MigrationJob> job = kube::ParseMigrationJob(json.value_or("{}"));
+    EXPECT_TRUE(job.ok()) << job.status();
+    return job.value_or(kube::MigrationJob{});
+  }
+  kube::MigrationJobStatus StoredStatus() {
+    kube::MigrationJob job = Stored();
+    EXPECT_TRUE(job.status.has_value()) << "the MigrationJob has no status";
+    return job.status.value_or(kube::MigrationJobStatus{});
+  }
+  static std::string ConditionStatus(const kube::MigrationJobStatus& s, const std::string& type) {
+    for (const kube::Condition& c : s.conditions) {
+      if (c.type == type) return c.status;
+    }
+    return "<absent>";
+  }
+  static std::string ConditionReason(const kube::MigrationJobStatus& s, const std::string& type) {
+    for (const kube::Condition& c : s.conditions) {
+      if (c.type == type) return c.reason;
+    }
+    return "<absent>";
+  }
+  std::vector<std::string> Reasons() {
+    std::vector<std::string> out;
+    for (const RecordedEvent& e : server_->Events()) out.push_back(e.reason);
+    return out;
+  }
+  void ExpectStoredValid() { EXPECT_THAT(server_->ValidateStored(kNamespace, kName), IsEmpty()); }
+  // Expects the final status of a successful run at `head`.
+  void ExpectSucceededAt(const kube::MigrationJobStatus& s, const std::string& head) {
+    EXPECT_EQ(s.phase, "Succeeded");
+    EXPECT_EQ(s.observed_generation, generation_);
+    EXPECT_THAT(s.current_revisions, ElementsAre(head));
+    EXPECT_THAT(s.target_revisions, ElementsAre(head));
+    EXPECT_THAT(s.pending_revisions, IsEmpty());
+    EXPECT_FALSE(s.last_error.has_value());
+    EXPECT_FALSE(s.started_at.empty());
+    EXPECT_FALSE(s.completed_at.empty());
+    EXPECT_EQ(ConditionStatus(s, "Ready"), "True");
+    EXPECT_EQ(ConditionStatus(s, "Reconciling"), "False");
+    EXPECT_EQ(ConditionStatus(s, "Stalled"), "False");
+    for (const kube::Condition& c : s.conditions) {
+      EXPECT_EQ(c.observed_generation, generation_) << c.type;
+    }
+    ExpectStoredValid();
+  }
+
+  std::optional<fake_kube::TestCa> ca_;
+  std::unique_ptr<FakeKubeServer> server_;
+  std::string kubeconfig_;
+  std::vector<std::string> kubeconfigs_;
+  std::string uid_;
+  int64_t generation_ = 0;
+};
+
+TEST_F(ReportE2eTest, SeveralRevisionsSucceed) {
+  WriteLinear(3);
+  ProcessResult r = Upgrade();
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Versions(), "r003");
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  ExpectSucceededAt(s, "r003");
+  EXPECT_GE(s.observed_generation, 1);
+  ASSERT_THAT(s.last_applied, SizeIs(3));
+  EXPECT_EQ(s.last_applied[0].revision, "r003");
+  EXPECT_EQ(s.last_applied[1].revision, "r002");
+  EXPECT_EQ(s.last_applied[2].revision, "r001");
+  for (const kube::AppliedStep& step : s.last_applied) {
+    EXPECT_EQ(step.direction, "upgrade") << step.revision;
+    EXPECT_EQ(step.applied_by, kPod) << step.revision;
+    EXPECT_FALSE(step.started_at.empty()) << step.revision;
+    EXPECT_GE(step.duration_ms, 0) << step.revision;
+  }
+  // Newest first: started_at (RFC 3339, same format) never increases down the list.
+  EXPECT_GE(s.last_applied[0].started_at, s.last_applied[1].started_at);
+  EXPECT_GE(s.last_applied[1].started_at, s.last_applied[2].started_at);
+
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationApplied",
+                                     "MigrationSucceeded"));
+  const std::vector<RecordedEvent> events = server().Events();
+  for (const RecordedEvent& e : events) {
+    EXPECT_EQ(e.namespace_, kNamespace);
+    EXPECT_EQ(e.type, "Normal") << e.reason;
+    EXPECT_EQ(e.involved_kind, "MigrationJob");
+    EXPECT_EQ(e.involved_name, kName);
+    EXPECT_EQ(e.involved_uid, uid_);
+    EXPECT_EQ(e.reporting_instance, kPod) << e.reason;
+    EXPECT_FALSE(e.reporting_component.empty());
+  }
+  ASSERT_THAT(events, SizeIs(4));
+  EXPECT_THAT(events[0].message, HasSubstr("r001"));
+  EXPECT_THAT(events[1].message, HasSubstr("r002"));
+  EXPECT_THAT(events[2].message, HasSubstr("r003"));
+
+  // Status writes go to the /status subresource as merge patches; the main resource is never
+  // written.
+  int status_patches = 0;
+  for (const LoggedRequest& req : server().Requests()) {
+    if (req.method == "PATCH" || req.method == "PUT") {
+      EXPECT_EQ(req.path, "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs/app-db/status");
+      EXPECT_EQ(req.content_type, "application/merge-patch+json");
+      ++status_patches;
+    }
+    EXPECT_EQ(req.authorization, absl::StrCat("Bearer ", kToken)) << req.method << " " << req.path;
+  }
+  EXPECT_GE(status_patches, 1);
+}
+
+TEST_F(ReportE2eTest, FailingRevisionFails) {
+  WriteManifest("r001.yaml", {{"r001", {}, "CREATE TABLE ok1 (id int);", "", ""}});
+  WriteManifest("r002.yaml", {{"r002", {"r001"}, "CREATE TABLE broken (id int,;", "", ""}});
+  ProcessResult r = Upgrade();
+  ASSERT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(Versions(), "r001");
+  EXPECT_FALSE(TableExists("broken"));
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  EXPECT_EQ(s.phase, "Failed");
+  EXPECT_EQ(s.observed_generation, generation_);
+  EXPECT_EQ(ConditionStatus(s, "Ready"), "False");
+  EXPECT_EQ(ConditionStatus(s, "Stalled"), "True");
+  EXPECT_EQ(ConditionStatus(s, "Reconciling"), "False");
+  ASSERT_TRUE(s.last_error.has_value());
+  EXPECT_EQ(s.last_error->revision, "r002");
+  EXPECT_EQ(s.last_error->sql_state, "42601");
+  EXPECT_FALSE(s.last_error->message.empty());
+  EXPECT_THAT(s.current_revisions, ElementsAre("r001"));
+  EXPECT_THAT(s.target_revisions, ElementsAre("r002"));
+  EXPECT_THAT(s.pending_revisions, ElementsAre("r002"));
+  ASSERT_THAT(s.last_applied, SizeIs(1));
+  EXPECT_EQ(s.last_applied[0].revision, "r001");
+  EXPECT_EQ(s.last_applied[0].applied_by, kPod);
+  EXPECT_FALSE(s.completed_at.empty());
+  ExpectStoredValid();
+
+  EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationFailed"));
+  for (const RecordedEvent& e : server().Events()) {
+    EXPECT_EQ(e.reporting_instance, kPod) << e.reason;
+    EXPECT_EQ(e.involved_uid, uid_);
+    if (e.reason == "MigrationFailed") {
+      EXPECT_EQ(e.type, "Warning");
+      EXPECT_THAT(e.message, HasSubstr("r002"));
+    }
+  }
+}
+
+TEST_F(ReportE2eTest, NothingToDoSucceeds) {
+  WriteLinear(2);
+  ProcessResult r = Upgrade();
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  const size_t events_after_first = server().Events().size();
+
+  r = Upgrade({}, "app-7d9f8c6b5-second");
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("already at head"));
+  EXPECT_EQ(Versions(), "r002");
+  EXPECT_EQ(Rows("SELECT count(*) FROM sluice_history"), "2");
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  ExpectSucceededAt(s, "r002");
+  // The second run applied nothing: it writes the status but records no Event (a no-op at every
+  // pod start would otherwise flood the namespace with Events).
+  EXPECT_THAT(server().Events(), SizeIs(events_after_first));
+  // What was applied stays visible, by whom it was applied.
+  for (const kube::AppliedStep& step : s.last_applied) EXPECT_EQ(step.applied_by, kPod);
+}
+
+TEST_F(ReportE2eTest, ApiServerDownMigratesAndWarns) {
+  WriteLinear(3);
+  ASSERT_TRUE(server().StopListening().ok());
+  const absl::Time start = absl::Now();
+  ProcessResult r = Upgrade({"--report-timeout", "2s"});
+  const absl::Duration took = absl::Now() - start;
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Versions(), "r003");
+  EXPECT_EQ(Rows("SELECT count(*) FROM sluice_history WHERE outcome = 'applied'"), "3");
+  EXPECT_THAT(r.err, HasSubstr("warning"));
+  EXPECT_THAT(r.err, HasSubstr("MigrationJob"));
+  EXPECT_LT(took, absl::Seconds(30)) << "--report-timeout 2s not honoured";
+  ASSERT_TRUE(server().StartListening().ok());
+  EXPECT_FALSE(Stored().status.has_value());
+  EXPECT_THAT(server().Events(), IsEmpty());
+}
+
+TEST_F(ReportE2eTest, ApiServerDownWithReportRequiredFailsAfterMigrating) {
+  WriteLinear(3);
+  ASSERT_TRUE(server().StopListening().ok());
+  const absl::Time start = absl::Now();
+  ProcessResult r = Upgrade({"--report-required", "--report-timeout", "2s"});
+  const absl::Duration took = absl::Now() - start;
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(Versions(), "r003");
+  EXPECT_EQ(Rows("SELECT count(*) FROM sluice_history WHERE outcome = 'applied'"), "3");
+  EXPECT_THAT(r.err, HasSubstr("--report-required"));
+  EXPECT_LT(took, absl::Seconds(30)) << "--report-timeout 2s not honoured";
+}
+
+TEST_F(ReportE2eTest, ClosedPortWithReportRequiredFailsAfterMigrating) {
+  // A loopback port nobody listens on: a second server started and stopped for good.
+  int closed_port = 0;
+  {
+    fake_kube::ServerOptions options;
+    options.crd_path = fake_kube::CrdPath();
+    absl::StatusOr<fake_kube::PemPair> leaf = ca_->Issue({});
+    ASSERT_TRUE(leaf.ok()) << leaf.status();
+    options.cert_pem = leaf->cert_pem;
+    options.key_pem = leaf->key_pem;
+    absl::StatusOr<std::unique_ptr<FakeKubeServer>> other = FakeKubeServer::Start(options);
+    ASSERT_TRUE(other.ok()) << other.status();
+    closed_port = (*other)->port();
+  }
+  kubeconfig_ = WriteKubeconfig(absl::StrCat("https://127.0.0.1:", closed_port));
+  WriteLinear(2);
+  ProcessResult r = Upgrade({"--report-timeout", "2s"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("warning"));
+  EXPECT_EQ(Versions(), "r002");
+
+  WriteLinear(3);
+  r = Upgrade({"--report-required", "--report-timeout", "2s"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_EQ(Versions(), "r003");
+  EXPECT_THAT(r.err, HasSubstr("--report-required"));
+}
+
+TEST_F(ReportE2eTest, SixteenConcurrentInitContainers) {
+  constexpr int kRevisions = 20;
+  constexpr int kRunners = 16;
+  WriteLinear(kRevisions);
+  const std::string head = absl::StrFormat("r%03d", kRevisions);
+
+  std::vector<std::unique_ptr<Process>> runners;
+  std::vector<std::string> pods;
+  for (int i = 0; i < kRunners; ++i) {
+    pods.push_back(absl::StrFormat("app-7d9f8c6b5-%02d", i));
+    runners.push_back(StartSluice(UpgradeArgs({"--report-timeout", "60s", "--lock-wait", "300s"}),
+                                  PodEnv(pods.back())));
+  }
+  for (int i = 0; i < kRunners; ++i) {
+    ProcessResult r = runners[i]->Wait(absl::Seconds(400));
+    EXPECT_EQ(r.exit_code, 0) << pods[i] << ": " << Describe(r);
+    EXPECT_THAT(r.err, Not(HasSubstr(kToken)));
+    EXPECT_THAT(r.err, Not(HasSubstr("could not report"))) << pods[i];
+  }
+
+  // The database: every revision applied exactly once.
+  EXPECT_EQ(Versions(), head);
+  EXPECT_EQ(Rows("SELECT count(*), count(DISTINCT revision) FROM sluice_history WHERE direction = "
+                 "'upgrade'"),
+            absl::StrFormat("%d|%d", kRevisions, kRevisions));
+
+  const kube::MigrationJobStatus s = StoredStatus();
+  ExpectSucceededAt(s, head);
+  // lastApplied: distinct revisions, newest first, each from one of the runners.
+  std::set<std::string> seen;
+  for (const kube::AppliedStep& step : s.last_applied) {
+    EXPECT_TRUE(seen.insert(step.revision).second) << "twice in lastApplied: " << step.revision;
+    EXPECT_THAT(pods, Contains(step.applied_by));
+  }
+  EXPECT_LE(s.last_applied.size(), 20u);
+  for (size_t i = 1; i < s.last_applied.size(); ++i) {
+    EXPECT_GT(s.last_applied[i - 1].revision, s.last_applied[i].revision) << "not newest first";
+  }
+
+  // Events: each revision applied once; a MigrationSucceeded from each runner that applied
+  // something (runners that found the database at head record no Event).
+  std::multiset<std::string> applied;
+  std::set<std::string> applied_by;
+  std::multiset<std::string> succeeded_by;
+  for (const RecordedEvent& e : server().Events()) {
+    if (e.reason == "MigrationApplied") {
+      applied.insert(e.message);
+      applied_by.insert(e.reporting_instance);
+    }
+    if (e.reason == "MigrationSucceeded") succeeded_by.insert(e.reporting_instance);
+    EXPECT_NE(e.reason, "MigrationFailed") << e.message;
+  }
+  EXPECT_THAT(applied, SizeIs(kRevisions));
+  EXPECT_EQ(std::set<std::string>(succeeded_by.begin(), succeeded_by.end()), applied_by);
+  EXPECT_THAT(succeeded_by, SizeIs(applied_by.size()));
+}
+
+}  // namespace
+}  // namespace sluice::testing
