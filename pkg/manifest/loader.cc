@@ -12,20 +12,37 @@
 //     any scalar, so this split never cuts a document in two.
 //  3. Locations come from yaml-cpp's marks, whose `pos` is a byte offset into the parsed text; we
 //     map it back to the file's line and to a column counted in characters, as editors show it.
+//  4. A document of the simple form nearly every manifest takes (a mapping of names to one-line
+//     values and literal `|` blocks) is read by SimpleReader, which builds what yaml-cpp would
+//     (loader_simple_reader_test holds it to that) many times faster. Any other document goes
+//     through yaml-cpp: a syntax pass over its text without the trailing blanks, working around two
+//     yaml-cpp 0.7 bugs (see ParseWithPrepass), then the parse proper, whose events build the same
+//     small tree (YamlNode) as YAML::Load builds its nodes (aliases share their anchor's node),
+//     without YAML::Node's reference counting.
+//  5. LoadDirectories reads and parses files on a few threads and merges their migrations and
+//     errors in file order, so its result is the same as reading the files one after another.
 #include "pkg/manifest/loader.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <filesystem>
+#include <istream>
+#include <limits>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
-#include <sstream>
+#include <streambuf>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -38,6 +55,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "pkg/base/text.h"
+#include "pkg/manifest/loader_internal.h"
 #include "yaml-cpp/depthguard.h"  // YAML::DeepRecursion; yaml.h does not include it
 #include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/parser.h"
@@ -93,11 +111,15 @@ std::string PrintableFileName(absl::string_view file) {
   return out;
 }
 
-// Collects the error lines of one load, each `FILE:LINE:COLUMN: problem; fix`.
+// Collects the error lines of one load, each `FILE:LINE:COLUMN: problem; fix`. The first
+// `capacity` lines are kept and the rest only counted; a collector of capacity 0 only counts.
 class Errors {
  public:
+  Errors() = default;
+  explicit Errors(size_t capacity) : capacity_(capacity) {}
+
   void Add(absl::string_view file, Position at, absl::string_view message) {
-    if (lines_.size() >= kMaxReportedErrors) {
+    if (lines_.size() >= capacity_) {
       ++dropped_;
       return;
     }
@@ -112,12 +134,27 @@ class Errors {
 
   // Counts an error that will not be shown, sparing the caller the cost of locating it.
   bool CountIfFull() {
-    if (lines_.size() < kMaxReportedErrors) return false;
+    if (lines_.size() < capacity_) return false;
     ++dropped_;
     return true;
   }
 
-  bool empty() const { return lines_.empty(); }
+  // Appends the errors of `other`, which came after these: as if they had been added here.
+  void Append(Errors&& other) {
+    for (std::string& line : other.lines_) {
+      if (lines_.size() < capacity_) {
+        lines_.push_back(std::move(line));
+      } else {
+        ++dropped_;
+      }
+    }
+    dropped_ += other.dropped_;
+    other.lines_.clear();
+    other.dropped_ = 0;
+  }
+
+  bool empty() const { return size() == 0; }
+  bool full() const { return lines_.size() >= capacity_; }
   size_t size() const { return lines_.size() + dropped_; }
 
   absl::Status ToStatus() const {
@@ -130,6 +167,7 @@ class Errors {
   }
 
  private:
+  size_t capacity_ = kMaxReportedErrors;
   std::vector<std::string> lines_;
   size_t dropped_ = 0;
 };
@@ -204,6 +242,32 @@ struct DocumentContext {
     if (errors->CountIfFull()) return;
     errors->Add(file, PositionOf(mark), message);
   }
+};
+
+// --- Documents as parsed -------------------------------------------------------------------------
+
+// A YAML node as yaml-cpp's parser reports it: what the validation needs of a YAML::Node.
+struct YamlNode {
+  enum class Type { kNull, kScalar, kSequence, kMap };
+
+  Type type = Type::kNull;
+  YAML::Mark mark;     // where the node (its properties, if any) starts
+  std::string tag;     // yaml-cpp's: "?" for a plain scalar, "!" for a quoted or block one
+  std::string scalar;  // a scalar's text
+  std::vector<const YamlNode*> items;                                // a sequence's entries
+  std::vector<std::pair<const YamlNode*, const YamlNode*>> entries;  // a mapping's, in order
+
+  bool IsNull() const { return type == Type::kNull; }
+  bool IsScalar() const { return type == Type::kScalar; }
+  bool IsSequence() const { return type == Type::kSequence; }
+  bool IsMap() const { return type == Type::kMap; }
+};
+
+// The first document of a text. Owns its nodes; an alias is its anchor's node itself (never a
+// copy), so an alias bomb stays as small as its text, and a node may even hold itself.
+struct YamlDocument {
+  std::deque<YamlNode> nodes;
+  const YamlNode* root = nullptr;  // null: the text holds no document
 };
 
 // --- Small text helpers --------------------------------------------------------------------------
@@ -293,18 +357,16 @@ absl::string_view SuggestKey(absl::string_view unknown) {
 }
 
 // Describes a node's kind for type errors: "a list", "a mapping", "null", "a string".
-std::string KindOf(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Sequence:
+std::string KindOf(const YamlNode& node) {
+  switch (node.type) {
+    case YamlNode::Type::kSequence:
       return "a list";
-    case YAML::NodeType::Map:
+    case YamlNode::Type::kMap:
       return "a mapping";
-    case YAML::NodeType::Null:
+    case YamlNode::Type::kNull:
       return "null (no value)";
-    case YAML::NodeType::Scalar:
-      return absl::StrCat("the value ", Quote(node.Scalar()));
-    case YAML::NodeType::Undefined:
-      break;
+    case YamlNode::Type::kScalar:
+      return absl::StrCat("the value ", Quote(node.scalar));
   }
   return "undefined";
 }
@@ -443,6 +505,118 @@ std::vector<Chunk> SplitDocuments(absl::string_view text) {
   return chunks;
 }
 
+// --- Parsing a document --------------------------------------------------------------------------
+
+// An istream over text held elsewhere, sparing the copy an istringstream makes.
+class TextStream {
+ public:
+  explicit TextStream(absl::string_view text) : buffer_(text), stream_(&buffer_) {}
+  TextStream(const TextStream&) = delete;
+  TextStream& operator=(const TextStream&) = delete;
+
+  std::istream& stream() { return stream_; }
+
+ private:
+  class Buffer final : public std::streambuf {
+   public:
+    explicit Buffer(absl::string_view text) {
+      // The get area is only read (yaml-cpp puts back only the bytes it has just read, which
+      // moves the pointer back without writing).
+      char* begin = const_cast<char*>(text.data());
+      setg(begin, begin, begin + text.size());
+    }
+  };
+
+  Buffer buffer_;
+  std::istream stream_;
+};
+
+// Builds a document from the parser's events, as yaml-cpp's NodeBuilder (and so YAML::Load) does.
+// Never recurses: the parser bounds the nesting.
+class TreeBuilder final : public YAML::EventHandler {
+ public:
+  explicit TreeBuilder(YamlDocument* document) : document_(document) {}
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    Add(New(YamlNode::Type::kNull, mark, anchor));
+  }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    // The parser refuses an alias to an anchor not yet defined, so the null never serves.
+    Add(anchor < anchors_.size() && anchors_[anchor] != nullptr
+            ? anchors_[anchor]
+            : New(YamlNode::Type::kNull, mark, YAML::NullAnchor));
+  }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    YamlNode* node = New(YamlNode::Type::kScalar, mark, anchor);
+    node->tag = tag;
+    node->scalar = value;
+    Add(node);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    Open(YamlNode::Type::kSequence, mark, tag, anchor);
+  }
+  void OnSequenceEnd() override { Close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    Open(YamlNode::Type::kMap, mark, tag, anchor);
+  }
+  void OnMapEnd() override { Close(); }
+
+ private:
+  struct OpenCollection {
+    YamlNode* node;
+    const YamlNode* key;  // a mapping's key still waiting for its value
+  };
+
+  YamlNode* New(YamlNode::Type type, const YAML::Mark& mark, YAML::anchor_t anchor) {
+    YamlNode& node = document_->nodes.emplace_back();
+    node.type = type;
+    node.mark = mark;
+    if (anchor != YAML::NullAnchor) {
+      if (anchors_.size() <= anchor) anchors_.resize(anchor + 1, nullptr);
+      anchors_[anchor] = &node;
+    }
+    return &node;
+  }
+
+  void Open(YamlNode::Type type, const YAML::Mark& mark, const std::string& tag,
+            YAML::anchor_t anchor) {
+    YamlNode* node = New(type, mark, anchor);
+    node->tag = tag;
+    Add(node);
+    open_.push_back(OpenCollection{node, nullptr});
+  }
+
+  void Close() {
+    if (!open_.empty()) open_.pop_back();
+  }
+
+  // Puts a node in the open collection, or makes it the root.
+  void Add(const YamlNode* node) {
+    if (open_.empty()) {
+      if (document_->root == nullptr) document_->root = node;
+      return;
+    }
+    OpenCollection& parent = open_.back();
+    if (parent.node->type == YamlNode::Type::kSequence) {
+      parent.node->items.push_back(node);
+    } else if (parent.key == nullptr) {
+      parent.key = node;
+    } else {
+      parent.node->entries.emplace_back(parent.key, node);
+      parent.key = nullptr;
+    }
+  }
+
+  YamlDocument* document_;
+  std::vector<YamlNode*> anchors_;    // by yaml-cpp's anchor number
+  std::vector<OpenCollection> open_;  // the collections being read, innermost last
+};
+
 // Counts the documents yaml-cpp finds in a text, without building them, and remembers where the
 // last node started (to say where an unclosed quote probably opened).
 class DocumentCounter final : public YAML::EventHandler {
@@ -483,9 +657,9 @@ class DocumentCounter final : public YAML::EventHandler {
 // Returns the 1-based file line that holds the first line of a string value's text. The node's
 // mark is where its properties (`!!str`, `&anchor`) or its text start; for a block scalar (`|`,
 // `>`) the text starts on the line after the indicator.
-int FirstTextLine(const YAML::Node& value, const DocumentContext& context) {
-  const std::optional<size_t> start = context.OffsetOf(value.Mark());
-  if (!start) return context.PositionOf(value.Mark()).line;
+int FirstTextLine(const YamlNode& value, const DocumentContext& context) {
+  const std::optional<size_t> start = context.OffsetOf(value.mark);
+  if (!start) return context.PositionOf(value.mark).line;
   const absl::string_view text = context.index->text();
   size_t i = *start;
   const size_t end = context.chunk.end;
@@ -503,45 +677,46 @@ int FirstTextLine(const YAML::Node& value, const DocumentContext& context) {
       break;
     }
   }
-  if (i >= end) return context.PositionOf(value.Mark()).line;
+  if (i >= end) return context.PositionOf(value.mark).line;
   const int line = static_cast<int>(context.index->LineOf(i)) + 1;
   return text[i] == '|' || text[i] == '>' ? line + 1 : line;
 }
 
 // Reads a list of ids or names: null (none), one string, or a list of strings. Reports problems
 // and returns false when there are any.
-bool ReadNameList(const YAML::Node& value, absl::string_view key, bool revision_ids,
+bool ReadNameList(const YamlNode& value, absl::string_view key, bool revision_ids,
                   const DocumentContext& context, std::vector<std::string>* out) {
   out->clear();
   if (value.IsNull()) return true;
   const absl::string_view what = revision_ids ? "a revision id" : "a label";
   if (value.IsMap()) {
-    context.Error(value.Mark(), absl::StrCat("`", key, "` must be ", what,
-                                             " or a list of them, not a mapping; write `", key,
-                                             ": [a, b]` or one value"));
+    context.Error(value.mark, absl::StrCat("`", key, "` must be ", what,
+                                           " or a list of them, not a mapping; write `", key,
+                                           ": [a, b]` or one value"));
     return false;
   }
-  std::vector<YAML::Node> items;
+  std::vector<const YamlNode*> items;
   if (value.IsScalar()) {
-    items.push_back(value);
+    items.push_back(&value);
   } else {
-    for (const YAML::Node& item : value) items.push_back(item);
+    items = value.items;
   }
   bool ok = true;
   std::set<std::string> listed;
-  for (const YAML::Node& item : items) {
+  for (const YamlNode* entry : items) {
+    const YamlNode& item = *entry;
     if (!item.IsScalar()) {
-      context.Error(item.Mark(),
+      context.Error(item.mark,
                     absl::StrCat("each entry of `", key, "` must be ", what, ", not ", KindOf(item),
                                  "; write a flat list: `", key, ": [a, b]`"));
       ok = false;
       continue;
     }
-    const std::string& name = item.Scalar();
+    const std::string& name = item.scalar;
     if (revision_ids) {
       if (const std::string problem = RevisionIdProblem(name); !problem.empty()) {
         context.Error(
-            item.Mark(),
+            item.mark,
             absl::StrCat("revision id ", name.empty() ? "\"\"" : Quote(name), " in `", key, "` ",
                          problem, "; ids are ", kRevisionIdRule,
                          key == "down_revision" ? " (use null for a base revision)" : ""));
@@ -549,7 +724,7 @@ bool ReadNameList(const YAML::Node& value, absl::string_view key, bool revision_
         continue;
       }
     } else if (name.empty() || name.find_first_of(" \t\r\n@") != std::string::npos) {
-      context.Error(item.Mark(),
+      context.Error(item.mark,
                     absl::StrCat("branch label ", name.empty() ? "\"\"" : Quote(name),
                                  name.empty() ? " is empty" : " contains a blank or `@`",
                                  "; a label is used as `LABEL@head`, so give it a name without "
@@ -558,7 +733,7 @@ bool ReadNameList(const YAML::Node& value, absl::string_view key, bool revision_
       continue;
     }
     if (!listed.insert(name).second) {
-      context.Error(item.Mark(),
+      context.Error(item.mark,
                     absl::StrCat(Quote(name), " appears twice in `", key, "`; list it once"));
       ok = false;
       continue;
@@ -569,33 +744,33 @@ bool ReadNameList(const YAML::Node& value, absl::string_view key, bool revision_
 }
 
 // Reads a string that may span lines (description, SQL). Null reads as absent.
-bool ReadText(const YAML::Node& value, absl::string_view key, absl::string_view fix,
+bool ReadText(const YamlNode& value, absl::string_view key, absl::string_view fix,
               const DocumentContext& context, std::optional<std::string>* out) {
   if (value.IsNull()) {
     out->reset();
     return true;
   }
   if (!value.IsScalar()) {
-    context.Error(value.Mark(),
+    context.Error(value.mark,
                   absl::StrCat("`", key, "` must be a string, not ", KindOf(value), "; ", fix));
     return false;
   }
-  *out = value.Scalar();
+  *out = value.scalar;
   return true;
 }
 
 // Reads `transactional`. YAML 1.1 spellings (yes/no/on/off) are accepted because Kubernetes and
 // PyYAML users write them; a quoted value is a string in YAML, so it is refused rather than
 // guessed.
-bool ReadBool(const YAML::Node& value, absl::string_view key, const DocumentContext& context,
+bool ReadBool(const YamlNode& value, absl::string_view key, const DocumentContext& context,
               bool* out) {
   static constexpr absl::string_view kTrue[] = {"true", "True", "TRUE", "yes", "Yes",
                                                 "YES",  "on",   "On",   "ON"};
   static constexpr absl::string_view kFalse[] = {"false", "False", "FALSE", "no", "No",
                                                  "NO",    "off",   "Off",   "OFF"};
   if (value.IsScalar()) {
-    const std::string& text = value.Scalar();
-    const bool quoted = value.Tag() == "!";
+    const std::string& text = value.scalar;
+    const bool quoted = value.tag == "!";
     if (!quoted) {
       for (absl::string_view t : kTrue) {
         if (text == t) {
@@ -610,13 +785,13 @@ bool ReadBool(const YAML::Node& value, absl::string_view key, const DocumentCont
         }
       }
     } else if (text == "true" || text == "false") {
-      context.Error(value.Mark(), absl::StrCat("`", key, "` is the quoted string \"", text,
-                                               "\", not a boolean; remove the quotes"));
+      context.Error(value.mark, absl::StrCat("`", key, "` is the quoted string \"", text,
+                                             "\", not a boolean; remove the quotes"));
       return false;
     }
   }
   context.Error(
-      value.Mark(),
+      value.mark,
       absl::StrCat("`", key, "` must be true or false, not ", KindOf(value), "; write `", key,
                    ": false` to run each statement outside a transaction, or omit "
                    "it (default true)"));
@@ -625,7 +800,7 @@ bool ReadBool(const YAML::Node& value, absl::string_view key, const DocumentCont
 
 // Validates one document (a mapping) into a migration; reports every problem found. Returns
 // nullopt when there was any.
-std::optional<Migration> ReadDocument(const YAML::Node& document, const DocumentContext& context) {
+std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentContext& context) {
   Migration migration;
   migration.location.file = std::string(context.file);
   const size_t errors_before = context.errors->size();
@@ -642,19 +817,19 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
   // Known keys that an unknown key was taken for: their absence is then not reported again.
   std::set<absl::string_view> suggested;
 
-  for (auto it = document.begin(); it != document.end(); ++it) {
-    const YAML::Node key_node = it->first;
-    const YAML::Node value = it->second;
+  for (const auto& [key_entry, value_entry] : document.entries) {
+    const YamlNode& key_node = *key_entry;
+    const YamlNode& value = *value_entry;
     if (!key_node.IsScalar()) {
-      context.Error(key_node.Mark(),
+      context.Error(key_node.mark,
                     absl::StrCat("a key must be a plain name, not ", KindOf(key_node),
                                  "; known keys are ", KnownKeysList()));
       ok = false;
       continue;
     }
-    const std::string& key = key_node.Scalar();
-    if (const auto [first, inserted] = seen.emplace(key, key_node.Mark()); !inserted) {
-      context.Error(key_node.Mark(),
+    const std::string& key = key_node.scalar;
+    if (const auto [first, inserted] = seen.emplace(key, key_node.mark); !inserted) {
+      context.Error(key_node.mark,
                     absl::StrCat("duplicate key ", Quote(key), " (first at line ",
                                  context.PositionOf(first->second).line, "); keep only one"));
       ok = false;
@@ -663,18 +838,18 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
     if (absl::StartsWith(key, "x-")) continue;  // extension keys are the user's own
 
     if (key == "revision") {
-      revision_key = key_node.Mark();
+      revision_key = key_node.mark;
       if (!value.IsScalar()) {
-        context.Error(value.Mark(), absl::StrCat("`revision` must be one id, not ", KindOf(value),
-                                                 "; write e.g. `revision: fc0e7b400c13` (",
-                                                 kRevisionIdRule, ")"));
+        context.Error(value.mark, absl::StrCat("`revision` must be one id, not ", KindOf(value),
+                                               "; write e.g. `revision: fc0e7b400c13` (",
+                                               kRevisionIdRule, ")"));
         ok = false;
         continue;
       }
       // The scalar's text exactly as written: `0012` and `1e3` are ids, not numbers.
-      migration.revision = value.Scalar();
+      migration.revision = value.scalar;
       if (const std::string problem = RevisionIdProblem(migration.revision); !problem.empty()) {
-        context.Error(value.Mark(),
+        context.Error(value.mark,
                       absl::StrCat("revision id ",
                                    migration.revision.empty() ? "\"\"" : Quote(migration.revision),
                                    " ", problem, "; use ", kRevisionIdRule));
@@ -696,7 +871,7 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
     } else if (key == "transactional") {
       ok &= ReadBool(value, key, context, &migration.transactional);
     } else if (key == "upgrade") {
-      upgrade_key = key_node.Mark();
+      upgrade_key = key_node.mark;
       upgrade_ok =
           ReadText(value, key, "write the SQL as a block: `upgrade: |` then indented lines",
                    context, &upgrade);
@@ -709,7 +884,7 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
     } else {
       const absl::string_view suggestion = SuggestKey(key);
       if (!suggestion.empty()) suggested.insert(suggestion);
-      context.Error(key_node.Mark(),
+      context.Error(key_node.mark,
                     suggestion.empty()
                         ? absl::StrCat("unknown key ", Quote(key), "; known keys are ",
                                        KnownKeysList(), ", and custom keys must start with `x-`")
@@ -720,9 +895,9 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
   }
 
   if (!revision_key && suggested.count("revision") == 0) {
-    context.Error(document.Mark(), absl::StrCat("the document has no `revision` key; add "
-                                                "`revision: <id>` (",
-                                                kRevisionIdRule, ")"));
+    context.Error(document.mark, absl::StrCat("the document has no `revision` key; add "
+                                              "`revision: <id>` (",
+                                              kRevisionIdRule, ")"));
     ok = false;
   } else if (revision_key) {
     const Position at = context.PositionOf(*revision_key);
@@ -736,7 +911,7 @@ std::optional<Migration> ReadDocument(const YAML::Node& document, const Document
   if (blank && !migration.is_merge() && upgrade_ok && down_revision_ok &&
       (upgrade_key || suggested.count("upgrade") == 0)) {
     if (!upgrade_key) {
-      context.Error(document.Mark(),
+      context.Error(document.mark,
                     "the document has no `upgrade` key; add `upgrade: |` followed by the SQL "
                     "(only a merge revision, with two or more `down_revision`s, may omit it)");
     } else {
@@ -780,6 +955,338 @@ void ReportParseError(const YAML::ParserException& e, const std::optional<YAML::
   context.Error(e.mark, absl::StrCat("invalid YAML: ", OneLine(e.msg), "; ", fix));
 }
 
+// --- Reading simple documents without yaml-cpp ---------------------------------------------------
+
+// Reads a document of the form nearly every manifest takes as yaml-cpp reads it (the same nodes,
+// texts, tags and marks), many times faster: a block mapping at column 0 whose keys are plain
+// names, each value on its key's line (a plain scalar; a one-line quoted scalar without escapes; a
+// one-line flow list of plain names and such quoted scalars) or a literal block scalar (`|`, `|-`,
+// `|+`); comments and blank lines, a `---` line first and a `...` line last. Declines anything
+// else, which the general path then reads; loader_simple_reader_test checks both agree.
+//
+// yaml-cpp's pre-pass (see ParseWithPrepass) accepts every document this reader does: its quotes
+// close on their line, and nothing at the end of the text depends on the blanks after it.
+class SimpleReader {
+ public:
+  SimpleReader(absl::string_view text, YamlDocument* document) : text_(text), document_(document) {}
+
+  // Returns false, with the document in any state, when the text is not of the simple form.
+  bool Read() {
+    if (text_.size() > static_cast<size_t>(std::numeric_limits<int>::max() / 2)) return false;
+    // yaml-cpp drops a byte-order mark without counting it in marks; it takes \r (alone) as text
+    // and 0x04 as the end of the input; tabs are errors in some places.
+    for (const char c : text_) {
+      const unsigned char byte = static_cast<unsigned char>(c);
+      if ((byte < 0x20 && c != '\n' && c != '\t') || byte == 0x7f) return false;
+    }
+    if (absl::StartsWith(text_, "\xEF\xBB\xBF")) return false;
+
+    YamlNode* map = nullptr;
+    bool started = false;  // after a `---` line
+    line_start_ = 0;
+    line_ = 0;
+    while (line_start_ < text_.size()) {
+      const size_t end = LineEnd(line_start_);
+      const absl::string_view line = text_.substr(line_start_, end - line_start_);
+      if (line.find_first_not_of(' ') == absl::string_view::npos || line[0] == '#') {
+        NextLine(end);  // blank, or a comment at column 0
+        continue;
+      }
+      if (line == "---") {
+        if (map != nullptr || started) return false;
+        started = true;
+        NextLine(end);
+        continue;
+      }
+      if (line == "...") {
+        // SplitDocuments ends a chunk with its `...` line.
+        return map != nullptr && end + 1 >= text_.size();
+      }
+      if (!IsKeyStart(line[0])) return false;  // indented text, `-`, `?`, `%`, `{`, ...
+      if (map == nullptr) {
+        map = New(YamlNode::Type::kMap, line_start_);
+        map->tag = "?";
+        document_->root = map;
+      }
+      if (!ReadEntry(map, end)) return false;
+    }
+    return map != nullptr;
+  }
+
+ private:
+  // Longer keys are left to yaml-cpp, whatever it makes of them (YAML caps implicit keys at 1024).
+  static constexpr size_t kMaxSimpleKeyLength = 128;
+
+  static bool IsKeyStart(char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_';
+  }
+  static bool IsNameChar(char c) { return IsKeyStart(c) || c == '.' || c == '-'; }
+  // yaml-cpp's null spellings, read as null rather than as text.
+  static bool IsNullText(absl::string_view text) {
+    return text == "~" || text == "null" || text == "Null" || text == "NULL";
+  }
+
+  size_t LineEnd(size_t from) const {
+    const size_t end = text_.find('\n', from);
+    return end == absl::string_view::npos ? text_.size() : end;
+  }
+
+  // Moves to the line after the one ending at `end`.
+  void NextLine(size_t end) {
+    line_start_ = end < text_.size() ? end + 1 : end;
+    ++line_;
+  }
+
+  // Returns the mark of `pos`, on the current line.
+  YAML::Mark MarkAt(size_t pos) const {
+    YAML::Mark mark;
+    mark.pos = static_cast<int>(pos);
+    mark.line = line_;
+    mark.column = static_cast<int>(pos - line_start_);
+    return mark;
+  }
+
+  YamlNode* New(YamlNode::Type type, size_t pos) {
+    YamlNode& node = document_->nodes.emplace_back();
+    node.type = type;
+    node.mark = MarkAt(pos);
+    return &node;
+  }
+
+  YamlNode* NewScalar(size_t pos, absl::string_view text, bool plain) {
+    if (plain && IsNullText(text)) return New(YamlNode::Type::kNull, pos);
+    YamlNode* node = New(YamlNode::Type::kScalar, pos);
+    node->tag = plain ? "?" : "!";
+    node->scalar = std::string(text);
+    return node;
+  }
+
+  // Returns whether [from, end) is blanks, then perhaps a comment after at least one blank.
+  bool RestIsComment(size_t from, size_t end) const {
+    size_t i = from;
+    while (i < end && text_[i] == ' ') ++i;
+    return i == end || (text_[i] == '#' && i > from);
+  }
+
+  // Reads a one-line quoted scalar without escapes starting at `at`; sets `*after` past it.
+  const YamlNode* ReadQuoted(size_t at, size_t end, size_t* after) {
+    const char quote = text_[at];
+    const size_t close = text_.find(quote, at + 1);
+    if (close == absl::string_view::npos || close >= end) return nullptr;
+    const absl::string_view inner = text_.substr(at + 1, close - at - 1);
+    if (inner.find('\t') != absl::string_view::npos) return nullptr;
+    if (quote == '"' && inner.find('\\') != absl::string_view::npos) return nullptr;
+    if (quote == '\'' && close + 1 < end && text_[close + 1] == '\'') return nullptr;  // `''`
+    *after = close + 1;
+    return NewScalar(at, inner, /*plain=*/false);
+  }
+
+  // Reads `[a, 'b', "c"]` starting at `at`; sets `*after` past the `]`.
+  const YamlNode* ReadFlowList(size_t at, size_t end, size_t* after) {
+    YamlNode* list = New(YamlNode::Type::kSequence, at);
+    list->tag = "?";
+    size_t i = at + 1;
+    while (i < end && text_[i] == ' ') ++i;
+    if (i < end && text_[i] == ']') {
+      *after = i + 1;
+      return list;
+    }
+    while (i < end) {
+      const YamlNode* item = nullptr;
+      if (text_[i] == '\'' || text_[i] == '"') {
+        item = ReadQuoted(i, end, &i);
+      } else if (IsKeyStart(text_[i])) {
+        const size_t start = i;
+        while (i < end && IsNameChar(text_[i])) ++i;
+        item = NewScalar(start, text_.substr(start, i - start), /*plain=*/true);
+      }
+      if (item == nullptr) return nullptr;
+      list->items.push_back(item);
+      while (i < end && text_[i] == ' ') ++i;
+      if (i >= end) return nullptr;
+      if (text_[i] == ']') {
+        *after = i + 1;
+        return list;
+      }
+      if (text_[i] != ',') return nullptr;
+      ++i;
+      while (i < end && text_[i] == ' ') ++i;
+    }
+    return nullptr;  // not closed on this line
+  }
+
+  // Reads a plain scalar starting at `at`, which runs to the end of the line or a comment.
+  const YamlNode* ReadPlain(size_t at, size_t end) {
+    const unsigned char first = static_cast<unsigned char>(text_[at]);
+    if (!(absl::ascii_isalnum(first) || first >= 0x80 ||
+          absl::string_view("_./($~").find(static_cast<char>(first)) != absl::string_view::npos)) {
+      return nullptr;  // an indicator, or a character best left to yaml-cpp
+    }
+    size_t stop = end;
+    for (size_t i = at; i < end; ++i) {
+      const char c = text_[i];
+      if (c == '\t') return nullptr;
+      if (c == ':' && (i + 1 == end || text_[i + 1] == ' ')) return nullptr;  // a nested mapping
+      if (c == '#' && text_[i - 1] == ' ') {  // a comment (`first` is no `#`, so i > at)
+        stop = i;
+        break;
+      }
+    }
+    while (stop > at && text_[stop - 1] == ' ') --stop;
+    return NewScalar(at, text_.substr(at, stop - at), /*plain=*/true);
+  }
+
+  // Reads a literal block scalar whose `|` is at `at` (the header ends at `end`), exactly as
+  // yaml-cpp's ScanScalar does for a value of a mapping at column 0, and moves to the line where
+  // the scalar ends. Returns null when yaml-cpp would report an error, or when the next line is
+  // not at column 0.
+  const YamlNode* ReadLiteral(size_t at, size_t end) {
+    const absl::string_view header = text_.substr(at + 1, end - at - 1);
+    if (header != "" && header != "-" && header != "+") return nullptr;
+    YamlNode* node = NewScalar(at, "", /*plain=*/false);
+    std::string& scalar = node->scalar;
+
+    const size_t size = text_.size();
+    size_t p = end;  // the input position
+    size_t line_start = line_start_;
+    int line = line_;
+    size_t indent = 1;  // the mapping's indentation (0), plus 1
+    bool found_non_empty_line = false;
+    bool past_opening_break = false;
+    while (p < size) {
+      // Phase 1: the line's text.
+      const size_t text_end = LineEnd(p);
+      if (text_end > p) {
+        found_non_empty_line = true;
+        past_opening_break = true;
+        scalar.append(text_.data() + p, text_end - p);
+        p = text_end;
+      }
+      if (p >= size) break;
+      // Phase 2: the line break.
+      ++p;
+      line_start = p;
+      ++line;
+      // Phase 3: the indentation, detected on the first line with text.
+      while (p < size && text_[p] == ' ' && (p - line_start < indent || !found_non_empty_line)) {
+        ++p;
+      }
+      if (!found_non_empty_line) indent = std::max(indent, p - line_start);
+      if (p < size && text_[p] == '\t' && p - line_start < indent) {
+        return nullptr;  // yaml-cpp: "illegal tab when looking for indentation"
+      }
+      const bool empty_line = p < size && text_[p] == '\n';
+      if (past_opening_break) scalar.push_back('\n');
+      past_opening_break = true;
+      if (!empty_line && p - line_start < indent) break;
+    }
+
+    const size_t last = scalar.find_last_not_of('\n');
+    if (header.empty()) {  // clip: one line break kept
+      if (last == std::string::npos) {
+        scalar.clear();
+      } else if (last + 1 < scalar.size()) {
+        scalar.erase(last + 2);
+      }
+    } else if (header == "-") {  // strip
+      scalar.erase(last == std::string::npos ? 0 : last + 1);
+    }
+
+    if (p >= size) {
+      line_start_ = size;
+    } else if (p == line_start) {
+      line_start_ = line_start;
+      line_ = line;
+    } else {
+      return nullptr;  // ended by text indented less than the scalar but more than the mapping
+    }
+    return node;
+  }
+
+  // Reads the entry whose line (at column 0) ends at `end`, and moves past it.
+  bool ReadEntry(YamlNode* map, size_t end) {
+    size_t i = line_start_;
+    while (i < end && IsNameChar(text_[i])) ++i;
+    if (i + 1 >= end || text_[i] != ':' || text_[i + 1] != ' ') return false;
+    const absl::string_view key = text_.substr(line_start_, i - line_start_);
+    if (key.size() > kMaxSimpleKeyLength || IsNullText(key)) return false;
+    i += 2;
+    while (i < end && text_[i] == ' ') ++i;
+    if (i == end) return false;  // a null value: its mark is yaml-cpp's business
+
+    const YamlNode* key_node = NewScalar(line_start_, key, /*plain=*/true);
+    const YamlNode* value = nullptr;
+    const char c = text_[i];
+    if (c == '|') {
+      value = ReadLiteral(i, end);
+      if (value == nullptr) return false;
+      map->entries.emplace_back(key_node, value);
+      return true;  // ReadLiteral moved to the next line
+    }
+    if (text_.substr(i, end - i).find('\t') != absl::string_view::npos) return false;
+    size_t after = end;
+    if (c == '\'' || c == '"') {
+      value = ReadQuoted(i, end, &after);
+    } else if (c == '[') {
+      value = ReadFlowList(i, end, &after);
+    } else {
+      value = ReadPlain(i, end);
+    }
+    if (value == nullptr || !RestIsComment(after, end)) return false;
+    map->entries.emplace_back(key_node, value);
+    NextLine(end);
+    // A value's text may go on over more indented lines: left to yaml-cpp (Read refuses them).
+    return true;
+  }
+
+  absl::string_view text_;
+  YamlDocument* document_;
+  size_t line_start_ = 0;  // of the current line
+  int line_ = 0;           // the current line, from 0
+};
+
+// Parses the first document of `chunk_text` as the loader always has, into `document`; reports and
+// returns false on a syntax error.
+bool ParseWithPrepass(absl::string_view chunk_text, const DocumentContext& context,
+                      YamlDocument* document) {
+  DocumentCounter counter;
+  try {
+    // A syntax pass first, working around two yaml-cpp 0.7 bugs:
+    //  - a stray token where a document's node should start (`, x` at the top level) makes
+    //    yaml-cpp return an empty document without consuming it, so LoadAll loops forever and
+    //    Load silently drops the rest: one chunk holds one document, so a second is an error;
+    //  - an unclosed quote runs to the end of the text and is accepted when the text ends with
+    //    a line break (`upgrade: 'SELECT 1;` would swallow the keys below it), but is reported
+    //    when it does not: the pass parses the text without its trailing blanks, on which the
+    //    value of a block scalar at the very end depends, so the document is then read from the
+    //    whole text.
+    const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(chunk_text);
+    TextStream stream(trimmed);
+    YAML::Parser parser(stream.stream());
+    while (counter.documents() < 2 && parser.HandleNextDocument(counter)) {
+    }
+    if (counter.documents() >= 2) {
+      context.Error(counter.second(),
+                    "invalid YAML: unexpected text where a document should go on; remove it, "
+                    "or start a new document with a `---` line");
+      return false;
+    }
+    // The first document of the whole text, as YAML::Load reads it.
+    TreeBuilder builder(document);
+    TextStream whole(chunk_text);
+    YAML::Parser whole_parser(whole.stream());
+    whole_parser.HandleNextDocument(builder);
+    return true;
+  } catch (const YAML::ParserException& e) {
+    ReportParseError(e, counter.last(), context);
+  } catch (const std::exception& e) {
+    context.Error(YAML::Mark::null_mark(),
+                  absl::StrCat("cannot parse the document: ", OneLine(e.what()),
+                               "; check the YAML syntax of this document"));
+  }
+  return false;
+}
+
 // Parses one file's text, appending its valid migrations to `out` and its problems to `errors`.
 void ParseFile(absl::string_view text, absl::string_view file, std::vector<Migration>* out,
                Errors* errors) {
@@ -791,56 +1298,29 @@ void ParseFile(absl::string_view text, absl::string_view file, std::vector<Migra
   for (const Chunk& chunk : SplitDocuments(text)) {
     DocumentContext context{file, &index, chunk, errors};
     const absl::string_view chunk_text = text.substr(chunk.begin, chunk.end - chunk.begin);
-    std::vector<YAML::Node> documents;
-    DocumentCounter counter;
+    YamlDocument parsed;
+    if (!SimpleReader(chunk_text, &parsed).Read()) {
+      parsed = YamlDocument();
+      if (!ParseWithPrepass(chunk_text, context, &parsed)) continue;
+    }
+    if (parsed.root == nullptr) continue;  // no document, e.g. after a trailing `---`
+    const YamlNode& document = *parsed.root;
     try {
-      // A syntax pass first, working around two yaml-cpp 0.7 bugs:
-      //  - a stray token where a document's node should start (`, x` at the top level) makes
-      //    yaml-cpp return an empty document without consuming it, so LoadAll loops forever and
-      //    Load silently drops the rest: one chunk holds one document, so a second is an error;
-      //  - an unclosed quote runs to the end of the text and is accepted when the text ends with
-      //    a line break (`upgrade: 'SELECT 1;` would swallow the keys below it), but is reported
-      //    when it does not: the pass parses the text without its trailing blanks, which only the
-      //    value of a `|+` block at the very end could depend on.
-      const absl::string_view trimmed = absl::StripTrailingAsciiWhitespace(chunk_text);
-      std::istringstream stream{std::string(trimmed)};
-      YAML::Parser parser(stream);
-      while (counter.documents() < 2 && parser.HandleNextDocument(counter)) {
-      }
-      if (counter.documents() >= 2) {
-        context.Error(counter.second(),
-                      "invalid YAML: unexpected text where a document should go on; remove it, "
-                      "or start a new document with a `---` line");
+      if (document.IsNull()) continue;  // an empty document
+      if (!document.IsMap()) {
+        context.Error(document.mark,
+                      absl::StrCat("the document is ", KindOf(document),
+                                   ", not a mapping; each `---`-separated document must be "
+                                   "one revision's keys (`revision:`, `upgrade:`, ...)"));
         continue;
       }
-      documents.push_back(YAML::Load(std::string(chunk_text)));
-    } catch (const YAML::ParserException& e) {
-      ReportParseError(e, counter.last(), context);
-      continue;
-    } catch (const std::exception& e) {
-      context.Error(YAML::Mark::null_mark(),
-                    absl::StrCat("cannot parse the document: ", OneLine(e.what()),
-                                 "; check the YAML syntax of this document"));
-      continue;
-    }
-    for (const YAML::Node& document : documents) {
-      try {
-        if (document.IsNull()) continue;  // an empty document, e.g. after a trailing `---`
-        if (!document.IsMap()) {
-          context.Error(document.Mark(),
-                        absl::StrCat("the document is ", KindOf(document),
-                                     ", not a mapping; each `---`-separated document must be "
-                                     "one revision's keys (`revision:`, `upgrade:`, ...)"));
-          continue;
-        }
-        if (std::optional<Migration> migration = ReadDocument(document, context)) {
-          out->push_back(std::move(*migration));
-        }
-      } catch (const std::exception& e) {
-        // yaml-cpp's node API throws only on misuse; keep it from crossing the public API anyway.
-        context.Error(document.Mark(), absl::StrCat("cannot read the document: ", OneLine(e.what()),
-                                                    "; check the YAML syntax of this document"));
+      if (std::optional<Migration> migration = ReadDocument(document, context)) {
+        out->push_back(std::move(*migration));
       }
+    } catch (const std::exception& e) {
+      // Only std::bad_alloc and the like; keep it from crossing the public API anyway.
+      context.Error(document.mark, absl::StrCat("cannot read the document: ", OneLine(e.what()),
+                                                "; check the YAML syntax of this document"));
     }
   }
 }
@@ -860,28 +1340,45 @@ void CheckDuplicates(const std::vector<Migration>& migrations, Errors* errors) {
   }
 }
 
-// Reads a whole file. Returns false (and reports) on failure.
-bool ReadFile(const std::string& path, std::string* text, Errors* errors) {
-  std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) {
+// Returns the text of an errno value. strerror is not thread-safe; strerror_r comes in two
+// flavours, GNU's returning the text and XSI's writing it to the buffer.
+[[maybe_unused]] const char* StrerrorText(const char* text, const char* /*buffer*/) { return text; }
+[[maybe_unused]] const char* StrerrorText(int /*status*/, const char* buffer) { return buffer; }
+std::string ErrnoText(int error) {
+  char buffer[256] = "";
+  return StrerrorText(strerror_r(error, buffer, sizeof(buffer)), buffer);
+}
+
+// Reads a whole file into `buffer` (which keeps its storage from file to file), setting `*size`.
+// Returns false (and reports) on failure.
+bool ReadFile(const std::string& path, std::vector<char>* buffer, size_t* size, Errors* errors) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
     errors->Add(path, Position{},
-                absl::StrCat("cannot open the file: ", std::strerror(errno),
+                absl::StrCat("cannot open the file: ", ErrnoText(errno),
                              "; check that it exists and is readable by this user"));
     return false;
   }
-  text->clear();
-  char buffer[64 * 1024];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text->append(buffer, n);
-  const bool failed = std::ferror(file) != 0;
-  const int read_errno = errno;
-  std::fclose(file);
-  if (failed) {
-    errors->Add(path, Position{},
-                absl::StrCat("cannot read the file: ", std::strerror(read_errno),
-                             "; check that it is a readable regular file"));
-    return false;
+  *size = 0;
+  while (true) {
+    if (buffer->size() - *size < 4096) {
+      buffer->resize(std::max<size_t>(64 * 1024, 2 * buffer->size()));
+    }
+    const ssize_t n = ::read(fd, buffer->data() + *size, buffer->size() - *size);
+    if (n > 0) {
+      *size += static_cast<size_t>(n);
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      const int read_errno = errno;
+      ::close(fd);
+      errors->Add(path, Position{},
+                  absl::StrCat("cannot read the file: ", ErrnoText(read_errno),
+                               "; check that it is a readable regular file"));
+      return false;
+    }
   }
+  ::close(fd);
   return true;
 }
 
@@ -889,9 +1386,10 @@ bool HasManifestExtension(absl::string_view name) {
   return absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml");
 }
 
-// Lists the manifest files of one directory, in name order, reporting what cannot be listed.
-std::vector<std::string> ListManifests(const std::string& directory, Errors* errors) {
-  std::vector<std::string> files;
+// Lists the names of the manifest files of one directory, in name order, reporting what cannot be
+// listed. Each is then checked by CheckManifestFile.
+std::vector<std::string> ListManifestNames(const std::string& directory, Errors* errors) {
+  std::vector<std::string> names;
   std::error_code ec;
   const fs::file_status status = fs::status(directory, ec);
   if (ec || !fs::exists(status)) {
@@ -899,14 +1397,13 @@ std::vector<std::string> ListManifests(const std::string& directory, Errors* err
                 absl::StrCat("cannot open the migrations directory: ",
                              ec ? ec.message() : "it does not exist",
                              "; check the path (and, in a pod, the ConfigMap volume mount)"));
-    return files;
+    return names;
   }
   if (!fs::is_directory(status)) {
     errors->Add(directory, Position{},
                 "is not a directory; give the directory that holds the manifests, not a file");
-    return files;
+    return names;
   }
-  std::vector<std::string> names;
   fs::directory_iterator it(directory, ec);
   for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
     std::string name = it->path().filename().string();
@@ -919,45 +1416,177 @@ std::vector<std::string> ListManifests(const std::string& directory, Errors* err
     errors->Add(directory, Position{},
                 absl::StrCat("cannot list the migrations directory: ", ec.message(),
                              "; check its permissions"));
-    return files;
+    return {};
   }
   std::sort(names.begin(), names.end());
-  for (const std::string& name : names) {
-    const std::string path = (fs::path(directory) / name).string();
-    // status() follows symbolic links: a ConfigMap key is a link to `..data/<key>`.
-    std::error_code entry_ec;
-    const fs::file_status entry = fs::status(path, entry_ec);
-    if (entry_ec || !fs::exists(entry)) {
-      errors->Add(path, Position{},
-                  absl::StrCat(
-                      "cannot open the file: ", entry_ec ? entry_ec.message() : "it does not exist",
-                      "; fix or remove the broken symbolic link"));
-      continue;
-    }
-    if (fs::is_directory(entry)) continue;  // a directory named `x.yaml`: no recursion
-    if (!fs::is_regular_file(entry)) {
-      // Reading a FIFO or a device could block forever.
-      errors->Add(path, Position{},
-                  "is not a regular file (a pipe, socket or device); remove it from the "
-                  "migrations directory");
-      continue;
-    }
-    files.push_back(path);
-  }
-  return files;
+  return names;
 }
+
+// Returns whether the listed `path` is a file to read, reporting what makes it unreadable.
+bool CheckManifestFile(const std::string& path, Errors* errors) {
+  // status() follows symbolic links: a ConfigMap key is a link to `..data/<key>`.
+  std::error_code ec;
+  const fs::file_status entry = fs::status(path, ec);
+  if (ec || !fs::exists(entry)) {
+    errors->Add(path, Position{},
+                absl::StrCat("cannot open the file: ", ec ? ec.message() : "it does not exist",
+                             "; fix or remove the broken symbolic link"));
+    return false;
+  }
+  if (fs::is_directory(entry)) return false;  // a directory named `x.yaml`: no recursion
+  if (!fs::is_regular_file(entry)) {
+    // Reading a FIFO or a device could block forever.
+    errors->Add(path, Position{},
+                "is not a regular file (a pipe, socket or device); remove it from the "
+                "migrations directory");
+    return false;
+  }
+  return true;
+}
+
+// Most threads LoadDirectories reads files on; past a few, the merging and the disk limit it.
+constexpr unsigned kMaxLoadThreads = 8;
+
+// A part of a load's output, which must appear in the order of the parts: a directory's listing
+// problems, then each listed file's problems as a directory entry (a broken link, a pipe), then
+// each file's migrations and problems.
+struct LoadPart {
+  Errors errors;
+  std::vector<Migration> migrations;
+  std::exception_ptr exception;  // what making the part threw
+};
+
+// Takes the parts of a load as they are made, in any order, and appends them to the load's output
+// in order, as soon as every earlier part is made (so made parts do not pile up).
+class InOrderMerger {
+ public:
+  InOrderMerger(std::vector<LoadPart>* parts, std::vector<Migration>* migrations, Errors* errors)
+      : parts_(*parts), done_(parts->size(), false), migrations_(*migrations), errors_(*errors) {}
+
+  // Records that parts_[index] is made; merges what can be.
+  void Finish(size_t index) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done_[index] = true;
+    try {
+      for (; next_ < parts_.size() && done_[next_]; ++next_) {
+        LoadPart& part = parts_[next_];
+        if (part.exception && !exception_) exception_ = part.exception;
+        errors_.Append(std::move(part.errors));
+        for (Migration& migration : part.migrations) migrations_.push_back(std::move(migration));
+        part = LoadPart();
+      }
+    } catch (...) {
+      // Out of memory: the load fails with it, whatever else is merged.
+      if (!failure_) failure_ = std::current_exception();
+    }
+    if (errors_.full()) full_.store(true, std::memory_order_relaxed);
+  }
+
+  // Whether the load's error list is full: every later error would only be counted.
+  bool full() const { return full_.load(std::memory_order_relaxed); }
+
+  // Returns, once every part is merged, the first exception of a part in order, else one the
+  // merge threw, else null.
+  std::exception_ptr exception() const { return exception_ ? exception_ : failure_; }
+
+ private:
+  std::mutex mutex_;
+  std::vector<LoadPart>& parts_;
+  std::vector<bool> done_;
+  size_t next_ = 0;
+  std::vector<Migration>& migrations_;
+  Errors& errors_;
+  std::exception_ptr exception_;
+  std::exception_ptr failure_;
+  std::atomic<bool> full_{false};
+};
 
 absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
     const std::vector<std::string>& directories) {
-  Errors errors;
-  std::vector<Migration> migrations;
-  std::string text;
+  // A listed file: its path, and its two parts of the output.
+  struct Entry {
+    std::string path;
+    size_t check_part;
+    size_t file_part;
+  };
+  std::vector<LoadPart> parts;
+  std::vector<size_t> listing_parts;
+  std::vector<Entry> entries;
   for (const std::string& directory : directories) {
-    for (const std::string& path : ListManifests(directory, &errors)) {
-      if (!ReadFile(path, &text, &errors)) continue;
-      ParseFile(text, path, &migrations, &errors);
+    listing_parts.push_back(parts.size());
+    parts.emplace_back();
+    const std::vector<std::string> names = ListManifestNames(directory, &parts.back().errors);
+    const size_t check_parts = parts.size();
+    parts.resize(parts.size() + 2 * names.size());
+    for (size_t i = 0; i < names.size(); ++i) {
+      entries.push_back(Entry{(fs::path(directory) / names[i]).string(), check_parts + i,
+                              check_parts + names.size() + i});
     }
   }
+
+  Errors errors;
+  std::vector<Migration> migrations;
+  InOrderMerger merger(&parts, &migrations, &errors);
+  for (const size_t part : listing_parts) merger.Finish(part);
+
+  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
+  const size_t worker_count =
+      std::max<size_t>(1, std::min<size_t>({hardware, kMaxLoadThreads, entries.size()}));
+  std::atomic<size_t> next_entry{0};
+  // What escaped a worker's loop (only a mutex could throw there), by worker.
+  std::vector<std::exception_ptr> worker_failures(worker_count);
+  // Takes files until none is left. Never throws: an exception is kept for the merge to rethrow in
+  // order.
+  const auto work = [&](size_t worker) {
+    try {
+      std::vector<char> buffer;
+      for (size_t k = next_entry.fetch_add(1); k < entries.size(); k = next_entry.fetch_add(1)) {
+        const Entry& entry = entries[k];
+        LoadPart& check = parts[entry.check_part];
+        LoadPart& file = parts[entry.file_part];
+        bool read = false;
+        try {
+          // Once the load's list is full, this file's problems can only be counted.
+          if (merger.full()) check.errors = Errors(/*capacity=*/0);
+          read = CheckManifestFile(entry.path, &check.errors);
+        } catch (...) {
+          check.exception = std::current_exception();
+        }
+        merger.Finish(entry.check_part);
+        try {
+          if (merger.full()) file.errors = Errors(/*capacity=*/0);
+          size_t size = 0;
+          if (read && ReadFile(entry.path, &buffer, &size, &file.errors)) {
+            ParseFile(absl::string_view(buffer.data(), size), entry.path, &file.migrations,
+                      &file.errors);
+          }
+        } catch (...) {
+          file.exception = std::current_exception();
+        }
+        merger.Finish(entry.file_part);
+      }
+    } catch (...) {
+      worker_failures[worker] = std::current_exception();
+      next_entry.store(entries.size());  // the others stop too
+    }
+  };
+
+  std::vector<std::thread> threads;
+  threads.reserve(worker_count);
+  for (size_t worker = 1; worker < worker_count; ++worker) {
+    try {
+      threads.emplace_back(work, worker);
+    } catch (...) {
+      break;  // no more threads to be had: the ones running, and this one, do the work
+    }
+  }
+  work(0);
+  for (std::thread& thread : threads) thread.join();
+
+  for (const std::exception_ptr& failure : worker_failures) {
+    if (failure) std::rethrow_exception(failure);
+  }
+  if (merger.exception()) std::rethrow_exception(merger.exception());
   CheckDuplicates(migrations, &errors);
   if (!errors.empty()) return errors.ToStatus();
   return migrations;
@@ -994,5 +1623,73 @@ absl::StatusOr<std::vector<Migration>> ParseManifest(absl::string_view text,
 }
 
 bool IsValidRevisionId(absl::string_view revision) { return RevisionIdProblem(revision).empty(); }
+
+namespace internal {
+namespace {
+
+// Appends `node` to `out`; a node met before is named by its number (aliases, cycles).
+void DumpNode(const YamlNode& node, std::map<const YamlNode*, int>* seen, std::string* out) {
+  if (const auto it = seen->find(&node); it != seen->end()) {
+    absl::StrAppend(out, "*", it->second);
+    return;
+  }
+  const int number = static_cast<int>(seen->size());
+  seen->emplace(&node, number);
+  static constexpr const char* kKinds[] = {"null", "scalar", "list", "map"};
+  absl::StrAppend(out, "&", number, " ", kKinds[static_cast<int>(node.type)], "@", node.mark.pos,
+                  ",", node.mark.line, ",", node.mark.column, " tag=", base::JsonQuote(node.tag));
+  switch (node.type) {
+    case YamlNode::Type::kNull:
+      break;
+    case YamlNode::Type::kScalar:
+      absl::StrAppend(out, " ", base::JsonQuote(node.scalar));
+      break;
+    case YamlNode::Type::kSequence:
+      absl::StrAppend(out, " [");
+      for (const YamlNode* item : node.items) {
+        absl::StrAppend(out, "\n");
+        DumpNode(*item, seen, out);
+      }
+      absl::StrAppend(out, "]");
+      break;
+    case YamlNode::Type::kMap:
+      absl::StrAppend(out, " {");
+      for (const auto& [key, value] : node.entries) {
+        absl::StrAppend(out, "\n");
+        DumpNode(*key, seen, out);
+        absl::StrAppend(out, " => ");
+        DumpNode(*value, seen, out);
+      }
+      absl::StrAppend(out, "}");
+      break;
+  }
+}
+
+std::string Dump(const YamlDocument& document) {
+  if (document.root == nullptr) return "no document";
+  std::map<const YamlNode*, int> seen;
+  std::string out;
+  DumpNode(*document.root, &seen, &out);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> DumpSimpleRead(absl::string_view text) {
+  YamlDocument document;
+  if (!SimpleReader(text, &document).Read()) return std::nullopt;
+  return Dump(document);
+}
+
+std::optional<std::string> DumpGeneralRead(absl::string_view text) {
+  const LineIndex index(text);
+  Errors errors;
+  const DocumentContext context{"", &index, Chunk{0, text.size()}, &errors};
+  YamlDocument document;
+  if (!ParseWithPrepass(text, context, &document)) return std::nullopt;
+  return Dump(document);
+}
+
+}  // namespace internal
 
 }  // namespace sluice::manifest

@@ -24,6 +24,9 @@ namespace sluice::manifest {
 // `(N more problems not shown; ...)`. A directory with no manifest files loads as no migrations;
 // deciding whether that is an error is the caller's business. Never throws.
 //
+// Reads and parses the files on a few threads of its own (as many as the machine has cores, up to
+// 8); the result is the same as reading them one after another.
+//
 // Example:
 //   SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations, LoadDirectories({"./migrations"}));
 absl::StatusOr<std::vector<Migration>> LoadDirectories(const std::vector<std::string>& directories);
