@@ -339,7 +339,7 @@ TEST_F(MigrateTest, RetriesOnLockTimeoutAndNamesTheBlocker) {
   std::unique_ptr<Process> blocker =
       StartPsql("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(2.5); COMMIT;",
                 "app-blocker");
-  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(WaitForLockHeldBy("app-blocker"));
   ProcessResult r = Sluice({"upgrade", "head", "--ddl-lock-timeout=400ms", "--ddl-retries=10"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.err, AllOf(HasSubstr("lock_timeout"), HasSubstr("app-blocker")));
@@ -350,7 +350,7 @@ TEST_F(MigrateTest, RetriesOnLockTimeoutAndNamesTheBlocker) {
   blocker =
       StartPsql("BEGIN; LOCK TABLE busy IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(20); COMMIT;",
                 "app-blocker");
-  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(WaitForLockHeldBy("app-blocker"));
   r = Sluice({"upgrade", "head", "--ddl-lock-timeout=200ms", "--ddl-retries=2"});
   EXPECT_EQ(r.exit_code, 1) << Describe(r);
   EXPECT_THAT(r.err, AllOf(HasSubstr("55P03"), HasSubstr("attempt=3/3")));
@@ -362,7 +362,7 @@ TEST_F(MigrateTest, LockWaitTimesOutNamingTheHolderAndANoOpNeedsNoLock) {
   WriteLinear(1);
   std::unique_ptr<Process> holder =
       StartPsql("SELECT pg_advisory_lock(4242); SELECT pg_sleep(20);", "other-runner");
-  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(WaitForLockHeldBy("other-runner"));
   ProcessResult r = Sluice({"upgrade", "head", "--lock-key=4242", "--lock-wait=1s"});
   EXPECT_EQ(r.exit_code, 6) << Describe(r);
   EXPECT_THAT(r.err, AllOf(HasSubstr("waiting for the migration lock"), HasSubstr("other-runner")));
@@ -372,7 +372,7 @@ TEST_F(MigrateTest, LockWaitTimesOutNamingTheHolderAndANoOpNeedsNoLock) {
   holder->Wait();
   ASSERT_EQ(Sluice({"upgrade", "head", "--lock-key=4242"}).exit_code, 0);
   holder = StartPsql("SELECT pg_advisory_lock(4242); SELECT pg_sleep(20);", "other-runner");
-  absl::SleepFor(absl::Milliseconds(500));
+  ASSERT_TRUE(WaitForLockHeldBy("other-runner"));
   r = Sluice({"upgrade", "head", "--lock-key=4242", "--lock-wait=1s"});
   EXPECT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, HasSubstr("already at head"));

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 
 namespace sluice::testing {
 
@@ -88,6 +89,20 @@ std::string MigrateTest::Rows(const std::string& sql) {
   std::vector<std::string> lines;
   for (const std::vector<std::string>& row : Query(sql)) lines.push_back(absl::StrJoin(row, "|"));
   return absl::StrJoin(lines, "\n");
+}
+
+bool MigrateTest::WaitForLockHeldBy(const std::string& application_name) {
+  for (int i = 0; i < 200; ++i) {
+    if (Rows("SELECT count(*) > 0 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+             "WHERE a.application_name = '" +
+             application_name +
+             "' AND l.granted AND (l.locktype = 'advisory' OR l.mode = "
+             "'AccessExclusiveLock')") == "t") {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  return false;
 }
 
 std::unique_ptr<Process> MigrateTest::StartPsql(const std::string& sql,

@@ -47,6 +47,9 @@ class MigrateTest : public PgTest {
   std::string Rows(const std::string& sql);
   // Starts psql running `sql` in the background (e.g. a session holding a lock).
   std::unique_ptr<Process> StartPsql(const std::string& sql, const std::string& application_name);
+  // Waits, up to 10 s, until a session named `application_name` holds an advisory lock or an
+  // ACCESS EXCLUSIVE table lock; returns whether it does.
+  bool WaitForLockHeldBy(const std::string& application_name);
   // Terminates the server sessions named `application_name` (ending a psql child's session:
   // killing psql alone leaves its backend running until its statement ends).
   void EndSessions(const std::string& application_name) {
