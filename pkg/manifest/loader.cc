@@ -23,12 +23,14 @@
 //     errors in file order, so its result is the same as reading the files one after another.
 #include "pkg/manifest/loader.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -36,6 +38,7 @@
 #include <istream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -177,8 +180,8 @@ class LineIndex {
  public:
   explicit LineIndex(absl::string_view text) : text_(text) {
     line_starts_.push_back(0);
-    for (size_t i = 0; i < text.size(); ++i) {
-      if (text[i] == '\n') line_starts_.push_back(i + 1);
+    for (size_t i = text.find('\n'); i != absl::string_view::npos; i = text.find('\n', i + 1)) {
+      line_starts_.push_back(i + 1);
     }
   }
 
@@ -394,6 +397,13 @@ constexpr absl::string_view kRevisionIdRule = "1-32 characters of A-Z a-z 0-9 _ 
 
 // --- Checks on the raw bytes ---------------------------------------------------------------------
 
+// Returns whether the eight bytes at `bytes` are ASCII.
+bool AllAscii8(const char* bytes) {
+  uint64_t word;
+  std::memcpy(&word, bytes, sizeof(word));
+  return (word & 0x8080808080808080u) == 0;
+}
+
 // Returns the offset of the first byte that is not part of valid UTF-8, or npos.
 size_t FirstInvalidUtf8(absl::string_view text) {
   size_t i = 0;
@@ -403,6 +413,7 @@ size_t FirstInvalidUtf8(absl::string_view text) {
     unsigned int code = 0;
     if (c < 0x80) {
       ++i;
+      while (i + 8 <= text.size() && AllAscii8(text.data() + i)) i += 8;
       continue;
     } else if (c >= 0xC2 && c <= 0xDF) {
       length = 2;
@@ -813,7 +824,7 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
   // decides whether this is a merge) was itself malformed, already reported.
   bool upgrade_ok = true;
   bool down_revision_ok = true;
-  std::map<std::string, YAML::Mark> seen;
+  std::map<absl::string_view, YAML::Mark> seen;  // keys in the document's nodes
   // Known keys that an unknown key was taken for: their absence is then not reported again.
   std::set<absl::string_view> suggested;
 
@@ -827,7 +838,7 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
       ok = false;
       continue;
     }
-    const std::string& key = key_node.scalar;
+    const absl::string_view key = key_node.scalar;
     if (const auto [first, inserted] = seen.emplace(key, key_node.mark); !inserted) {
       context.Error(key_node.mark,
                     absl::StrCat("duplicate key ", Quote(key), " (first at line ",
@@ -975,10 +986,12 @@ class SimpleReader {
     if (text_.size() > static_cast<size_t>(std::numeric_limits<int>::max() / 2)) return false;
     // yaml-cpp drops a byte-order mark without counting it in marks; it takes \r (alone) as text
     // and 0x04 as the end of the input; tabs are errors in some places.
-    for (const char c : text_) {
+    bool control = false;
+    for (const char c : text_) {  // no early exit, so that the compiler can vectorize it
       const unsigned char byte = static_cast<unsigned char>(c);
-      if ((byte < 0x20 && c != '\n' && c != '\t') || byte == 0x7f) return false;
+      control |= (byte < 0x20 && byte != '\n' && byte != '\t') || byte == 0x7f;
     }
+    if (control) return false;
     if (absl::StartsWith(text_, "\xEF\xBB\xBF")) return false;
 
     YamlNode* map = nullptr;
@@ -1349,11 +1362,34 @@ std::string ErrnoText(int error) {
   return StrerrorText(strerror_r(error, buffer, sizeof(buffer)), buffer);
 }
 
-// Reads a whole file into `buffer` (which keeps its storage from file to file), setting `*size`.
-// Returns false (and reports) on failure.
-bool ReadFile(const std::string& path, std::vector<char>* buffer, size_t* size, Errors* errors) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+// A file descriptor, closed with its owner.
+class FileDescriptor {
+ public:
+  FileDescriptor() = default;
+  FileDescriptor(const FileDescriptor&) = delete;
+  FileDescriptor& operator=(const FileDescriptor&) = delete;
+  ~FileDescriptor() { Reset(-1); }
+
+  // Opens `path` for reading; returns whether that worked (errno says why not).
+  bool Open(const std::string& path) {
+    Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    return fd_ >= 0;
+  }
+  void Reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Reads a whole file into `buffer` (which keeps its storage from file to file), setting `*size`;
+// opens it unless `file` already is. Returns false (and reports) on failure.
+bool ReadFile(const std::string& path, FileDescriptor* file, std::vector<char>* buffer,
+              size_t* size, Errors* errors) {
+  if (file->get() < 0 && !file->Open(path)) {
     errors->Add(path, Position{},
                 absl::StrCat("cannot open the file: ", ErrnoText(errno),
                              "; check that it exists and is readable by this user"));
@@ -1364,21 +1400,19 @@ bool ReadFile(const std::string& path, std::vector<char>* buffer, size_t* size, 
     if (buffer->size() - *size < 4096) {
       buffer->resize(std::max<size_t>(64 * 1024, 2 * buffer->size()));
     }
-    const ssize_t n = ::read(fd, buffer->data() + *size, buffer->size() - *size);
+    const ssize_t n = ::read(file->get(), buffer->data() + *size, buffer->size() - *size);
     if (n > 0) {
       *size += static_cast<size_t>(n);
     } else if (n == 0) {
       break;
     } else if (errno != EINTR) {
-      const int read_errno = errno;
-      ::close(fd);
       errors->Add(path, Position{},
-                  absl::StrCat("cannot read the file: ", ErrnoText(read_errno),
+                  absl::StrCat("cannot read the file: ", ErrnoText(errno),
                                "; check that it is a readable regular file"));
       return false;
     }
   }
-  ::close(fd);
+  file->Reset(-1);
   return true;
 }
 
@@ -1386,10 +1420,24 @@ bool HasManifestExtension(absl::string_view name) {
   return absl::EndsWith(name, ".yaml") || absl::EndsWith(name, ".yml");
 }
 
-// Lists the names of the manifest files of one directory, in name order, reporting what cannot be
-// listed. Each is then checked by CheckManifestFile.
-std::vector<std::string> ListManifestNames(const std::string& directory, Errors* errors) {
-  std::vector<std::string> names;
+// A manifest file's name in its directory.
+struct ListedName {
+  std::string name;
+  // Whether the directory entry says the name is a regular file (not a link), so that its status
+  // need not be asked. False when it does not know.
+  bool regular = false;
+
+  bool operator<(const ListedName& other) const { return name < other.name; }
+};
+
+// Returns a std::filesystem error's message for `error`, as std::filesystem words it.
+std::string FilesystemErrorText(int error) {
+  return std::error_code(error, std::generic_category()).message();
+}
+
+// Lists the manifest files of one directory, in name order, reporting what cannot be listed (as
+// std::filesystem::directory_iterator would). Each is then checked by CheckManifestFile.
+std::vector<ListedName> ListManifestNames(const std::string& directory, Errors* errors) {
   std::error_code ec;
   const fs::file_status status = fs::status(directory, ec);
   if (ec || !fs::exists(status)) {
@@ -1397,29 +1445,48 @@ std::vector<std::string> ListManifestNames(const std::string& directory, Errors*
                 absl::StrCat("cannot open the migrations directory: ",
                              ec ? ec.message() : "it does not exist",
                              "; check the path (and, in a pod, the ConfigMap volume mount)"));
-    return names;
+    return {};
   }
   if (!fs::is_directory(status)) {
     errors->Add(directory, Position{},
                 "is not a directory; give the directory that holds the manifests, not a file");
-    return names;
-  }
-  fs::directory_iterator it(directory, ec);
-  for (; !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    // Dotfiles include a mounted ConfigMap's `..data` and `..2026_...` entries, which would
-    // otherwise be read a second time through the `..data` link.
-    if (name.empty() || name[0] == '.' || !HasManifestExtension(name)) continue;
-    names.push_back(std::move(name));
-  }
-  if (ec) {
-    errors->Add(directory, Position{},
-                absl::StrCat("cannot list the migrations directory: ", ec.message(),
-                             "; check its permissions"));
     return {};
+  }
+  const auto cannot_list = [&](int error) {
+    errors->Add(directory, Position{},
+                absl::StrCat("cannot list the migrations directory: ", FilesystemErrorText(error),
+                             "; check its permissions"));
+  };
+  const std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(directory.c_str()), ::closedir);
+  if (dir == nullptr) {
+    cannot_list(errno);
+    return {};
+  }
+  std::vector<ListedName> names;
+  while (true) {
+    errno = 0;
+    const dirent* const entry = ::readdir(dir.get());
+    if (entry == nullptr) {
+      if (errno == 0) break;
+      cannot_list(errno);
+      return {};
+    }
+    const absl::string_view name = entry->d_name;
+    // Dotfiles include `.` and `..`, and a mounted ConfigMap's `..data` and `..2026_...` entries,
+    // which would otherwise be read a second time through the `..data` link.
+    if (name.empty() || name[0] == '.' || !HasManifestExtension(name)) continue;
+    names.push_back(ListedName{std::string(name), entry->d_type == DT_REG});
   }
   std::sort(names.begin(), names.end());
   return names;
+}
+
+// Returns `directory`/`name` as std::filesystem's operator/ spells it (on POSIX, for a plain
+// name), without its parsing of both: a separator is added unless `directory` is empty or ends
+// with one.
+std::string JoinPath(const std::string& directory, const std::string& name) {
+  if (directory.empty()) return name;
+  return absl::StrCat(directory, directory.back() == '/' ? "" : "/", name);
 }
 
 // Returns whether the listed `path` is a file to read, reporting what makes it unreadable.
@@ -1506,6 +1573,7 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
   // A listed file: its path, and its two parts of the output.
   struct Entry {
     std::string path;
+    bool regular;  // as ListedName
     size_t check_part;
     size_t file_part;
   };
@@ -1515,11 +1583,11 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
   for (const std::string& directory : directories) {
     listing_parts.push_back(parts.size());
     parts.emplace_back();
-    const std::vector<std::string> names = ListManifestNames(directory, &parts.back().errors);
+    const std::vector<ListedName> names = ListManifestNames(directory, &parts.back().errors);
     const size_t check_parts = parts.size();
     parts.resize(parts.size() + 2 * names.size());
     for (size_t i = 0; i < names.size(); ++i) {
-      entries.push_back(Entry{(fs::path(directory) / names[i]).string(), check_parts + i,
+      entries.push_back(Entry{JoinPath(directory, names[i].name), names[i].regular, check_parts + i,
                               check_parts + names.size() + i});
     }
   }
@@ -1544,11 +1612,15 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
         const Entry& entry = entries[k];
         LoadPart& check = parts[entry.check_part];
         LoadPart& file = parts[entry.file_part];
+        FileDescriptor descriptor;
         bool read = false;
         try {
           // Once the load's list is full, this file's problems can only be counted.
           if (merger.full()) check.errors = Errors(/*capacity=*/0);
-          read = CheckManifestFile(entry.path, &check.errors);
+          // A regular file needs no check once it is open. Otherwise (a link, an entry of unknown
+          // type, a file that does not open) the check reports what the trouble is.
+          read = (entry.regular && descriptor.Open(entry.path)) ||
+                 CheckManifestFile(entry.path, &check.errors);
         } catch (...) {
           check.exception = std::current_exception();
         }
@@ -1556,7 +1628,7 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
         try {
           if (merger.full()) file.errors = Errors(/*capacity=*/0);
           size_t size = 0;
-          if (read && ReadFile(entry.path, &buffer, &size, &file.errors)) {
+          if (read && ReadFile(entry.path, &descriptor, &buffer, &size, &file.errors)) {
             ParseFile(absl::string_view(buffer.data(), size), entry.path, &file.migrations,
                       &file.errors);
           }
