@@ -584,6 +584,17 @@ class Engine::Impl {
     return row;
   }
 
+  // Writes what a step changes besides its SQL: the version rows and an `applied` history row.
+  absl::Status RecordStep(store::Store& work, const Step& step, absl::Time started) {
+    SLUICE_RETURN_IF_ERROR(
+        work.UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
+    return work
+        .AppendHistory(
+            options_.tables,
+            HistoryRowFor(*step.migration, DirectionName(step.direction), started, kOutcomeApplied))
+        .status();
+  }
+
   // Runs `body` between BEGIN and COMMIT, rolling back when it fails.
   absl::Status InTransaction(store::Store& work, const std::function<absl::Status()>& body) {
     SLUICE_RETURN_IF_ERROR(work.Begin());
@@ -720,13 +731,7 @@ class Engine::Impl {
       return InTransaction(work, [&]() -> absl::Status {
         SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
         if (!absl::StripAsciiWhitespace(sql).empty()) SLUICE_RETURN_IF_ERROR(work.Execute(sql));
-        SLUICE_RETURN_IF_ERROR(
-            work.UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
-        return work
-            .AppendHistory(options_.tables,
-                           HistoryRowFor(*step.migration, DirectionName(step.direction), started,
-                                         kOutcomeApplied))
-            .status();
+        return RecordStep(work, step, started);
       });
     });
     return status.ok() ? status : DescribeFailure(step, status, 1);
@@ -766,15 +771,7 @@ class Engine::Impl {
               "them with DROP INDEX CONCURRENTLY and run the revision again")),
           FailureKind::kMigrationFailed);
     }
-    return InTransaction(work, [&]() -> absl::Status {
-      SLUICE_RETURN_IF_ERROR(
-          work.UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
-      return work
-          .AppendHistory(options_.tables,
-                         HistoryRowFor(*step.migration, DirectionName(step.direction), started,
-                                       kOutcomeApplied))
-          .status();
-    });
+    return InTransaction(work, [&] { return RecordStep(work, step, started); });
   }
 
   absl::Status ApplyInOneTransaction(store::Store& work, const Plan& plan, RunResult& result) {
@@ -800,13 +797,7 @@ class Engine::Impl {
           failed_step = &step;
           const std::string& sql = SqlOf(step);
           if (!absl::StripAsciiWhitespace(sql).empty()) SLUICE_RETURN_IF_ERROR(work.Execute(sql));
-          SLUICE_RETURN_IF_ERROR(
-              work.UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
-          SLUICE_RETURN_IF_ERROR(
-              work.AppendHistory(options_.tables,
-                                 HistoryRowFor(*step.migration, DirectionName(step.direction),
-                                               started, kOutcomeApplied))
-                  .status());
+          SLUICE_RETURN_IF_ERROR(RecordStep(work, step, started));
           ApplyRows(versions, step);
           outcomes.push_back({step.migration->revision, step.migration->description, step.direction,
                               started, absl::Now() - started, true, versions});
