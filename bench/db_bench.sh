@@ -105,6 +105,20 @@ for _ in 1 2 3; do
 done
 o=$(printf '%s\n' "${one[@]}" | median); x=$(printf '%s\n' "${sixteen[@]}" | median)
 echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(awk "BEGIN {printf \"%.2f\", $x / $o}") (target <= 1.3)"
+# The floor under that figure on this machine: sixteen clients that only connect and read one row.
+floor=()
+for _ in 1 2 3; do
+  start=$(now_ns)
+  pids=()
+  for i in $(seq 1 16); do
+    psql -X -q -d "$url" -c 'SELECT version_num FROM alembic_version' >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  end=$(now_ns)
+  floor+=($(((end - start) / 1000000)))
+done
+echo "16 psql clients at once, one SELECT each: $(printf '%s\n' "${floor[@]}" | median) ms"
 
 # 4. Peak memory.
 rss_noop=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m100" --database-url "$url" 2>&1 >/dev/null | tail -1)
