@@ -381,12 +381,7 @@ TEST_F(MigrateTest, LockWaitTimesOutNamingTheHolderAndANoOpNeedsNoLock) {
 
 TEST_F(MigrateTest, SixteenRunnersApplyEachRevisionExactlyOnce) {
   WriteLinear(100);
-  std::vector<std::unique_ptr<Process>> runners;
-  for (int i = 0; i < 16; ++i) {
-    runners.push_back(StartSluice({"upgrade", "head"}, {{"HOSTNAME", absl::StrCat("pod-", i)}}));
-  }
-  for (auto& runner : runners) {
-    ProcessResult r = runner->Wait(absl::Seconds(240));
+  for (const ProcessResult& r : RunConcurrently(16, {"upgrade", "head"})) {
     EXPECT_EQ(r.exit_code, 0) << Describe(r);
   }
   EXPECT_EQ(Versions(), "r100");
@@ -415,12 +410,7 @@ TEST_F(MigrateTest, SixteenRunnersWithConcurrentIndexBuild) {
                              "",
                              "transactional: false"}});
   WriteManifest("r3.yaml", {{"r3", {"r2"}, "ALTER TABLE events ADD COLUMN seen boolean;", "", ""}});
-  std::vector<std::unique_ptr<Process>> runners;
-  for (int i = 0; i < 16; ++i) {
-    runners.push_back(StartSluice({"upgrade", "head"}, {{"HOSTNAME", absl::StrCat("pod-", i)}}));
-  }
-  for (auto& runner : runners) {
-    ProcessResult r = runner->Wait(absl::Seconds(240));
+  for (const ProcessResult& r : RunConcurrently(16, {"upgrade", "head"})) {
     EXPECT_EQ(r.exit_code, 0) << Describe(r);
   }
   EXPECT_EQ(Versions(), "r3");

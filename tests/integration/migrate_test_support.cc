@@ -85,6 +85,17 @@ std::unique_ptr<Process> MigrateTest::StartSluice(std::vector<std::string> args,
   return std::make_unique<Process>(SluiceArgs(std::move(args)), env);
 }
 
+std::vector<ProcessResult> MigrateTest::RunConcurrently(int count,
+                                                        const std::vector<std::string>& args) {
+  std::vector<std::unique_ptr<Process>> runners;
+  for (int i = 0; i < count; ++i) {
+    runners.push_back(StartSluice(args, {{"HOSTNAME", absl::StrCat("pod-", i)}}));
+  }
+  std::vector<ProcessResult> results;
+  for (auto& runner : runners) results.push_back(runner->Wait(absl::Seconds(240)));
+  return results;
+}
+
 std::string MigrateTest::Rows(const std::string& sql) {
   std::vector<std::string> lines;
   for (const std::vector<std::string>& row : Query(sql)) lines.push_back(absl::StrJoin(row, "|"));

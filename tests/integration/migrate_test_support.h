@@ -42,6 +42,8 @@ class MigrateTest : public PgTest {
   std::unique_ptr<Process> StartSluice(std::vector<std::string> args,
                                        const std::map<std::string, std::string>& env = {});
   std::vector<std::string> SluiceArgs(std::vector<std::string> args) const;
+  // Starts `count` sluice processes at once, as pods pod-0, pod-1, ..., and waits for them all.
+  std::vector<ProcessResult> RunConcurrently(int count, const std::vector<std::string>& args);
 
   // Runs SQL on a connection of its own; returns rows as lines, columns separated by '|'.
   std::string Rows(const std::string& sql);
