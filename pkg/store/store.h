@@ -1,6 +1,6 @@
 // The database behind sluice, as the engine sees it: one connection per `Store`, statements, the
 // version table, the history table and the advisory lock. PgStore (pg_store.h) is the PostgreSQL
-// implementation and the only code that sees libpqxx. A Store is used by one thread at a time.
+// implementation and the only code that sees libpq. A Store is used by one thread at a time.
 #ifndef SLUICE_PKG_STORE_STORE_H_
 #define SLUICE_PKG_STORE_STORE_H_
 
@@ -25,7 +25,7 @@ struct TableNames {
 };
 
 // What PostgreSQL said about a failed statement. Carried as a payload of the returned absl::Status
-// (see SqlErrorOf) so that it crosses module boundaries without libpqxx.
+// (see SqlErrorOf) so that it crosses module boundaries without libpq.
 struct SqlError {
   std::string sqlstate;  // e.g. "42P01"; empty when the error did not come from the server
   std::string message;   // the primary message, without "ERROR:"
