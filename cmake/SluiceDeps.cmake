@@ -10,7 +10,10 @@ pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
 
 add_library(sluice_dep_absl INTERFACE)
 add_library(sluice_dep_yaml INTERFACE)
-add_library(sluice_dep_pqxx INTERFACE)
+# libpq stays shared: Debian's libpq.a needs libpgcommon/libpgport archives that no runtime package
+# ships, and it would still pull Kerberos and LDAP in as shared libraries.
+add_library(sluice_dep_pq INTERFACE)
+target_link_libraries(sluice_dep_pq INTERFACE PkgConfig::LIBPQ)
 
 if(SLUICE_STATIC_DEPS)
   # Debian's absl:: targets name the shared objects; the static archives must be named by hand.
@@ -21,8 +24,6 @@ if(SLUICE_STATIC_DEPS)
     "-Wl,--start-group" ${SLUICE_ABSL_ARCHIVES} "-Wl,--end-group" Threads::Threads)
   find_library(SLUICE_YAML_ARCHIVE NAMES libyaml-cpp.a REQUIRED)
   target_link_libraries(sluice_dep_yaml INTERFACE ${SLUICE_YAML_ARCHIVE})
-  find_library(SLUICE_PQXX_ARCHIVE NAMES libpqxx.a REQUIRED)
-  target_link_libraries(sluice_dep_pqxx INTERFACE ${SLUICE_PQXX_ARCHIVE} PkgConfig::LIBPQ)
   # libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as a shared library,
   # loads the shared ones anyway, and a second, static copy in the same process would double their
   # memory and give exceptions crossing libcpprest.so two runtimes to unwind through.
@@ -31,10 +32,7 @@ else()
     absl::status absl::statusor absl::strings absl::str_format absl::time absl::cleanup
     absl::synchronization absl::flat_hash_map absl::flat_hash_set)
   target_link_libraries(sluice_dep_yaml INTERFACE yaml-cpp)
-  pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
-  target_link_libraries(sluice_dep_pqxx INTERFACE PkgConfig::PQXX PkgConfig::LIBPQ)
 endif()
-target_include_directories(sluice_dep_pqxx INTERFACE ${LIBPQ_INCLUDE_DIRS})
 
 # cpprestsdk (the Kubernetes client and the fake API server only). Its config does not put OpenSSL on
 # the link line of code that uses the HTTP client, so name it here (style.md).

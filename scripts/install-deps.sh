@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake make pkg-config git ca-certificates
-  libabsl-dev libyaml-cpp-dev libpqxx-dev libpq-dev libcpprest-dev libssl-dev
+  libabsl-dev libyaml-cpp-dev libpq-dev libcpprest-dev libssl-dev
   libgtest-dev libgmock-dev
   postgresql postgresql-client
 )

@@ -7,7 +7,7 @@
 #include "pkg/cli/app.h"
 
 int main(int argc, char** argv) {
-  // libpqxx's advice: a write to a broken connection must fail with an error, not kill the process.
+  // A write to a connection the server closed must fail with an error, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   std::ios::sync_with_stdio(false);
   const std::vector<std::string> args(argv + 1, argv + argc);

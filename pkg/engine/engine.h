@@ -1,7 +1,7 @@
 // The migration engine: runs plans from pkg/graph against a database through the store::Store
 // interface, under the advisory lock, with drift, ahead-of-manifests and failed-revision checks.
-// It knows no libpqxx and no Kubernetes: progress goes to an Observer. One Engine per command run;
-// not thread-safe.
+// It knows no database library and no Kubernetes: progress goes to an Observer. One Engine per
+// command run; not thread-safe.
 #ifndef SLUICE_PKG_ENGINE_ENGINE_H_
 #define SLUICE_PKG_ENGINE_ENGINE_H_
 
