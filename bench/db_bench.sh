@@ -4,7 +4,8 @@
 #      `psql -c 'SELECT version_num FROM alembic_version'` (median of RUNS each);
 #   2. applying 1,000 small revisions from empty vs psql running the same SQL, one transaction per
 #      revision, in one psql process (median of 3);
-#   3. sixteen runners at once on 100 pending revisions vs one runner (median of 3);
+#   3. sixteen runners at once on 100 pending revisions vs one runner, and the machine's floor under
+#      that figure (median of 3);
 #   4. peak resident memory (/usr/bin/time) of the no-op and of the 1,000-revision run.
 # Usage: bench/db_bench.sh [BUILD_DIR]   (builds nothing; run scripts/build.sh first)
 set -euo pipefail
@@ -87,38 +88,40 @@ done
 s=$(printf '%s\n' "${s_runs[@]}" | median); p=$(printf '%s\n' "${p_runs[@]}" | median)
 echo "apply 1000 revisions: sluice ${s} ms, psql ${p} ms, ratio $(awk "BEGIN {printf \"%.2f\", $s / $p}") (target <= 2)"
 
-# 3. Sixteen runners vs one, 100 pending revisions.
-one=(); sixteen=()
+# 3. Sixteen runners vs one, 100 pending revisions. Beside that figure, two floors: one runner
+# with fifteen processes that do nothing (`true`), and with fifteen bare libpq clients that connect
+# and run one query (pg_select_client): what fifteen more processes, and fifteen more
+# connections, cost this machine before any runner logic runs.
+runner_with_company() {  # COMMAND... (started fifteen times beside one runner); prints wall ms
+  local start end pids=() i
+  fresh_db bench_many
+  start=$(now_ns)
+  "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many" >/dev/null 2>&1 &
+  pids+=($!)
+  for i in $(seq 1 15); do
+    HOSTNAME=pod-$i "$@" >/dev/null 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+  end=$(now_ns)
+  echo $(((end - start) / 1000000))
+}
+one=(); sixteen=(); with_true=(); with_clients=()
 for _ in 1 2 3; do
   fresh_db bench_many
   one+=("$(time_ms "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many")")
-  fresh_db bench_many
-  start=$(now_ns)
-  pids=()
-  for i in $(seq 1 16); do
-    HOSTNAME=pod-$i "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many" >/dev/null 2>&1 &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid"; done
-  end=$(now_ns)
-  sixteen+=($(((end - start) / 1000000)))
+  sixteen+=("$(runner_with_company "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many")")
+  with_true+=("$(runner_with_company true)")
+  with_clients+=("$(runner_with_company "$build/bench/pg_select_client" "$base_url/bench_many" \
+    'SELECT 1 FROM pg_class LIMIT 1')")
 done
-o=$(printf '%s\n' "${one[@]}" | median); x=$(printf '%s\n' "${sixteen[@]}" | median)
-echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(awk "BEGIN {printf \"%.2f\", $x / $o}") (target <= 1.3)"
-# The floor under that figure on this machine: sixteen clients that only connect and read one row.
-floor=()
-for _ in 1 2 3; do
-  start=$(now_ns)
-  pids=()
-  for i in $(seq 1 16); do
-    psql -X -q -d "$url" -c 'SELECT version_num FROM alembic_version' >/dev/null 2>&1 &
-    pids+=($!)
-  done
-  for pid in "${pids[@]}"; do wait "$pid"; done
-  end=$(now_ns)
-  floor+=($(((end - start) / 1000000)))
-done
-echo "16 psql clients at once, one SELECT each: $(printf '%s\n' "${floor[@]}" | median) ms"
+o=$(printf '%s\n' "${one[@]}" | median)
+ratio() { awk "BEGIN {printf \"%.2f\", $1 / $o}"; }
+x=$(printf '%s\n' "${sixteen[@]}" | median)
+echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(ratio "$x") (target <= 1.3)"
+t=$(printf '%s\n' "${with_true[@]}" | median)
+c=$(printf '%s\n' "${with_clients[@]}" | median)
+echo "  floor: 1 runner + 15 \`true\` ${t} ms (ratio $(ratio "$t")); 1 runner + 15 bare libpq clients ${c} ms (ratio $(ratio "$c"))"
 
 # 4. Peak memory.
 rss_noop=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m100" --database-url "$url" 2>&1 >/dev/null | tail -1)
