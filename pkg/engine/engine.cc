@@ -218,7 +218,7 @@ class Engine::Impl {
     result.to_versions = new_rows;
     result.target_versions = *targets;
     const absl::Time started = absl::Now();
-    SLUICE_RETURN_IF_ERROR(InTransaction(*work, [&]() -> absl::Status {
+    SLUICE_RETURN_IF_ERROR(InTransaction(*work, std::nullopt, [&]() -> absl::Status {
       if (purge) SLUICE_RETURN_IF_ERROR(work->PurgeVersions(options_.tables));
       SLUICE_RETURN_IF_ERROR(work->UpdateVersions(options_.tables,
                                                   purge ? std::vector<std::string>{} : deletes,
@@ -282,14 +282,14 @@ class Engine::Impl {
                              FailureKind::kUsage);
     }
     const Step& step = plan->steps[0];
-    return InTransaction(*work, [&]() -> absl::Status {
-      SLUICE_RETURN_IF_ERROR(
-          work->UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
+    return InTransaction(*work, std::nullopt, [&]() -> absl::Status {
       store::HistoryRow row =
           HistoryRowFor(*step.migration, "upgrade", absl::Now(), kOutcomeApplied);
       row.error =
           absl::StrCat("recorded as applied by `sluice resolve` after failed run ", failed.id);
-      SLUICE_RETURN_IF_ERROR(work->AppendHistory(options_.tables, row).status());
+      SLUICE_RETURN_IF_ERROR(
+          work->RecordStep(options_.tables, step.delete_versions, step.insert_versions, row)
+              .status());
       return work->SetHistoryOutcome(options_.tables, failed.id, kOutcomeResolved);
     });
   }
@@ -586,18 +586,19 @@ class Engine::Impl {
 
   // Writes what a step changes besides its SQL: the version rows and an `applied` history row.
   absl::Status RecordStep(store::Store& work, const Step& step, absl::Time started) {
-    SLUICE_RETURN_IF_ERROR(
-        work.UpdateVersions(options_.tables, step.delete_versions, step.insert_versions));
     return work
-        .AppendHistory(
-            options_.tables,
+        .RecordStep(
+            options_.tables, step.delete_versions, step.insert_versions,
             HistoryRowFor(*step.migration, DirectionName(step.direction), started, kOutcomeApplied))
         .status();
   }
 
-  // Runs `body` between BEGIN and COMMIT, rolling back when it fails.
-  absl::Status InTransaction(store::Store& work, const std::function<absl::Status()>& body) {
-    SLUICE_RETURN_IF_ERROR(work.Begin());
+  // Runs `body` between BEGIN and COMMIT, rolling back when it fails. With `lock_timeout`, it is
+  // set for the transaction as it begins.
+  absl::Status InTransaction(store::Store& work, std::optional<absl::Duration> lock_timeout,
+                             const std::function<absl::Status()>& body) {
+    SLUICE_RETURN_IF_ERROR(lock_timeout.has_value() ? work.BeginWithLockTimeout(*lock_timeout)
+                                                    : work.Begin());
     absl::Status status = body();
     if (status.ok()) status = work.Commit();
     if (!status.ok()) {
@@ -728,8 +729,7 @@ class Engine::Impl {
   absl::Status ApplyTransactional(store::Store& work, const Step& step, absl::Time started) {
     const std::string& sql = SqlOf(step);
     absl::Status status = WithLockRetries(step, [&] {
-      return InTransaction(work, [&]() -> absl::Status {
-        SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
+      return InTransaction(work, options_.ddl_lock_timeout, [&]() -> absl::Status {
         if (!absl::StripAsciiWhitespace(sql).empty()) SLUICE_RETURN_IF_ERROR(work.Execute(sql));
         return RecordStep(work, step, started);
       });
@@ -771,7 +771,7 @@ class Engine::Impl {
               "them with DROP INDEX CONCURRENTLY and run the revision again")),
           FailureKind::kMigrationFailed);
     }
-    return InTransaction(work, [&] { return RecordStep(work, step, started); });
+    return InTransaction(work, std::nullopt, [&] { return RecordStep(work, step, started); });
   }
 
   absl::Status ApplyInOneTransaction(store::Store& work, const Plan& plan, RunResult& result) {
@@ -790,8 +790,7 @@ class Engine::Impl {
     absl::Status status = WithLockRetries(plan.steps.front(), [&] {
       outcomes.clear();
       versions = result.to_versions;
-      return InTransaction(work, [&]() -> absl::Status {
-        SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
+      return InTransaction(work, options_.ddl_lock_timeout, [&]() -> absl::Status {
         for (const Step& step : plan.steps) {
           const absl::Time started = absl::Now();
           failed_step = &step;

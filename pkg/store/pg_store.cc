@@ -64,9 +64,18 @@ constexpr char kTableExistsSql[] =
 // The DDL is pkg/pgsql's (pgsql::EnsureTablesSql), shared with the offline scripts.
 
 constexpr char kSelectVersionsSql[] = "SELECT version_num FROM {version_table}";
-constexpr char kDeleteVersionSql[] = "DELETE FROM {version_table} WHERE version_num = $1";
-constexpr char kInsertVersionSql[] = "INSERT INTO {version_table} (version_num) VALUES ($1)";
 constexpr char kPurgeVersionsSql[] = "DELETE FROM {version_table}";
+
+// Returns a WITH clause that deletes the versions in the text array $<first_param> and inserts
+// those in $<first_param + 1>, so that a version change rides in the statement that follows it:
+// one round trip, and atomic without a transaction of its own. A step never deletes and inserts
+// the same version.
+std::string VersionChangeWith(int first_param) {
+  return absl::StrCat(
+      "WITH deleted AS (DELETE FROM {version_table} WHERE version_num = ANY($", first_param,
+      "::text[])), inserted AS (INSERT INTO {version_table} (version_num) SELECT unnest($",
+      first_param + 1, "::text[])) ");
+}
 
 // Times travel as microseconds since the Unix epoch, exactly.
 constexpr char kInsertHistorySql[] =
@@ -173,6 +182,7 @@ enum class Sent { kStatement, kCommit };
 // become status codes. OK for successful results. Errors the server reported carry a SqlError.
 //   connection lost            -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
 //   class 08 (connection)      -> kUnavailable
+//   57P01-57P03 (the server is shutting down, crashed or starting) -> kUnavailable
 //   class 40 (rollback: 40001 serialization, 40P01 deadlock) -> kAborted (40003 -> kUnknown)
 //   42501 (insufficient privilege) -> kPermissionDenied
 //   any other SQLSTATE (55P03 lock_timeout included) -> kFailedPrecondition
@@ -210,7 +220,10 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
     code = sent == Sent::kCommit ? absl::StatusCode::kUnknown : absl::StatusCode::kUnavailable;
   } else if (error.sqlstate.empty()) {
     code = absl::StatusCode::kUnknown;
-  } else if (sql_class == "08") {
+  } else if (sql_class == "08" || error.sqlstate == "57P01" || error.sqlstate == "57P02" ||
+             error.sqlstate == "57P03") {
+    // A FATAL 57P0x may come before libpq has seen the connection close: the server is going away
+    // either way, so the run is retried as an unreachable database, not failed as a migration.
     code = absl::StatusCode::kUnavailable;
   } else if (error.sqlstate == "40003") {
     code = absl::StatusCode::kUnknown;
@@ -264,6 +277,33 @@ std::string TextArrayLiteral(const std::vector<std::string>& values) {
   }
   out.push_back('}');
   return out;
+}
+
+// Returns the bound values of kInsertHistorySql ($1 to $15) for `row`.
+std::vector<std::optional<std::string>> HistoryParams(const HistoryRow& row) {
+  return {row.revision,
+          row.direction,
+          row.checksum,
+          row.description,
+          absl::StrCat(absl::ToUnixMicros(row.started_at)),
+          absl::StrCat(absl::ToUnixMicros(row.finished_at)),
+          absl::StrCat(row.duration_ms),
+          row.applied_by,
+          row.outcome,
+          row.error,
+          TextArrayLiteral(row.down_revisions),
+          TextArrayLiteral(row.depends_on),
+          row.upgrade_sql,
+          row.downgrade_sql,
+          row.transactional ? "true" : "false"};
+}
+
+// Returns `timeout` as a lock_timeout setting ("1500ms").
+absl::StatusOr<std::string> LockTimeoutSetting(absl::Duration timeout) {
+  if (timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("lock_timeout cannot be negative");
+  }
+  return absl::StrCat(absl::ToInt64Milliseconds(timeout), "ms");
 }
 
 // Parses a one-dimensional text[] as PostgreSQL prints it (NULL elements become empty strings).
@@ -383,6 +423,16 @@ class PgStore final : public Store {
 
   absl::Status Begin() override { return Simple(kBeginSql, "BEGIN"); }
 
+  absl::Status BeginWithLockTimeout(absl::Duration timeout) override {
+    SLUICE_ASSIGN_OR_RETURN(const std::string setting, LockTimeoutSetting(timeout));
+    // One round trip; the setting is digits and "ms", so it needs no quoting beyond the literal's.
+    const std::string sql =
+        absl::StrCat("BEGIN; SELECT pg_catalog.set_config('lock_timeout', '", setting, "', true)");
+    absl::Status status = Simple(sql.c_str(), "BEGIN");
+    if (!status.ok()) (void)Rollback();
+    return status;
+  }
+
   absl::Status Commit() override {
     Result result(PQexec(conn_, kCommitSql));
     SLUICE_RETURN_IF_ERROR(
@@ -401,13 +451,10 @@ class PgStore final : public Store {
   }
 
   absl::Status SetLockTimeout(absl::Duration timeout) override {
-    if (timeout < absl::ZeroDuration()) {
-      return absl::InvalidArgumentError("lock_timeout cannot be negative");
-    }
+    SLUICE_ASSIGN_OR_RETURN(const std::string setting, LockTimeoutSetting(timeout));
     const bool in_transaction = PQtransactionStatus(conn_) != PQTRANS_IDLE;
     return Query("setting lock_timeout", kSetLockTimeoutSql,
-                 {absl::StrCat(absl::ToInt64Milliseconds(timeout), "ms"),
-                  in_transaction ? "true" : "false"})
+                 {setting, in_transaction ? "true" : "false"})
         .status();
   }
 
@@ -458,16 +505,10 @@ class PgStore final : public Store {
                               const std::vector<std::string>& delete_versions,
                               const std::vector<std::string>& insert_versions) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
-    const std::string what = absl::StrCat("updating ", names.version_table);
-    return InOwnTransaction([&]() -> absl::Status {
-      for (const std::string& version : delete_versions) {
-        SLUICE_RETURN_IF_ERROR(Query(what, Fill(kDeleteVersionSql, names), {version}).status());
-      }
-      for (const std::string& version : insert_versions) {
-        SLUICE_RETURN_IF_ERROR(Query(what, Fill(kInsertVersionSql, names), {version}).status());
-      }
-      return absl::OkStatus();
-    });
+    return Query(absl::StrCat("updating ", names.version_table),
+                 Fill(absl::StrCat(VersionChangeWith(1), "SELECT 1"), names),
+                 {TextArrayLiteral(delete_versions), TextArrayLiteral(insert_versions)})
+        .status();
   }
 
   absl::Status PurgeVersions(const TableNames& tables) override {
@@ -480,28 +521,23 @@ class PgStore final : public Store {
 
   absl::StatusOr<int64_t> AppendHistory(const TableNames& tables, const HistoryRow& row) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
-    Params params = {row.revision,
-                     row.direction,
-                     row.checksum,
-                     row.description,
-                     absl::StrCat(absl::ToUnixMicros(row.started_at)),
-                     absl::StrCat(absl::ToUnixMicros(row.finished_at)),
-                     absl::StrCat(row.duration_ms),
-                     row.applied_by,
-                     row.outcome,
-                     row.error,
-                     TextArrayLiteral(row.down_revisions),
-                     TextArrayLiteral(row.depends_on),
-                     row.upgrade_sql,
-                     row.downgrade_sql,
-                     row.transactional ? "true" : "false"};
-    SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("appending to ", names.history),
-                                                 Fill(kInsertHistorySql, names), params));
-    int64_t id = 0;
-    if (PQntuples(result.get()) != 1 || !absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &id)) {
-      return absl::InternalError("INSERT ... RETURNING id returned no id");
-    }
-    return id;
+    return InsertHistory(absl::StrCat("appending to ", names.history),
+                         Fill(kInsertHistorySql, names), HistoryParams(row));
+  }
+
+  absl::StatusOr<int64_t> RecordStep(const TableNames& tables,
+                                     const std::vector<std::string>& delete_versions,
+                                     const std::vector<std::string>& insert_versions,
+                                     const HistoryRow& row) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    Params params = HistoryParams(row);
+    const int first_version_param = static_cast<int>(params.size()) + 1;
+    params.push_back(TextArrayLiteral(delete_versions));
+    params.push_back(TextArrayLiteral(insert_versions));
+    return InsertHistory(
+        absl::StrCat("updating ", names.version_table, " and appending to ", names.history),
+        Fill(absl::StrCat(VersionChangeWith(first_version_param), kInsertHistorySql), names),
+        params);
   }
 
   absl::Status SetHistoryOutcome(const TableNames& tables, int64_t id,
@@ -673,6 +709,17 @@ class PgStore final : public Store {
     return any;
   }
 
+  // Runs `sql`, an INSERT into the history ending in RETURNING id; returns the id.
+  absl::StatusOr<int64_t> InsertHistory(absl::string_view what, const std::string& sql,
+                                        const Params& params) {
+    SLUICE_ASSIGN_OR_RETURN(Result result, Query(what, sql, params));
+    int64_t id = 0;
+    if (PQntuples(result.get()) != 1 || !absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &id)) {
+      return absl::InternalError("INSERT ... RETURNING id returned no id");
+    }
+    return id;
+  }
+
   // Runs one statement with bound text parameters (nullopt = NULL).
   absl::StatusOr<Result> Query(absl::string_view what, const std::string& sql,
                                const Params& params) {
@@ -705,19 +752,6 @@ class PgStore final : public Store {
     while (PGresult* rest = PQgetResult(conn_)) PQclear(rest);
     return absl::InvalidArgumentError(
         "COPY ... FROM STDIN / TO STDOUT is not supported in migrations: sluice sends no data");
-  }
-
-  // Runs `body` in a transaction of its own unless one is open already.
-  absl::Status InOwnTransaction(const std::function<absl::Status()>& body) {
-    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) return body();
-    SLUICE_RETURN_IF_ERROR(Begin());
-    absl::Status status = body();
-    if (status.ok()) return Commit();
-    absl::Status rollback = Rollback();
-    if (!rollback.ok()) {
-      log::Debug("rollback failed", {{"error", std::string(rollback.message())}});
-    }
-    return status;
   }
 
   // Runs a CREATE ... IF NOT EXISTS. A concurrent runner creating the same object makes it fail

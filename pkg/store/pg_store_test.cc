@@ -238,6 +238,28 @@ TEST_F(PgStoreTest, LostConnectionIsUnavailableAndLostCommitIsUnknown) {
   EXPECT_THAT(other->Commit(), StatusIs(absl::StatusCode::kUnknown, "re-read the version table"));
 }
 
+TEST_F(PgStoreTest, TerminatedMidStatementIsUnavailable) {
+  // What a fast shutdown of the server does to a running revision: FATAL 57P01, then the socket
+  // closes. Either may reach libpq first; both mean "unreachable".
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const std::string pid = absl::StrCat(store->BackendPid());
+  std::atomic<bool> terminated{false};
+  std::thread terminator([&] {
+    for (int i = 0; i < 200 && !terminated; ++i) {
+      absl::SleepFor(absl::Milliseconds(25));
+      terminated = QueryValue(
+                       "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                       "WHERE pid = " +
+                       pid + " AND query LIKE 'SELECT pg_sleep%'") == "t";
+    }
+  });
+  const absl::Status status = store->Execute("SELECT pg_sleep(30)");
+  terminator.join();
+  ASSERT_TRUE(terminated);
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable) << status;
+}
+
 TEST_F(PgStoreTest, LockTimeoutGives55P03) {
   std::unique_ptr<Store> holder = Connect("holder");
   std::unique_ptr<Store> waiter = Connect("waiter");
@@ -276,6 +298,16 @@ TEST_F(PgStoreTest, SetLockTimeoutIsLocalInATransactionAndSessionWideOutside) {
   SLUICE_EXPECT_OK(expect("250ms"));
   EXPECT_THAT(store->SetLockTimeout(absl::Seconds(-1)),
               StatusIs(absl::StatusCode::kInvalidArgument, "negative"));
+
+  // BeginWithLockTimeout: the same, set as the transaction begins.
+  SLUICE_ASSERT_OK(store->BeginWithLockTimeout(absl::Milliseconds(1500)));
+  SLUICE_EXPECT_OK(expect("1500ms"));
+  SLUICE_ASSERT_OK(store->Rollback());
+  SLUICE_EXPECT_OK(expect("250ms"));
+  EXPECT_THAT(store->BeginWithLockTimeout(absl::Seconds(-1)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "negative"));
+  SLUICE_EXPECT_OK(store->Begin());  // no transaction was left open
+  SLUICE_EXPECT_OK(store->Rollback());
 }
 
 // --- tables ------------------------------------------------------------------------------------
@@ -438,6 +470,37 @@ TEST_F(PgStoreTest, UpdateVersionsJoinsTheCallersTransaction) {
   SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"a1"}));
   SLUICE_ASSERT_OK(store->Rollback());
   EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(IsEmpty()));
+}
+
+TEST_F(PgStoreTest, RecordStepChangesVersionsAndHistoryTogetherOrNeither) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const TableNames tables{"Odd \"Schema\"", "Version Table"};
+  SLUICE_ASSERT_OK(store->EnsureTables(tables));
+  SLUICE_ASSERT_OK(store->UpdateVersions(tables, {}, {"a1", "b1"}));
+  HistoryRow row;
+  row.revision = "m2";
+  row.direction = "upgrade";
+  row.outcome = "applied";
+  row.upgrade_sql = "SELECT 1";
+  absl::StatusOr<int64_t> id = store->RecordStep(tables, {"a1", "b1"}, {"m2"}, row);
+  SLUICE_ASSERT_OK(id);
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("m2")));
+  absl::StatusOr<std::vector<HistoryRow>> history = store->ReadHistory(tables);
+  SLUICE_ASSERT_OK(history);
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ((*history)[0].id, *id);
+  EXPECT_EQ((*history)[0].revision, "m2");
+
+  // A version too long for VARCHAR(32): the statement fails whole, without a transaction.
+  row.revision = "x";
+  EXPECT_EQ(
+      ErrorOf(store->RecordStep(tables, {"m2"}, {std::string(33, 'x')}, row).status()).sqlstate,
+      "22001");
+  EXPECT_THAT(store->ReadVersions(tables), IsOkAndHolds(ElementsAre("m2")));
+  history = store->ReadHistory(tables);
+  SLUICE_ASSERT_OK(history);
+  EXPECT_EQ(history->size(), 1u);
 }
 
 TEST_F(PgStoreTest, HistoryRoundTripsEveryField) {

@@ -86,6 +86,8 @@ class Store {
 
   // Transactions on this connection.
   virtual absl::Status Begin() = 0;
+  // Begins a transaction with `lock_timeout` set for it, in one round trip.
+  virtual absl::Status BeginWithLockTimeout(absl::Duration timeout) = 0;
   virtual absl::Status Commit() = 0;
   virtual absl::Status Rollback() = 0;
   // Sets `lock_timeout` for the current transaction (SET LOCAL) or session (outside one).
@@ -95,7 +97,7 @@ class Store {
   virtual absl::Status EnsureTables(const TableNames& tables) = 0;
   // Returns the version table's rows, sorted; empty when the table does not exist.
   virtual absl::StatusOr<std::vector<std::string>> ReadVersions(const TableNames& tables) = 0;
-  // Deletes and inserts version rows.
+  // Deletes and inserts version rows, atomically.
   virtual absl::Status UpdateVersions(const TableNames& tables,
                                       const std::vector<std::string>& delete_versions,
                                       const std::vector<std::string>& insert_versions) = 0;
@@ -105,6 +107,12 @@ class Store {
   // Appends one history row; returns its id.
   virtual absl::StatusOr<int64_t> AppendHistory(const TableNames& tables,
                                                 const HistoryRow& row) = 0;
+  // Does what UpdateVersions and AppendHistory do, in one statement (one round trip): how a step
+  // is recorded. Returns the history row's id.
+  virtual absl::StatusOr<int64_t> RecordStep(const TableNames& tables,
+                                             const std::vector<std::string>& delete_versions,
+                                             const std::vector<std::string>& insert_versions,
+                                             const HistoryRow& row) = 0;
   // Sets the outcome of a history row (e.g. a failed step marked "resolved").
   virtual absl::Status SetHistoryOutcome(const TableNames& tables, int64_t id,
                                          absl::string_view outcome) = 0;
