@@ -180,9 +180,8 @@ enum class Sent { kStatement, kCommit };
 
 // Translates what libpq returned for `sql` into a Status: the one place where PostgreSQL errors
 // become status codes. OK for successful results. Errors the server reported carry a SqlError.
-//   connection lost            -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
-//   class 08 (connection)      -> kUnavailable
-//   57P01-57P03 (the server is shutting down, crashed or starting) -> kUnavailable
+//   connection lost, class 08 (connection), 57P01-57P03 (the server is shutting down, crashed or
+//   starting) -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
 //   class 40 (rollback: 40001 serialization, 40P01 deadlock) -> kAborted (40003 -> kUnknown)
 //   42501 (insufficient privilege) -> kPermissionDenied
 //   any other SQLSTATE (55P03 lock_timeout included) -> kFailedPrecondition
@@ -213,18 +212,17 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
     error.message = absl::StrCat("unexpected result ", PQresStatus(status));
   }
 
-  const bool connection_lost = PQstatus(conn) != CONNECTION_OK;
   const absl::string_view sql_class = absl::string_view(error.sqlstate).substr(0, 2);
+  // A FATAL 57P0x may reach libpq before it sees the connection close: the server is gone either
+  // way, so the run ends as "unreachable", not as a failed migration.
+  const bool server_gone = PQstatus(conn) != CONNECTION_OK || sql_class == "08" ||
+                           error.sqlstate == "57P01" || error.sqlstate == "57P02" ||
+                           error.sqlstate == "57P03";
   absl::StatusCode code;
-  if (connection_lost) {
+  if (server_gone) {
     code = sent == Sent::kCommit ? absl::StatusCode::kUnknown : absl::StatusCode::kUnavailable;
   } else if (error.sqlstate.empty()) {
     code = absl::StatusCode::kUnknown;
-  } else if (sql_class == "08" || error.sqlstate == "57P01" || error.sqlstate == "57P02" ||
-             error.sqlstate == "57P03") {
-    // A FATAL 57P0x may come before libpq has seen the connection close: the server is going away
-    // either way, so the run is retried as an unreachable database, not failed as a migration.
-    code = absl::StatusCode::kUnavailable;
   } else if (error.sqlstate == "40003") {
     code = absl::StatusCode::kUnknown;
   } else if (sql_class == "40") {
@@ -242,7 +240,7 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
   if (!error.detail.empty()) absl::StrAppend(&message, "; DETAIL: ", error.detail);
   if (!error.hint.empty()) absl::StrAppend(&message, "; HINT: ", error.hint);
   if (!context.empty()) absl::StrAppend(&message, "; CONTEXT: ", OneLine(context));
-  if (connection_lost) {
+  if (server_gone) {
     absl::StrAppend(&message, "; the connection to the database was lost");
     if (sent == Sent::kCommit) {
       absl::StrAppend(&message,
