@@ -771,7 +771,7 @@ class Engine::Impl {
               "them with DROP INDEX CONCURRENTLY and run the revision again")),
           FailureKind::kMigrationFailed);
     }
-    return InTransaction(work, std::nullopt, [&] { return RecordStep(work, step, started); });
+    return RecordStep(work, step, started);  // one statement: atomic on its own
   }
 
   absl::Status ApplyInOneTransaction(store::Store& work, const Plan& plan, RunResult& result) {
