@@ -2,10 +2,6 @@
 // fresh database from tests/support/pg_fixture.h).
 #include "pkg/store/pg_store.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <cstdint>
 #include <limits>
@@ -25,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "pkg/base/log.h"
 #include "pkg/store/store.h"
+#include "tests/support/loopback.h"
 #include "tests/support/pg_fixture.h"
 #include "tests/support/status_matchers.h"
 
@@ -738,30 +735,14 @@ TEST_F(PgStoreTest, SqlAlchemyUrlsConnect) {
   }
 }
 
-// Returns a loopback TCP port that nothing listens on.
-int ClosedPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = 0;
-  socklen_t length = sizeof address;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    close(fd);
-    return 1;
-  }
-  const int port = ntohs(address.sin_port);
-  close(fd);  // bound but never listening: connections are refused
-  return port;
-}
-
 TEST(PgStoreConnectTest, UnreachableDatabaseIsUnavailableAndHidesThePassword) {
   std::ostringstream logs;
   log::SetSinkForTest(&logs);
   ConnectOptions options;
+  absl::StatusOr<int> closed_port = sluice::testing::UnusedLoopbackPort();
+  ASSERT_TRUE(closed_port.ok()) << closed_port.status();
   options.url =
-      absl::StrCat("postgresql+asyncpg://app:hunter2@127.0.0.1:", ClosedPort(), "/app?ssl=disable");
+      absl::StrCat("postgresql+asyncpg://app:hunter2@127.0.0.1:", *closed_port, "/app?ssl=disable");
   options.connect_timeout = absl::Milliseconds(1500);
   const absl::Time start = absl::Now();
   absl::StatusOr<std::unique_ptr<Store>> store = ConnectPg(options);

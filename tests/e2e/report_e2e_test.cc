@@ -6,10 +6,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -32,6 +28,7 @@
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/fake_kube/fake_kube_server.h"
 #include "tests/support/fake_kube/test_pki.h"
+#include "tests/support/loopback.h"
 
 namespace sluice::fake_kube {
 // For readable failure messages.
@@ -60,29 +57,6 @@ constexpr char kReport[] = "apps/app-db";
 constexpr char kPod[] = "app-7d9f8c6b5-x2k4q";
 constexpr char kToken[] = "e2e-token-5f1d0c2b9a8e7d6c";
 
-// Returns a port on 127.0.0.1 that was free a moment ago and that nothing listens on, or -1.
-int ClosedLoopbackPort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  int port = -1;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
-
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, " timed out ", r.timed_out,
-                      "\nstdout:\n", r.out, "\nstderr:\n", r.err);
-}
-
 // A MigrateTest (database, manifests, the binary) that also runs a fake API server holding the
 // MigrationJob apps/app-db, and a kubeconfig for it.
 class ReportE2eTest : public MigrateTest {
@@ -109,12 +83,7 @@ class ReportE2eTest : public MigrateTest {
 
   void TearDown() override {
     if (server_ != nullptr) {
-      EXPECT_THAT(server_->PrunedFields(), IsEmpty())
-          << "sluice wrote fields that manifests/crd.yaml does not declare";
-      for (const LoggedRequest& r : server_->RejectedWrites()) {
-        ADD_FAILURE() << "the server rejected " << r.method << " " << r.path << " with HTTP "
-                      << r.response_code << "; body: " << r.body;
-      }
+      fake_kube::ExpectFaithfulWrites(*server_, /*rejections_expected=*/false);
       server_.reset();
     }
     for (const std::string& path : kubeconfigs_) std::remove(path.c_str());
@@ -124,13 +93,8 @@ class ReportE2eTest : public MigrateTest {
   FakeKubeServer& server() { return *server_; }
 
   void CreateMigrationJob() {
-    const std::string json = absl::StrCat(
-        R"({"apiVersion":"sluice.dev/v1alpha1","kind":"MigrationJob","metadata":{"name":")", kName,
-        R"(","namespace":")", kNamespace,
-        R"("},"spec":{"target":"head","database":{"urlSecretRef":{"name":"app-db","key":"url"},)"
-        R"("schema":"public","versionTable":"alembic_version"},)"
-        R"("migrations":{"configMaps":[{"name":"app-migrations"}]},"suspend":false}})");
-    absl::StatusOr<std::string> stored = server_->CreateObject("migrationjobs", kNamespace, json);
+    absl::StatusOr<std::string> stored = server_->CreateObject(
+        "migrationjobs", kNamespace, fake_kube::MigrationJobJson(kNamespace, kName));
     ASSERT_TRUE(stored.ok()) << stored.status();
     absl::StatusOr<kube::MigrationJob> job = kube::ParseMigrationJob(*stored);
     ASSERT_TRUE(job.ok()) << job.status();
@@ -413,9 +377,9 @@ TEST_F(ReportE2eTest, ApiServerDownWithReportRequiredFailsAfterMigrating) {
 
 TEST_F(ReportE2eTest, ClosedPortWithReportRequiredFailsAfterMigrating) {
   // A loopback port nobody listens on: bound to learn a free port, then closed.
-  const int closed_port = ClosedLoopbackPort();
-  ASSERT_GT(closed_port, 0);
-  kubeconfig_ = WriteKubeconfig(absl::StrCat("https://127.0.0.1:", closed_port));
+  absl::StatusOr<int> closed_port = UnusedLoopbackPort();
+  ASSERT_TRUE(closed_port.ok()) << closed_port.status();
+  kubeconfig_ = WriteKubeconfig(absl::StrCat("https://127.0.0.1:", *closed_port));
   WriteLinear(2);
   ProcessResult r = Upgrade({"--report-timeout", "2s"});
   ASSERT_EQ(r.exit_code, 0) << Describe(r);

@@ -21,11 +21,6 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string Describe(const ProcessResult& r) {
-  return absl::StrCat("exit ", r.exit_code, " signal ", r.signal, "\nstdout:\n", r.out,
-                      "\nstderr:\n", r.err);
-}
-
 TEST_F(MigrateTest, LinearUpDownAndBackUp) {
   WriteLinear(3);
   ProcessResult r = Sluice({"upgrade", "head"});

@@ -116,4 +116,9 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
   return Process(argv, env).Wait(timeout);
 }
 
+std::string Describe(const ProcessResult& result) {
+  return absl::StrCat("exit ", result.exit_code, " signal ", result.signal, " timed out ",
+                      result.timed_out, "\nstdout:\n", result.out, "\nstderr:\n", result.err);
+}
+
 }  // namespace sluice::testing

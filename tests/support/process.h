@@ -21,6 +21,9 @@ struct ProcessResult {
   std::string err;
 };
 
+// Returns how the child ended and what it wrote, for failure messages.
+std::string Describe(const ProcessResult& result);
+
 // A started child process.
 class Process {
  public:

@@ -38,18 +38,29 @@ void FakeKubeFixture::SetUp() {
   token_file_ = WriteFile("token", token_);
 }
 
-void FakeKubeFixture::TearDown() {
-  if (server_ == nullptr) return;
-  // Every field the client wrote must be one the real API server keeps.
-  EXPECT_THAT(server_->PrunedFields(), ::testing::IsEmpty())
+std::string MigrationJobJson(const std::string& ns, const std::string& name) {
+  return absl::StrCat(
+      R"({"apiVersion":"sluice.dev/v1alpha1","kind":"MigrationJob","metadata":{"name":")", name,
+      R"(","namespace":")", ns,
+      R"("},"spec":{"target":"head","database":{"urlSecretRef":{"name":"app-db","key":"url"},)"
+      R"("schema":"public","versionTable":"alembic_version"},)"
+      R"("migrations":{"configMaps":[{"name":"app-migrations"}]},"suspend":false}})");
+}
+
+void ExpectFaithfulWrites(const FakeKubeServer& server, bool rejections_expected) {
+  EXPECT_THAT(server.PrunedFields(), ::testing::IsEmpty())
       << "the client wrote fields that manifests/crd.yaml does not declare; the real API server "
          "would drop them silently";
-  if (!expect_rejections_) {
-    for (const LoggedRequest& r : server_->RejectedWrites()) {
-      ADD_FAILURE() << "the server rejected " << r.method << " " << r.path << " with HTTP "
-                    << r.response_code << "; body: " << r.body;
-    }
+  if (rejections_expected) return;
+  for (const LoggedRequest& r : server.RejectedWrites()) {
+    ADD_FAILURE() << "the server rejected " << r.method << " " << r.path << " with HTTP "
+                  << r.response_code << "; body: " << r.body;
   }
+}
+
+void FakeKubeFixture::TearDown() {
+  if (server_ == nullptr) return;
+  ExpectFaithfulWrites(*server_, expect_rejections_);
   server_.reset();
   std::error_code ignored;
   std::filesystem::remove_all(dir_, ignored);
@@ -100,13 +111,8 @@ std::string FakeKubeFixture::WriteKubeconfig(const KubeconfigOptions& options) {
 }
 
 std::string FakeKubeFixture::CreateMigrationJob(const std::string& ns, const std::string& name) {
-  const std::string json = absl::StrCat(
-      R"({"apiVersion":"sluice.dev/v1alpha1","kind":"MigrationJob","metadata":{"name":")", name,
-      R"(","namespace":")", ns,
-      R"("},"spec":{"target":"head","database":{"urlSecretRef":{"name":"app-db","key":"url"},)"
-      R"("schema":"public","versionTable":"alembic_version"},)"
-      R"("migrations":{"configMaps":[{"name":"app-migrations"}]},"suspend":false}})");
-  absl::StatusOr<std::string> stored = server_->CreateObject("migrationjobs", ns, json);
+  absl::StatusOr<std::string> stored =
+      server_->CreateObject("migrationjobs", ns, MigrationJobJson(ns, name));
   EXPECT_TRUE(stored.ok()) << stored.status();
   if (!stored.ok()) return "";
   const std::string marker = "\"uid\":\"";

@@ -19,6 +19,13 @@ namespace sluice::fake_kube {
 // Returns the path of manifests/crd.yaml in the source tree.
 std::string CrdPath();
 
+// Returns the MigrationJob `ns/name` with a typical spec, as JSON to create.
+std::string MigrationJobJson(const std::string& ns, const std::string& name);
+
+// Adds a test failure for each field a client wrote that the CRD's schema prunes (the real server
+// would drop it silently) and, unless `rejections_expected`, for each write the server rejected.
+void ExpectFaithfulWrites(const FakeKubeServer& server, bool rejections_expected);
+
 struct KubeconfigOptions {
   std::string server;       // default: the fake server's URL
   std::string ca_pem;       // default: the test CA (written as certificate-authority-data)

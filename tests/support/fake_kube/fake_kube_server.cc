@@ -1,10 +1,6 @@
 #include "tests/support/fake_kube/fake_kube_server.h"
 
-#include <arpa/inet.h>
 #include <cpprest/http_listener.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
@@ -27,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "tests/support/fake_kube/crd_schema.h"
+#include "tests/support/loopback.h"
 
 namespace sluice::fake_kube {
 namespace {
@@ -261,23 +258,6 @@ std::string Content(const value& object) {
 bool IsDnsSubdomain(const std::string& name) {
   static const std::regex kRe("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
   return name.size() <= 253 && std::regex_match(name, kRe);
-}
-
-absl::StatusOr<int> FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return absl::InternalError("socket() failed");
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof(addr);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    close(fd);
-    return absl::InternalError("cannot find a free port on 127.0.0.1");
-  }
-  close(fd);
-  return ntohs(addr.sin_port);
 }
 
 }  // namespace
@@ -927,7 +907,7 @@ absl::StatusOr<std::unique_ptr<FakeKubeServer>> FakeKubeServer::Start(
   absl::Status last;
   // Another process may take the port between probing and listening: try a few.
   for (int attempt = 0; attempt < 5; ++attempt) {
-    absl::StatusOr<int> port = FreePort();
+    absl::StatusOr<int> port = testing::UnusedLoopbackPort();
     if (!port.ok()) return port.status();
     impl->port_ = *port;
     last = impl->StartListening();
