@@ -1,36 +1,88 @@
 #include "pkg/base/text.h"
 
-#include <array>
+#include <algorithm>
 #include <cstdint>
-#include <cstdio>
+#include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 
 namespace sluice::base {
-namespace {
 
-// Returns the length of the valid UTF-8 sequence starting at text[i], or 0 when it is not valid.
 size_t Utf8SequenceLength(absl::string_view text, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
   const unsigned char lead = byte(i);
   size_t length = 0;
+  unsigned int code = 0;
   if (lead >= 0xC2 && lead <= 0xDF) {
     length = 2;
+    code = lead & 0x1F;
   } else if (lead >= 0xE0 && lead <= 0xEF) {
     length = 3;
+    code = lead & 0x0F;
   } else if (lead >= 0xF0 && lead <= 0xF4) {
     length = 4;
+    code = lead & 0x07;
   } else {
     return 0;
   }
   if (i + length > text.size()) return 0;
   for (size_t k = 1; k < length; ++k) {
     if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    code = (code << 6) | (byte(i + k) & 0x3F);
   }
+  // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
+  const unsigned int min_code = length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000;
+  if (code < min_code || (code >= 0xD800 && code <= 0xDFFF) || code > 0x10FFFF) return 0;
   return length;
 }
 
-}  // namespace
+size_t FirstInvalidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      // Manifests are mostly ASCII: skip it eight bytes at a time.
+      while (i + 8 <= text.size()) {
+        uint64_t word;
+        std::memcpy(&word, text.data() + i, sizeof(word));
+        if ((word & 0x8080808080808080u) != 0) break;
+        i += 8;
+      }
+      continue;
+    }
+    const size_t length = Utf8SequenceLength(text, i);
+    if (length == 0) return i;
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
+size_t EditDistance(absl::string_view a, absl::string_view b, size_t limit) {
+  const size_t longer = std::max(a.size(), b.size());
+  const size_t shorter = std::min(a.size(), b.size());
+  if (longer - shorter > limit) return limit + 1;
+  // Three rows of the dynamic-programming table: i-2, i-1 and i.
+  std::vector<size_t> before(b.size() + 1), previous(b.size() + 1), current(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) previous[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    current[0] = i;
+    size_t best = current[0];
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      current[j] = std::min({previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        current[j] = std::min(current[j], before[j - 2] + 1);
+      }
+      best = std::min(best, current[j]);
+    }
+    if (best > limit) return limit + 1;
+    std::swap(before, previous);
+    std::swap(previous, current);
+  }
+  const size_t distance = previous[b.size()];
+  return distance > limit ? limit + 1 : distance;
+}
 
 std::string JsonQuote(absl::string_view text) {
   std::string out;
@@ -70,84 +122,6 @@ std::string JsonQuote(absl::string_view text) {
   }
   out.push_back('"');
   return out;
-}
-
-// SHA-256 (FIPS 180-4) by hand rather than through OpenSSL's EVP: initialising OpenSSL 3 costs
-// each sluice process about 2.5 MiB of resident memory, a sixth of its budget.
-namespace {
-
-constexpr std::array<uint32_t, 64> kSha256RoundConstants = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-uint32_t RotateRight(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-
-void Sha256Block(const unsigned char* block, std::array<uint32_t, 8>& state) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; ++i) {
-    w[i] = (uint32_t{block[4 * i]} << 24) | (uint32_t{block[4 * i + 1]} << 16) |
-           (uint32_t{block[4 * i + 2]} << 8) | uint32_t{block[4 * i + 3]};
-  }
-  for (int i = 16; i < 64; ++i) {
-    const uint32_t s0 = RotateRight(w[i - 15], 7) ^ RotateRight(w[i - 15], 18) ^ (w[i - 15] >> 3);
-    const uint32_t s1 = RotateRight(w[i - 2], 17) ^ RotateRight(w[i - 2], 19) ^ (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
-  uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
-  for (int i = 0; i < 64; ++i) {
-    const uint32_t s1 = RotateRight(e, 6) ^ RotateRight(e, 11) ^ RotateRight(e, 25);
-    const uint32_t choice = (e & f) ^ (~e & g);
-    const uint32_t t1 = h + s1 + choice + kSha256RoundConstants[i] + w[i];
-    const uint32_t s0 = RotateRight(a, 2) ^ RotateRight(a, 13) ^ RotateRight(a, 22);
-    const uint32_t majority = (a & b) ^ (a & c) ^ (b & c);
-    const uint32_t t2 = s0 + majority;
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  state[0] += a;
-  state[1] += b;
-  state[2] += c;
-  state[3] += d;
-  state[4] += e;
-  state[5] += f;
-  state[6] += g;
-  state[7] += h;
-}
-
-}  // namespace
-
-std::string Sha256Hex(absl::string_view data) {
-  std::array<uint32_t, 8> state = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* bytes = reinterpret_cast<const unsigned char*>(data.data());
-  size_t full = data.size() / 64 * 64;
-  for (size_t offset = 0; offset < full; offset += 64) Sha256Block(bytes + offset, state);
-  // The tail, the 0x80 marker, zero padding and the bit length fill one or two last blocks.
-  unsigned char tail[128] = {};
-  const size_t rest = data.size() - full;
-  for (size_t i = 0; i < rest; ++i) tail[i] = bytes[full + i];
-  tail[rest] = 0x80;
-  const size_t tail_size = rest < 56 ? 64 : 128;
-  const uint64_t bits = static_cast<uint64_t>(data.size()) * 8;
-  for (int i = 0; i < 8; ++i) tail[tail_size - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  for (size_t offset = 0; offset < tail_size; offset += 64) Sha256Block(tail + offset, state);
-  std::string hex;
-  hex.reserve(64);
-  for (uint32_t word : state) hex += absl::StrFormat("%08x", word);
-  return hex;
 }
 
 }  // namespace sluice::base

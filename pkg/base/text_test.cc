@@ -1,4 +1,5 @@
 #include "pkg/base/text.h"
+#include "pkg/base/sha256.h"
 
 #include "gtest/gtest.h"
 
@@ -13,6 +14,31 @@ TEST(JsonQuoteTest, EscapesQuotesControlCharactersAndInvalidUtf8) {
   EXPECT_EQ(JsonQuote("caf\xc3\xa9"), "\"caf\xc3\xa9\"");
   EXPECT_EQ(JsonQuote("bad\xff"), "\"bad\\u00ff\"");
   EXPECT_EQ(JsonQuote("cut\xc3"), "\"cut\\u00c3\"");
+}
+
+TEST(FirstInvalidUtf8Test, FindsTheFirstBadByte) {
+  EXPECT_EQ(FirstInvalidUtf8("plain ascii text, longer than eight bytes"), absl::string_view::npos);
+  EXPECT_EQ(FirstInvalidUtf8("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), absl::string_view::npos);
+  EXPECT_EQ(FirstInvalidUtf8("0123456789\xff"), 10u);
+  EXPECT_EQ(FirstInvalidUtf8("ab\xc0\xaf"), 2u);          // overlong '/'
+  EXPECT_EQ(FirstInvalidUtf8("ab\xed\xa0\x80"), 2u);      // UTF-16 surrogate
+  EXPECT_EQ(FirstInvalidUtf8("ab\xf4\x90\x80\x80"), 2u);  // past U+10FFFF
+  EXPECT_EQ(FirstInvalidUtf8("cut\xe2\x82"), 3u);
+}
+
+TEST(EditDistanceTest, CountsEditsAndTranspositions) {
+  EXPECT_EQ(EditDistance("", ""), 0u);
+  EXPECT_EQ(EditDistance("revision", "revision"), 0u);
+  EXPECT_EQ(EditDistance("revison", "revision"), 1u);
+  EXPECT_EQ(EditDistance("revisoin", "revision"), 1u);  // adjacent transposition
+  EXPECT_EQ(EditDistance("kitten", "sitting"), 3u);
+  EXPECT_EQ(EditDistance("abc", ""), 3u);
+}
+
+TEST(EditDistanceTest, GivesUpPastTheLimit) {
+  EXPECT_EQ(EditDistance("kitten", "sitting", 2), 3u);
+  EXPECT_EQ(EditDistance("a", "abcdefgh", 3), 4u);
+  EXPECT_EQ(EditDistance("kitten", "sitting", 3), 3u);
 }
 
 TEST(Sha256HexTest, MatchesKnownDigests) {

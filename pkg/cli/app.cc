@@ -360,20 +360,6 @@ bool DatabaseConfigured(const Context& context) {
   return false;
 }
 
-// The name this runner goes by in the lock holder's application_name and in the history: the
-// pod's name in Kubernetes (HOSTNAME), else the host name.
-std::string RunnerName(const Context& context) {
-  for (const char* name : {"POD_NAME", "HOSTNAME"}) {
-    if (std::optional<std::string> value = context.env(name);
-        value.has_value() && !value->empty()) {
-      return *value;
-    }
-  }
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
-  return "sluice";
-}
-
 // A loaded graph and an engine over the configured database.
 struct Session {
   RevisionGraph graph;
@@ -399,7 +385,7 @@ absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* ob
   engine_options.single_transaction = options.single_transaction;
   engine_options.allow_drift = options.allow_drift;
   engine_options.fail_if_ahead = options.if_ahead == "fail";
-  engine_options.applied_by = RunnerName(context);
+  engine_options.applied_by = base::RunnerName(context.env);
   const absl::Duration connect_timeout = options.connect_timeout;
   engine::StoreFactory factory = [url, connect_timeout](const std::string& application_name) {
     store::ConnectOptions connect;
@@ -430,7 +416,7 @@ absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& c
   report.kubeconfig = options.kubeconfig;
   report.report_required = options.report_required;
   report.report_timeout = options.report_timeout;
-  report.instance = RunnerName(context);
+  report.instance = base::RunnerName(context.env);
   report.target = target;
   absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
   if (!reporter.ok()) {

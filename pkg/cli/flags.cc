@@ -170,14 +170,6 @@ std::string EnvName(absl::string_view flag) {
 
 }  // namespace
 
-EnvLookup ProcessEnvironment() {
-  return [](const std::string& name) -> std::optional<std::string> {
-    const char* value = std::getenv(name.c_str());
-    if (value == nullptr) return std::nullopt;
-    return std::string(value);
-  };
-}
-
 absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& args,
                                              const EnvLookup& env) {
   CommandLine result;

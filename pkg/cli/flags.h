@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "pkg/base/host.h"
 
 namespace sluice::cli {
 
@@ -52,11 +53,9 @@ struct CommandLine {
   std::vector<std::string> set_flags;
 };
 
-// Reads an environment variable; returns nullopt when unset. Injected so tests control it.
-using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
-
-// Returns the process environment as an EnvLookup.
-EnvLookup ProcessEnvironment();
+// Reads an environment variable (base/host.h); injected so tests control it.
+using base::EnvLookup;
+using base::ProcessEnvironment;
 
 // Parses `args` (without the program name). Returns kInvalidArgument naming the flag for an unknown
 // flag, a missing value or a value of the wrong form.

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/engine/failure.h"
@@ -56,14 +57,6 @@ Migration MigrationFromHistory(const store::HistoryRow& row) {
   m.checksum = row.checksum;
   m.location.file = absl::StrCat("(sluice_history row ", row.id, ")");
   return m;
-}
-
-// Returns `duration` scaled by a random factor in [0.5, 1.5), so that many runners polling the
-// same lock do not wake in step.
-absl::Duration Jittered(absl::Duration duration) {
-  thread_local std::mt19937_64 random(std::random_device{}());
-  std::uniform_real_distribution<double> factor(0.5, 1.5);
-  return duration * factor(random);
 }
 
 }  // namespace
@@ -536,10 +529,7 @@ class Engine::Impl {
         std::string who = "an unknown session";
         if (holder.ok() && holder->has_value()) {
           const store::LockHolder& h = **holder;
-          who = absl::StrCat(
-              h.application_name.empty() ? "(no application_name)" : h.application_name, " (pid ",
-              h.pid, ", ", h.client_address.empty() ? "local" : h.client_address,
-              ", connected since ", h.since, ")");
+          who = store::DescribeLockHolder(h);
           if (observer_ != nullptr) observer_->OnWaitingForLock(h);
         }
         if (now >= deadline) {
@@ -559,7 +549,8 @@ class Engine::Impl {
         listening = true;
       }
       SLUICE_RETURN_IF_ERROR(
-          control->WaitForNotification(std::min(Jittered(interval), deadline - now)).status());
+          control->WaitForNotification(std::min(base::Jittered(interval), deadline - now))
+              .status());
       interval = std::min(interval * 3 / 2, options_.lock_poll_max);
     }
   }
@@ -658,7 +649,7 @@ class Engine::Impl {
 
   // Runs `attempt` once, and again on lock timeouts (SQLSTATE 55P03) up to --ddl-retries times.
   absl::Status WithLockRetries(const Step& step, const std::function<absl::Status()>& attempt) {
-    absl::Duration backoff = options_.ddl_retry_backoff;
+    base::Backoff backoff(options_.ddl_retry_backoff, absl::Seconds(30));
     for (int tries = 0;; ++tries) {
       if (watcher_ != nullptr) watcher_->StepStarted();
       absl::Status status = attempt();
@@ -670,8 +661,7 @@ class Engine::Impl {
                     {"lock_timeout", absl::FormatDuration(options_.ddl_lock_timeout)}});
       LogBlockers();
       if (tries >= options_.ddl_retries) return status;
-      absl::SleepFor(Jittered(backoff));
-      backoff = std::min(backoff * 2, absl::Seconds(30));
+      absl::SleepFor(backoff.Next());
     }
   }
 

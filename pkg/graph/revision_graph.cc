@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/base/text.h"
 
 namespace sluice::graph {
 namespace {
@@ -60,29 +61,6 @@ std::string Where(const Migration& m) {
   const std::string file = m.location.file.empty() ? "<unknown file>" : m.location.file;
   if (m.location.line <= 0) return file;
   return absl::StrCat(file, ":", m.location.line);
-}
-
-// Levenshtein distance, giving up (returning limit + 1) once it is sure to exceed `limit`:
-// suggestions only need to know whether two ids are close.
-size_t EditDistance(absl::string_view a, absl::string_view b, size_t limit) {
-  const size_t longer = std::max(a.size(), b.size());
-  const size_t shorter = std::min(a.size(), b.size());
-  if (longer - shorter > limit) return limit + 1;
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    size_t best = row[0];
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-      best = std::min(best, row[j]);
-    }
-    if (best > limit) return limit + 1;
-  }
-  return row[b.size()];
 }
 
 std::string Quoted(absl::string_view text) { return absl::StrCat("'", text, "'"); }
@@ -323,7 +301,7 @@ std::vector<std::string> RevisionGraph::Impl::Suggest(absl::string_view missing,
                                                       bool labels) const {
   std::vector<std::pair<size_t, std::string>> close;
   const auto consider = [&](const std::string& name) {
-    size_t distance = EditDistance(missing, name, kMaxSuggestionDistance);
+    size_t distance = base::EditDistance(missing, name, kMaxSuggestionDistance);
     // A truncated or over-long id is a likely typo too, however many characters differ.
     if (distance > kMaxSuggestionDistance && missing.size() >= kMinPrefixMatchedIdLength &&
         (absl::StartsWith(name, missing) || absl::StartsWith(missing, name))) {

@@ -13,6 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/kube/api_error.h"
@@ -158,15 +159,6 @@ class RestClient final : public Client {
     return absl::StrCat(object_name.substr(0, 253 - suffix.size()), suffix);
   }
 
-  absl::Duration Backoff(int attempt) {
-    absl::Duration wait = options_.initial_backoff * (1 << std::min(attempt, 16));
-    if (wait > options_.max_backoff) wait = options_.max_backoff;
-    absl::MutexLock lock(&mu_);
-    // Full jitter on the upper half, so that many pods retrying do not stay in step.
-    const double factor = 0.5 + 0.5 * std::uniform_real_distribution<double>(0, 1)(rng_);
-    return wait * factor;
-  }
-
   // Waits `duration` or until Shutdown(). Returns false when shut down.
   bool Sleep(absl::Duration duration) {
     absl::MutexLock lock(&mu_);
@@ -180,6 +172,7 @@ class RestClient final : public Client {
     absl::Status last = absl::DeadlineExceededError(
         absl::StrCat(op, ": the deadline passed before the request could be sent"));
     bool reauthenticated = false;
+    base::Backoff backoff(options_.initial_backoff, options_.max_backoff);
     for (int attempt = 0; attempt < options_.max_attempts; ++attempt) {
       const absl::Time now = absl::Now();
       if (now >= deadline) break;
@@ -197,7 +190,7 @@ class RestClient final : public Client {
         }
         last = r.status();
         if (!IsTransient(last)) return last;
-        wait = Backoff(attempt);
+        wait = backoff.Next();
       } else if (r->code >= 200 && r->code < 300) {
         return r;
       } else {
@@ -211,7 +204,7 @@ class RestClient final : public Client {
         }
         if (!IsRetryableHttpCode(r->code)) return last;
         wait = error.retry_after ? std::min(*error.retry_after, options_.max_retry_after)
-                                 : Backoff(attempt);
+                                 : backoff.Next();
       }
       if (absl::Now() + wait >= deadline) break;
       log::Debug("retrying a Kubernetes API request", {{"operation", op},

@@ -57,6 +57,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "pkg/base/sha256.h"
 #include "pkg/base/text.h"
 #include "pkg/manifest/loader_internal.h"
 #include "yaml-cpp/depthguard.h"  // YAML::DeepRecursion; yaml.h does not include it
@@ -310,23 +311,6 @@ std::string KnownKeysList() {
   return absl::StrJoin(keys, ", ");
 }
 
-// Returns the optimal-string-alignment distance (Levenshtein plus adjacent transpositions).
-size_t EditDistance(absl::string_view a, absl::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
 // Returns the known key an unknown key was most likely meant to be, or "" when none is close.
 absl::string_view SuggestKey(absl::string_view unknown) {
   if (unknown.size() > 64) return "";  // not a typo; also bounds the distance computation
@@ -339,7 +323,7 @@ absl::string_view SuggestKey(absl::string_view unknown) {
   absl::string_view best;
   size_t best_distance = 0;
   for (absl::string_view key : kKnownKeys) {
-    const size_t distance = EditDistance(normalized, key);
+    const size_t distance = base::EditDistance(normalized, key);
     if (best.empty() || distance < best_distance) {
       best = key;
       best_distance = distance;
@@ -397,50 +381,6 @@ constexpr absl::string_view kRevisionIdRule = "1-32 characters of A-Z a-z 0-9 _ 
 
 // --- Checks on the raw bytes ---------------------------------------------------------------------
 
-// Returns whether the eight bytes at `bytes` are ASCII.
-bool AllAscii8(const char* bytes) {
-  uint64_t word;
-  std::memcpy(&word, bytes, sizeof(word));
-  return (word & 0x8080808080808080u) == 0;
-}
-
-// Returns the offset of the first byte that is not part of valid UTF-8, or npos.
-size_t FirstInvalidUtf8(absl::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char c = static_cast<unsigned char>(text[i]);
-    size_t length = 0;
-    unsigned int code = 0;
-    if (c < 0x80) {
-      ++i;
-      while (i + 8 <= text.size() && AllAscii8(text.data() + i)) i += 8;
-      continue;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-      length = 2;
-      code = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      length = 3;
-      code = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      length = 4;
-      code = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + length > text.size()) return i;
-    for (size_t k = 1; k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      if ((next & 0xC0) != 0x80) return i;
-      code = (code << 6) | (next & 0x3F);
-    }
-    // Overlong forms, UTF-16 surrogates and code points past U+10FFFF are not UTF-8.
-    const unsigned int min_code = length == 2 ? 0x80 : length == 3 ? 0x800 : 0x10000;
-    if (code < min_code || (code >= 0xD800 && code <= 0xDFFF) || code > 0x10FFFF) return i;
-    i += length;
-  }
-  return absl::string_view::npos;
-}
-
 // Reports bytes that make the text unfit for YAML parsing; returns false when there are any.
 bool CheckEncoding(absl::string_view text, const LineIndex& index, absl::string_view file,
                    Errors* errors) {
@@ -455,7 +395,7 @@ bool CheckEncoding(absl::string_view text, const LineIndex& index, absl::string_
                 "YAML text");
     return false;
   }
-  if (const size_t bad = FirstInvalidUtf8(text); bad != absl::string_view::npos) {
+  if (const size_t bad = base::FirstInvalidUtf8(text); bad != absl::string_view::npos) {
     errors->Add(file, index.At(bad),
                 absl::StrFormat("invalid UTF-8 (byte 0x%02X); save the file as UTF-8",
                                 static_cast<unsigned char>(text[bad])));

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "pkg/base/sha256.h"
 #include "pkg/base/text.h"
 #include "pkg/manifest/error_line_test_util.h"
 #include "pkg/manifest/loader.h"

@@ -14,6 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "pkg/base/backoff.h"
+#include "pkg/base/host.h"
 #include "pkg/base/log.h"
 #include "pkg/kube/api_error.h"
 #include "pkg/status/status_model.h"
@@ -45,16 +47,6 @@ bool IsDnsSubdomain(absl::string_view s) {
   return true;
 }
 
-std::string DefaultInstance() {
-  for (const char* name : {"POD_NAME", "HOSTNAME"}) {
-    const char* value = std::getenv(name);
-    if (value != nullptr && *value != '\0') return value;
-  }
-  char host[256] = {};
-  if (gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
-  return "sluice";
-}
-
 // The SQLSTATE that the engine puts in a failed revision's message ("SQLSTATE 42P01: ...").
 // Parsed from the text so that status reporting needs no link to the store module.
 std::string SqlStateOf(absl::string_view message) {
@@ -69,16 +61,6 @@ std::string SqlStateOf(absl::string_view message) {
     }
   }
   return "";
-}
-
-std::string DescribeHolder(const store::LockHolder& h) {
-  std::string who = h.application_name.empty() ? "an unnamed session" : h.application_name;
-  std::vector<std::string> details;
-  if (h.pid != 0) details.push_back(absl::StrCat("pid ", h.pid));
-  if (!h.client_address.empty()) details.push_back(h.client_address);
-  if (!h.since.empty()) details.push_back(absl::StrCat("connected since ", h.since));
-  if (!details.empty()) absl::StrAppend(&who, " (", absl::StrJoin(details, ", "), ")");
-  return who;
 }
 
 }  // namespace
@@ -102,7 +84,8 @@ class Reporter::Impl {
         client_(std::move(client)),
         setup_error_(std::move(setup_error)) {
     run_.started_at = absl::Now();
-    run_.instance = options.instance.empty() ? DefaultInstance() : options.instance;
+    run_.instance =
+        options.instance.empty() ? base::RunnerName(base::ProcessEnvironment()) : options.instance;
     run_.target = options.target.empty() ? "head" : options.target;
     ++version_;
     if (client_ != nullptr) worker_ = std::thread([this] { Work(); });
@@ -129,7 +112,7 @@ class Reporter::Impl {
 
   void OnWaitingForLock(const store::LockHolder& holder) {
     absl::MutexLock lock(&mu_);
-    std::string who = DescribeHolder(holder);
+    std::string who = store::DescribeLockHolder(holder);
     if (run_.waiting_for == who) return;  // polled again: nothing new to write
     run_.waiting_for = std::move(who);
     ++version_;
@@ -268,7 +251,7 @@ class Reporter::Impl {
   }
 
   void Work() {
-    absl::Duration backoff = absl::Milliseconds(100);
+    base::Backoff backoff(absl::Milliseconds(100), absl::Seconds(5));
     absl::Time next_attempt = absl::InfinitePast();
     {
       absl::MutexLock lock(&mu_);
@@ -301,7 +284,7 @@ class Reporter::Impl {
       absl::MutexLock lock(&mu_);
       if (status.ok()) {
         synced_version_ = std::max(synced_version_, version);
-        backoff = absl::Milliseconds(100);
+        backoff.Reset();
         next_attempt = absl::InfinitePast();
         continue;
       }
@@ -314,10 +297,10 @@ class Reporter::Impl {
                      {{"error", std::string(status.message())}});
         return;
       }
-      log::Debug("status write failed, will retry", {{"error", std::string(status.message())},
-                                                     {"backoff", absl::FormatDuration(backoff)}});
-      next_attempt = absl::Now() + backoff;
-      backoff = std::min(backoff * 2, absl::Seconds(5));
+      log::Debug("status write failed, will retry",
+                 {{"error", std::string(status.message())},
+                  {"backoff", absl::FormatDuration(backoff.Current())}});
+      next_attempt = absl::Now() + backoff.Next();
     }
   }
 

@@ -34,6 +34,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/pgsql/sql_text.h"
@@ -333,12 +334,6 @@ absl::StatusOr<std::vector<std::string>> ParseTextArray(absl::string_view text) 
     }
   }
   return values;
-}
-
-absl::Duration Jittered(absl::Duration base) {
-  thread_local std::mt19937_64 random{std::random_device{}()};
-  std::uniform_real_distribution<double> factor(0.5, 1.5);
-  return base * factor(random);
 }
 
 // Logs a notice or warning PostgreSQL sent. Those caused by sluice's own statements (`internal`,
@@ -981,7 +976,7 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
                                  : RedactUrl(options.url);
   const absl::Time start = absl::Now();
   const absl::Time deadline = start + std::max(options.connect_timeout, absl::ZeroDuration());
-  absl::Duration backoff = kInitialBackoff;
+  base::Backoff backoff(kInitialBackoff, kMaxBackoff);
   for (int attempt = 1;; ++attempt) {
     // libpq's own per-attempt timeout, in whole seconds (it treats 1 as 2); a connect_timeout in
     // the connection string wins, since it comes before dbname.
@@ -1011,7 +1006,7 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
         conn == nullptr ? std::string("out of memory")
                         : internal::ScrubSecrets(OneLine(PQerrorMessage(conn)), options.url);
     if (conn != nullptr) PQfinish(conn);
-    const absl::Duration wait = Jittered(backoff);
+    const absl::Duration wait = backoff.Next();
     const bool retry = absl::Now() + wait < deadline;
     log::Warning(retry ? "cannot connect to the database; retrying"
                        : "cannot connect to the database; giving up",
@@ -1023,7 +1018,6 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
           "): ", reason));
     }
     absl::SleepFor(wait);
-    backoff = std::min(backoff * 2, kMaxBackoff);
   }
 }
 

@@ -5,11 +5,13 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "pkg/base/text.h"
+#include "absl/strings/str_join.h"
+#include "pkg/base/sha256.h"
 
 namespace sluice::store {
 namespace {
@@ -81,6 +83,17 @@ int64_t LockKeyFor(const TableNames& tables) {
   int64_t signed_key;
   std::memcpy(&signed_key, &key, sizeof key);
   return signed_key;
+}
+
+std::string DescribeLockHolder(const LockHolder& holder) {
+  std::string who =
+      holder.application_name.empty() ? "(no application_name)" : holder.application_name;
+  std::vector<std::string> details;
+  if (holder.pid != 0) details.push_back(absl::StrCat("pid ", holder.pid));
+  details.push_back(holder.client_address.empty() ? "local" : holder.client_address);
+  if (!holder.since.empty()) details.push_back(absl::StrCat("connected since ", holder.since));
+  absl::StrAppend(&who, " (", absl::StrJoin(details, ", "), ")");
+  return who;
 }
 
 }  // namespace sluice::store

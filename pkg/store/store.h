@@ -68,6 +68,9 @@ struct LockHolder {
   int pid = 0;
 };
 
+// Returns `holder` for logs and status messages: "NAME (pid N, ADDRESS, connected since T)".
+std::string DescribeLockHolder(const LockHolder& holder);
+
 // A session that blocks a statement (from pg_blocking_pids).
 struct BlockingSession {
   int pid = 0;
