@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Measures sluice against psql on a throwaway PostgreSQL (127.0.0.1), side by side:
 #   1. a no-op `sluice upgrade head` on an up-to-date database of 100 revisions vs
-#      `psql -c 'SELECT version_num FROM alembic_version'` (median of RUNS each);
+#      `psql -c 'SELECT 1'` (median of RUNS each);
 #   2. applying 1,000 small revisions from empty vs psql running the same SQL, one transaction per
 #      revision, in one psql process (median of 3);
 #   3. sixteen runners at once on 100 pending revisions vs one runner, and the machine's floor under
 #      that figure (median of 3);
 #   4. peak resident memory (/usr/bin/time) of the no-op and of the 1,000-revision run.
 # Usage: bench/db_bench.sh [BUILD_DIR]   (builds nothing; run scripts/build.sh first)
+#
+# psql is the real client binary, never the `psql` on the PATH: that one is Debian's Perl wrapper
+# (pg_wrapper), which adds 30-40 ms to every call and would flatter every ratio.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
 sluice=$build/cmd/sluice/sluice
 runs=${RUNS:-30}
+psql=${PSQL:-/usr/lib/postgresql/15/bin/psql}
 work=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 chmod 755 "$work"
 
@@ -26,7 +30,7 @@ base_url=${admin%/*}
 now_ns() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 fresh_db() {
-  psql -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+  "$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
 }
 make_revisions() {  # DIR COUNT
   mkdir -p "$1"
@@ -52,7 +56,7 @@ time_us() {
   echo $(((end - start) / 1000))
 }
 
-echo "sluice bench: $(nproc) cores, PostgreSQL $(psql -X -At -d "$admin" -c 'SHOW server_version')"
+echo "sluice bench: $(nproc) cores, PostgreSQL $("$psql" -X -At -d "$admin" -c 'SHOW server_version')"
 
 # 1. No-op upgrade vs psql.
 make_revisions "$work/m100" 100
@@ -60,7 +64,7 @@ fresh_db bench_noop
 url=$base_url/bench_noop
 "$sluice" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null 2>&1
 sluice_times=$(for _ in $(seq "$runs"); do time_us "$sluice" upgrade head --migrations "$work/m100" --database-url "$url"; done | median)
-psql_times=$(for _ in $(seq "$runs"); do time_us psql -X -q -d "$url" -c 'SELECT version_num FROM alembic_version'; done | median)
+psql_times=$(for _ in $(seq "$runs"); do time_us "$psql" -X -q -d "$url" -c 'SELECT 1'; done | median)
 echo "no-op upgrade, 100 revisions: sluice ${sluice_times} us, psql ${psql_times} us, ratio $(awk "BEGIN {printf \"%.2f\", $sluice_times / $psql_times}") (target <= 1.5)"
 
 # 2. 1,000 small revisions from empty.
@@ -83,7 +87,7 @@ for _ in 1 2 3; do
   fresh_db bench_apply
   s_runs+=("$(time_ms "$sluice" upgrade head --migrations "$work/m1000" --database-url "$base_url/bench_apply")")
   fresh_db bench_apply
-  p_runs+=("$(time_ms psql -X -q -v ON_ERROR_STOP=1 -d "$base_url/bench_apply" -f "$sql")")
+  p_runs+=("$(time_ms "$psql" -X -q -v ON_ERROR_STOP=1 -d "$base_url/bench_apply" -f "$sql")")
 done
 s=$(printf '%s\n' "${s_runs[@]}" | median); p=$(printf '%s\n' "${p_runs[@]}" | median)
 echo "apply 1000 revisions: sluice ${s} ms, psql ${p} ms, ratio $(awk "BEGIN {printf \"%.2f\", $s / $p}") (target <= 2)"
