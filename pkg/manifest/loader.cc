@@ -83,6 +83,19 @@ constexpr size_t kMaxQuotedLength = 60;
 // the limit in our message.
 constexpr int kYamlDepthLimit = 500;
 
+// Builds for bench/manifest_reader_bench.sh only, which measures what the simple reader and the
+// load threads save: neither macro is defined in any product build.
+#ifdef SLUICE_MANIFEST_BENCH_NO_SIMPLE_READER
+constexpr bool kUseSimpleReader = false;
+#else
+constexpr bool kUseSimpleReader = true;
+#endif
+#ifdef SLUICE_MANIFEST_BENCH_NO_LOAD_THREADS
+constexpr bool kUseLoadThreads = false;
+#else
+constexpr bool kUseLoadThreads = true;
+#endif
+
 constexpr absl::string_view kKnownKeys[] = {
     "revision",   "down_revision", "description", "branch_labels",
     "depends_on", "transactional", "upgrade",     "downgrade",
@@ -1252,7 +1265,7 @@ void ParseFile(absl::string_view text, absl::string_view file, std::vector<Migra
     DocumentContext context{file, &index, chunk, errors};
     const absl::string_view chunk_text = text.substr(chunk.begin, chunk.end - chunk.begin);
     YamlDocument parsed;
-    if (!SimpleReader(chunk_text, &parsed).Read()) {
+    if (!kUseSimpleReader || !SimpleReader(chunk_text, &parsed).Read()) {
       parsed = YamlDocument();
       if (!ParseWithPrepass(chunk_text, context, &parsed)) continue;
     }
@@ -1539,7 +1552,9 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
 
   const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
   const size_t worker_count =
-      std::max<size_t>(1, std::min<size_t>({hardware, kMaxLoadThreads, entries.size()}));
+      kUseLoadThreads
+          ? std::max<size_t>(1, std::min<size_t>({hardware, kMaxLoadThreads, entries.size()}))
+          : 1;
   std::atomic<size_t> next_entry{0};
   // What escaped a worker's loop (only a mutex could throw there), by worker.
   std::vector<std::exception_ptr> worker_failures(worker_count);
