@@ -10,6 +10,7 @@
 #   yamlcpp          -DSLUICE_MANIFEST_BENCH_NO_SIMPLE_READER -DSLUICE_MANIFEST_BENCH_NO_LOAD_THREADS:
 #                    every document through yaml-cpp, files read one after another
 #   yamlcpp-threads  (load_bench only) -DSLUICE_MANIFEST_BENCH_NO_SIMPLE_READER: yaml-cpp, threads
+#   fast-one-thread  (load_bench only) -DSLUICE_MANIFEST_BENCH_NO_LOAD_THREADS: fast reader, no threads
 # The macros exist for this script only; no product build defines them.
 #
 # Measures, as medians of RUNS (default 20) runs, each variant's runs interleaved with the others'
@@ -19,7 +20,7 @@
 #       the PATH is a Perl wrapper costing 30-40 ms a call), with each one's ratio to psql;
 #   (b) `sluice heads` (a whole process: start, load, build the graph, print) over 1,000 and
 #   (c) 10,000 revisions; and load_bench's in-process LoadDirectories time (median of RUNS loads
-#       in one process) over 1,000 and 10,000.
+#       in one process; the variants one after another, not interleaved) over 1,000 and 10,000.
 # Every manifest is the same realistic shape (load_bench's): description, a CREATE TABLE and an
 # index in an `upgrade: |` block, a downgrade.
 #
@@ -48,6 +49,7 @@ build_variant fast load_bench ""
 build_variant yamlcpp sluice "$no_reader $no_threads"
 build_variant yamlcpp load_bench "$no_reader $no_threads"
 build_variant yamlcpp-threads load_bench "$no_reader"
+build_variant fast-one-thread load_bench "$no_threads"
 sluice_fast=$bench_build/fast/cmd/sluice/sluice
 sluice_yamlcpp=$bench_build/yamlcpp/cmd/sluice/sluice
 
@@ -97,9 +99,9 @@ echo "manifest reader bench: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadav
 
 # (a) No-op upgrade at head, 100 revisions.
 make_revisions "$work/m100" 100
-"$psql" -X -q -d "$admin" -c 'DROP DATABASE IF EXISTS reader_bench_noop WITH (FORCE)' \
-  -c 'CREATE DATABASE reader_bench_noop'
-"$sluice_fast" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null
+PGOPTIONS='-c client_min_messages=warning' "$psql" -X -q -d "$admin" \
+  -c 'DROP DATABASE IF EXISTS reader_bench_noop WITH (FORCE)' -c 'CREATE DATABASE reader_bench_noop'
+time_us "$sluice_fast" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null
 : >"$work/a_fast" && : >"$work/a_yamlcpp" && : >"$work/a_psql"
 for _ in $(seq "$runs"); do
   time_us "$sluice_fast" upgrade head --migrations "$work/m100" --database-url "$url" >>"$work/a_fast"
@@ -120,7 +122,7 @@ for count in 1000 10000; do
   done
   h_fast=$(median <"$work/h_fast") h_yamlcpp=$(median <"$work/h_yamlcpp")
   echo "$count revisions, sluice heads (whole process): fast $(ms "$h_fast") ms, yaml-cpp only $(ms "$h_yamlcpp") ms; fast reader saves $(saving "$h_fast" "$h_yamlcpp")"
-  for variant in fast yamlcpp yamlcpp-threads; do
+  for variant in fast fast-one-thread yamlcpp yamlcpp-threads; do
     load=$("$bench_build/$variant/bench/load_bench" "$count" "$runs")
     echo "$count revisions, load_bench $variant: ${load#load_bench: }"
   done
