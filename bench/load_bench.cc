@@ -1,8 +1,9 @@
 // load_bench: the whole offline path over 10,000 revisions, as `sluice upgrade --sql` runs it:
 // read and parse 10,000 manifest files (one revision each, a realistic CREATE TABLE apiece), build
-// the revision graph, and plan base -> head. Each figure is the best of several runs.
+// the revision graph, and plan base -> head. Each figure is the median of RUNS runs (default 3)
+// in one process, with the best beside it.
 //
-// Usage: load_bench [REVISIONS]
+// Usage: load_bench [REVISIONS] [RUNS]
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -21,11 +23,17 @@
 namespace {
 
 constexpr int kDefaultRevisions = 10000;
-constexpr int kRuns = 3;
+constexpr int kDefaultRuns = 3;
 
 double MillisecondsSince(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
       .count();
+}
+
+// Returns the median (the lower middle value for an even count) and the smallest of `times`.
+std::pair<double, double> MedianAndBest(std::vector<double> times) {
+  std::sort(times.begin(), times.end());
+  return {times[(times.size() - 1) / 2], times.front()};
 }
 
 void WriteManifests(const std::filesystem::path& dir, int count) {
@@ -56,28 +64,32 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   WriteManifests(dir, count);
 
-  double load_ms = 1e9, build_ms = 1e9, plan_ms = 1e9;
-  for (int run = 0; run < kRuns; ++run) {
+  const int runs = argc > 2 ? std::max(1, std::atoi(argv[2])) : kDefaultRuns;
+  std::vector<double> load_ms, build_ms, plan_ms;
+  for (int run = 0; run < runs; ++run) {
     auto start = std::chrono::steady_clock::now();
     auto migrations = sluice::manifest::LoadDirectories({dir.string()});
-    load_ms = std::min(load_ms, MillisecondsSince(start));
+    load_ms.push_back(MillisecondsSince(start));
     if (!migrations.ok()) {
       std::fprintf(stderr, "load failed: %s\n", std::string(migrations.status().message()).c_str());
       return 1;
     }
     start = std::chrono::steady_clock::now();
     auto graph = sluice::graph::RevisionGraph::Build(*std::move(migrations));
-    build_ms = std::min(build_ms, MillisecondsSince(start));
+    build_ms.push_back(MillisecondsSince(start));
     if (!graph.ok()) return 1;
     start = std::chrono::steady_clock::now();
     auto plan = graph->PlanUpgrade({}, "head");
-    plan_ms = std::min(plan_ms, MillisecondsSince(start));
+    plan_ms.push_back(MillisecondsSince(start));
     if (!plan.ok() || static_cast<int>(plan->steps.size()) != count) return 1;
   }
   std::filesystem::remove_all(dir);
+  const auto [load, load_best] = MedianAndBest(load_ms);
+  const auto [build, build_best] = MedianAndBest(build_ms);
+  const auto [plan, plan_best] = MedianAndBest(plan_ms);
   std::printf(
-      "load_bench: %d revisions: load %.1f ms, build graph %.1f ms, plan base->head %.1f ms, "
-      "total %.1f ms\n",
-      count, load_ms, build_ms, plan_ms, load_ms + build_ms + plan_ms);
+      "load_bench: %d revisions, median of %d runs (best): load %.1f ms (%.1f), build graph "
+      "%.1f ms (%.1f), plan base->head %.1f ms (%.1f), total %.1f ms\n",
+      count, runs, load, load_best, build, build_best, plan, plan_best, load + build + plan);
   return 0;
 }

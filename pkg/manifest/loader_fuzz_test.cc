@@ -225,7 +225,14 @@ void CheckResult(const std::string& input, const absl::StatusOr<std::vector<Migr
     ASSERT_EQ(m.checksum, "sha256:" + base::Sha256Hex(m.upgrade_sql));
     ASSERT_GE(m.location.line, 1);
     ASSERT_LE(m.location.line, lines);
+    ASSERT_GE(m.location.column, 1);
+    // A first SQL line is known (not 0) exactly when there is SQL; a block's may be the line
+    // after the last.
+    if (!m.upgrade_sql.empty()) {
+      ASSERT_GE(m.upgrade_first_line, 1);
+    }
     ASSERT_LE(m.upgrade_first_line, lines + 1);
+    ASSERT_EQ(m.downgrade_first_line > 0, m.downgrade_sql.has_value());
     ASSERT_LE(m.downgrade_first_line, lines + 1);
     ASSERT_TRUE(m.is_merge() || !m.upgrade_sql.empty());
   }

@@ -1,5 +1,5 @@
 // The loader reads documents of the simple form nearly every manifest takes without yaml-cpp (see
-// SimpleReader in loader.cc). These tests hold it to yaml-cpp: whatever the simple reader accepts
+// internal/simple_reader.cc). These tests hold it to yaml-cpp: whatever the simple reader accepts
 // must give the very tree (kinds, texts, tags, marks) that the general path gives, over thousands
 // of generated manifests, near-manifests and mutations of them, with a fixed seed.
 #include <cstdint>
@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "pkg/base/text.h"
+#include "pkg/manifest/internal/simple_reader.h"
 #include "pkg/manifest/loader.h"
-#include "pkg/manifest/loader_internal.h"
 
 namespace sluice::manifest {
 namespace {

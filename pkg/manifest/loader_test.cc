@@ -1,11 +1,15 @@
 #include "pkg/manifest/loader.h"
 
+#include <grp.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -764,13 +768,63 @@ TEST(LoadDirectoriesTest, ReportsMissingDirectoriesAndUnreadableFiles) {
   EXPECT_THAT(lines[4], HasSubstr(dir / "file.yaml" + ": is not a directory"));
 }
 
+// Returns what LoadDirectories({directory}) returns, as text: "OK" or the status.
+std::string LoadOutcome(const std::string& directory) {
+  const absl::StatusOr<std::vector<Migration>> result = LoadDirectories({directory});
+  return result.ok() ? "OK" : result.status().ToString();
+}
+
+// Returns LoadOutcome(directory) as a user without privileges gets it. Root opens files whatever
+// their mode (and CI runs as root), so root loads in a child process that first becomes `nobody`.
+std::string LoadOutcomeWithoutPrivileges(const std::string& directory) {
+  if (::geteuid() != 0) return LoadOutcome(directory);
+  constexpr uid_t kNobody = 65534;  // nobody and nogroup, on Debian as on most systems
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) return absl::StrCat("pipe: ", std::strerror(errno));
+  const pid_t child = ::fork();
+  if (child < 0) return absl::StrCat("fork: ", std::strerror(errno));
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    const std::string outcome = ::setgroups(0, nullptr) == 0 &&
+                                        ::setresgid(kNobody, kNobody, kNobody) == 0 &&
+                                        ::setresuid(kNobody, kNobody, kNobody) == 0
+                                    ? LoadOutcome(directory)
+                                    : absl::StrCat("cannot become nobody: ", std::strerror(errno));
+    size_t written = 0;
+    while (written < outcome.size()) {
+      const ssize_t n = ::write(pipe_fds[1], outcome.data() + written, outcome.size() - written);
+      if (n <= 0) ::_exit(1);
+      written += static_cast<size_t>(n);
+    }
+    ::_exit(0);  // no gtest or sanitizer teardown in the child
+  }
+  ::close(pipe_fds[1]);
+  std::string outcome;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof(buffer))) != 0;) {
+    if (n > 0) outcome.append(buffer, static_cast<size_t>(n));
+    if (n < 0 && errno != EINTR) break;
+  }
+  ::close(pipe_fds[0]);
+  int wait_status = 0;
+  while (::waitpid(child, &wait_status, 0) < 0 && errno == EINTR) {
+  }
+  EXPECT_TRUE(WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0)
+      << "the unprivileged child failed, wait status " << wait_status;
+  return outcome;
+}
+
 TEST(LoadDirectoriesTest, ReportsFilesItCannotRead) {
-  if (::geteuid() == 0) GTEST_SKIP() << "root reads files whatever their mode";
   TempDir dir;
-  const std::string path = dir.Write("a.yaml", kRevisionA);
-  ASSERT_EQ(::chmod(path.c_str(), 0), 0);
-  EXPECT_THAT(LoadDirectories({dir.path()}),
-              StatusIs(kInvalid, path + ": cannot open the file: Permission denied"));
+  // The directory must be open to others (mkdtemp makes it 0700), the file to nobody.
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  const std::string unreadable = dir.Write("a.yaml", kRevisionA);
+  dir.Write("b.yaml", kRevisionB);
+  ASSERT_EQ(::chmod(unreadable.c_str(), 0), 0);
+  EXPECT_EQ(LoadOutcomeWithoutPrivileges(dir.path()),
+            absl::StrCat("INVALID_ARGUMENT: ", unreadable,
+                         ": cannot open the file: Permission denied; check that it exists and is "
+                         "readable by this user"));
 }
 
 }  // namespace
