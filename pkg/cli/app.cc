@@ -71,11 +71,18 @@ int UsageError(absl::string_view message) {
 int FailWith(const absl::Status& status);
 std::string JoinedOrBase(const std::vector<std::string>& versions);
 
-// Loads the manifests and builds their graph; errors there mean the manifests are invalid.
-absl::StatusOr<RevisionGraph> LoadGraph(const Options& options) {
-  SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
-                          manifest::LoadDirectories(options.migrations));
-  return RevisionGraph::Build(std::move(migrations));
+// Loads the manifests and builds their graph, once per command; errors there mean the manifests
+// are invalid. Shared with the engine, which plans on it.
+absl::StatusOr<std::shared_ptr<const RevisionGraph>> LoadGraph(const Options& options) {
+  absl::StatusOr<std::vector<Migration>> migrations = manifest::LoadDirectories(options.migrations);
+  if (!migrations.ok()) {
+    return engine::WithFailureKind(migrations.status(), engine::FailureKind::kInvalidManifests);
+  }
+  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(*std::move(migrations));
+  if (!graph.ok()) {
+    return engine::WithFailureKind(graph.status(), engine::FailureKind::kInvalidManifests);
+  }
+  return std::make_shared<const RevisionGraph>(*std::move(graph));
 }
 
 std::string FormatParents(const Migration& m) {
@@ -152,8 +159,9 @@ int RunVersion(const Context& context) {
 }
 
 int RunHeads(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   for (const std::string& head : graph->Heads()) {
     const Migration& m = *graph->Find(head);
     context.out << (context.options().verbose
@@ -164,8 +172,9 @@ int RunHeads(const Context& context) {
 }
 
 int RunBranches(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   const bool verbose = context.options().verbose;
   const std::vector<const Migration*>& order = graph->TopologicalOrder();
   for (auto it = order.rbegin(); it != order.rend(); ++it) {
@@ -185,12 +194,15 @@ int RunBranches(const Context& context) {
 }
 
 // Returns the database's state when a database is configured, for the markers of `history`.
-absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context);
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph);
 
 int RunHistory(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
-  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
+  absl::StatusOr<std::optional<engine::DatabaseState>> state =
+      OptionalDatabaseState(context, *loaded);
   if (!state.ok()) return FailWith(state.status());
   std::map<std::string, std::string> markers;
   if (state->has_value()) {
@@ -221,8 +233,9 @@ int RunHistory(const Context& context) {
 }
 
 int RunShow(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   absl::StatusOr<std::vector<std::string>> revisions =
       graph->ResolveTarget(context.args()[0], /*current=*/{});
   if (!revisions.ok()) return UsageError(revisions.status().message());
@@ -233,8 +246,9 @@ int RunShow(const Context& context) {
 }
 
 int RunValidate(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   const std::vector<std::string> heads = graph->Heads();
   if (context.options().single_head && heads.size() > 1) {
     return Fail(kExitInvalidManifests,
@@ -246,7 +260,8 @@ int RunValidate(const Context& context) {
   const size_t count = graph->TopologicalOrder().size();
   context.out << "OK: " << count << (count == 1 ? " revision, " : " revisions, ")
               << (heads.size() == 1 ? "head " : "heads ") << absl::StrJoin(heads, ", ") << "\n";
-  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  absl::StatusOr<std::optional<engine::DatabaseState>> state =
+      OptionalDatabaseState(context, *loaded);
   if (!state.ok()) return FailWith(state.status());
   if (!state->has_value()) return kExitOk;
   std::vector<std::string> drifted;
@@ -279,8 +294,9 @@ int RunValidate(const Context& context) {
 
 // Offline mode: `upgrade --sql [FROM:]TO` and `downgrade --sql FROM:TO`.
 int RunOffline(const Context& context, graph::Direction direction) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   const bool upgrade = direction == graph::Direction::kUpgrade;
   const std::string range = context.args().empty() ? "head" : context.args()[0];
   std::vector<std::string> from_to = absl::StrSplit(range, absl::MaxSplits(':', 1));
@@ -360,18 +376,11 @@ bool DatabaseConfigured(const Context& context) {
   return false;
 }
 
-// A loaded graph and an engine over the configured database.
-struct Session {
-  RevisionGraph graph;
-  std::unique_ptr<engine::Engine> engine;
-};
-
-absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* observer = nullptr) {
+// Returns an engine over the configured database that plans on `graph`.
+absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph,
+    engine::Observer* observer = nullptr) {
   const Options& options = context.options();
-  SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
-                          manifest::LoadDirectories(options.migrations));
-  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(migrations);
-  if (!graph.ok()) return graph.status();
   SLUICE_ASSIGN_OR_RETURN(std::string url, DatabaseUrl(context));
   log::Debug("database", {{"url", store::RedactUrl(url.empty() ? "(PG* variables)" : url)}});
 
@@ -394,15 +403,23 @@ absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* ob
     connect.connect_timeout = connect_timeout;
     return store::ConnectPg(connect);
   };
-  return Session{*std::move(graph),
-                 std::make_unique<engine::Engine>(std::move(migrations), std::move(factory),
-                                                  std::move(engine_options), observer)};
+  return std::make_unique<engine::Engine>(std::move(graph), std::move(factory),
+                                          std::move(engine_options), observer);
 }
 
-absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context) {
+// Loads the manifests' graph and opens an engine on it.
+absl::StatusOr<std::unique_ptr<engine::Engine>> OpenSession(const Context& context,
+                                                            engine::Observer* observer = nullptr) {
+  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<const RevisionGraph> graph, LoadGraph(context.options()));
+  return OpenEngine(context, std::move(graph), observer);
+}
+
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph) {
   if (!DatabaseConfigured(context)) return std::optional<engine::DatabaseState>();
-  SLUICE_ASSIGN_OR_RETURN(Session session, OpenSession(context));
-  SLUICE_ASSIGN_OR_RETURN(engine::DatabaseState state, session.engine->Inspect());
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
+                          OpenEngine(context, std::move(graph)));
+  SLUICE_ASSIGN_OR_RETURN(engine::DatabaseState state, engine->Inspect());
   return std::optional<engine::DatabaseState>(std::move(state));
 }
 
@@ -430,11 +447,11 @@ int RunMigrate(const Context& context, graph::Direction direction) {
   const std::string target = context.args().empty() ? "head" : context.args()[0];
   absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = StartReporter(context, target);
   if (!reporter.ok()) return FailWith(reporter.status());
-  absl::StatusOr<Session> session = OpenSession(context, reporter->get());
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context, reporter->get());
   absl::StatusOr<engine::RunResult> result =
       !session.ok() ? absl::StatusOr<engine::RunResult>(session.status())
-      : upgrade     ? session->engine->Upgrade(target)
-                    : session->engine->Downgrade(target);
+      : upgrade     ? (*session)->Upgrade(target)
+                    : (*session)->Downgrade(target);
   // The database comes first: the run's own outcome decides the exit code; a status that could
   // not be written fails the run only with --report-required, and only after the migrations.
   log::Debug("run finished");
@@ -469,11 +486,11 @@ int RunDowngrade(const Context& context) {
 }
 
 int RunCurrent(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
-  absl::StatusOr<engine::DatabaseState> state = session->engine->Inspect();
+  absl::StatusOr<engine::DatabaseState> state = (*session)->Inspect();
   if (!state.ok()) return FailWith(state.status());
-  const RevisionGraph& graph = session->engine->Graph();
+  const RevisionGraph& graph = (*session)->Graph();
   for (const std::string& version : state->versions) {
     const Migration& m = *graph.Find(version);
     const bool ahead =
@@ -494,10 +511,10 @@ int RunCurrent(const Context& context) {
 }
 
 int RunStamp(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
   absl::StatusOr<engine::RunResult> result =
-      session->engine->Stamp(context.args()[0], context.options().purge);
+      (*session)->Stamp(context.args()[0], context.options().purge);
   if (!result.ok()) return FailWith(result.status());
   context.out << "stamped " << JoinedOrBase(result->from_versions) << " -> "
               << JoinedOrBase(result->to_versions) << "\n";
@@ -505,10 +522,10 @@ int RunStamp(const Context& context) {
 }
 
 int RunCheck(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
   const std::string target = context.args().empty() ? "head" : context.args()[0];
-  absl::StatusOr<std::vector<std::string>> pending = session->engine->Pending(target);
+  absl::StatusOr<std::vector<std::string>> pending = (*session)->Pending(target);
   if (!pending.ok()) return FailWith(pending.status());
   if (pending->empty()) {
     context.out << "up to date with " << target << "\n";
@@ -524,9 +541,9 @@ int RunResolve(const Context& context) {
     return UsageError(
         "resolve takes `applied` (finished by hand) or `rolled-back` (undone by hand)");
   }
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
-  absl::Status status = session->engine->Resolve(context.args()[0], how == "applied");
+  absl::Status status = (*session)->Resolve(context.args()[0], how == "applied");
   if (!status.ok()) return FailWith(status);
   context.out << "resolved " << context.args()[0] << " as " << how << "\n";
   return kExitOk;

@@ -115,16 +115,16 @@ class BlockerWatcher {
 
 class Engine::Impl {
  public:
-  Impl(std::vector<Migration> migrations, StoreFactory factory, EngineOptions options,
-       Observer* observer)
-      : manifests_(std::move(migrations)),
+  Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
+       EngineOptions options, Observer* observer)
+      : manifest_graph_(std::move(graph)),
+        graph_(manifest_graph_.get()),
         factory_(std::move(factory)),
         options_(std::move(options)),
         observer_(observer),
         lock_key_(options_.lock_key.value_or(store::LockKeyFor(options_.tables))) {
-    for (const Migration& m : manifests_) manifest_ids_.insert(m.revision);
-    absl::Status status = RebuildGraph({}, {});
-    if (!status.ok()) log::Error(status.message());
+    for (const Migration* m : manifest_graph_->TopologicalOrder())
+      manifest_ids_.insert(m->revision);
   }
 
   ~Impl() {
@@ -328,20 +328,23 @@ class Engine::Impl {
     return work_.get();
   }
 
-  // Rebuilds the graph from the manifests plus, for versions the manifests lack, the revisions
-  // their history rows recorded (and those revisions' missing ancestors).
-  absl::Status RebuildGraph(const std::vector<std::string>& versions,
-                            const std::vector<store::HistoryRow>& history) {
+  // Makes `graph_` know every revision in `versions`: the manifests' graph when it does, else a
+  // graph of the manifests plus the revisions that history rows recorded for the versions the
+  // manifests lack (and those revisions' missing ancestors). Builds a graph only in that case.
+  absl::Status ExtendGraph(const std::vector<std::string>& versions,
+                           const std::vector<store::HistoryRow>& history) {
+    std::vector<std::string> missing;
+    for (const std::string& version : versions) {
+      if (graph_->Find(version) == nullptr) missing.push_back(version);
+    }
+    if (missing.empty()) return absl::OkStatus();
     std::map<std::string, const store::HistoryRow*> stored;
     for (const store::HistoryRow& row : history) {
       if (row.direction == "upgrade" && row.outcome == kOutcomeApplied) stored[row.revision] = &row;
     }
-    std::vector<Migration> migrations = manifests_;
+    std::vector<Migration> migrations;
+    for (const Migration* m : manifest_graph_->TopologicalOrder()) migrations.push_back(*m);
     std::set<std::string> known = manifest_ids_;
-    std::vector<std::string> missing;
-    for (const std::string& version : versions) {
-      if (known.count(version) == 0) missing.push_back(version);
-    }
     while (!missing.empty()) {
       const std::string revision = missing.back();
       missing.pop_back();
@@ -361,12 +364,10 @@ class Engine::Impl {
         for (const std::string& parent : *list) missing.push_back(parent);
       }
     }
-    if (graph_ != nullptr && migrations.size() == graph_->TopologicalOrder().size()) {
-      return absl::OkStatus();
-    }
     absl::StatusOr<graph::RevisionGraph> graph = graph::RevisionGraph::Build(std::move(migrations));
     if (!graph.ok()) return WithFailureKind(graph.status(), FailureKind::kInvalidManifests);
-    graph_ = std::make_unique<graph::RevisionGraph>(*std::move(graph));
+    extended_graph_ = std::make_unique<graph::RevisionGraph>(*std::move(graph));
+    graph_ = extended_graph_.get();
     return absl::OkStatus();
   }
 
@@ -375,7 +376,7 @@ class Engine::Impl {
     SLUICE_ASSIGN_OR_RETURN(state.versions, connection.ReadVersions(options_.tables));
     SLUICE_ASSIGN_OR_RETURN(std::vector<store::HistoryRow> history,
                             connection.ReadHistory(options_.tables));
-    SLUICE_RETURN_IF_ERROR(RebuildGraph(state.versions, history));
+    SLUICE_RETURN_IF_ERROR(ExtendGraph(state.versions, history));
     for (const std::string& version : state.versions) {
       if (manifest_ids_.count(version) == 0) state.ahead.push_back(version);
     }
@@ -500,7 +501,7 @@ class Engine::Impl {
         if (!known) {
           SLUICE_ASSIGN_OR_RETURN(std::vector<store::HistoryRow> history,
                                   control->ReadHistory(options_.tables));
-          SLUICE_RETURN_IF_ERROR(RebuildGraph(versions, history));
+          SLUICE_RETURN_IF_ERROR(ExtendGraph(versions, history));
         }
         absl::StatusOr<Plan> plan = plan_for(versions);
         if (!plan.ok()) return AsUsage(plan.status());
@@ -810,22 +811,25 @@ class Engine::Impl {
     return absl::OkStatus();
   }
 
-  std::vector<Migration> manifests_;
+  std::shared_ptr<const graph::RevisionGraph> manifest_graph_;
+  // The graph plans use: manifest_graph_, or extended_graph_ once the database names revisions
+  // known only from its history.
+  const graph::RevisionGraph* graph_;
+  std::unique_ptr<graph::RevisionGraph> extended_graph_;
   std::set<std::string> manifest_ids_;
   StoreFactory factory_;
   EngineOptions options_;
   Observer* observer_;
   const int64_t lock_key_;
-  std::unique_ptr<graph::RevisionGraph> graph_;
   std::unique_ptr<store::Store> control_;  // polls and holds the advisory lock
   std::unique_ptr<store::Store> work_;     // runs the revisions
   std::unique_ptr<BlockerWatcher> watcher_;
   bool locked_ = false;
 };
 
-Engine::Engine(std::vector<manifest::Migration> migrations, StoreFactory factory,
+Engine::Engine(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
                EngineOptions options, Observer* observer)
-    : impl_(std::make_unique<Impl>(std::move(migrations), std::move(factory), std::move(options),
+    : impl_(std::make_unique<Impl>(std::move(graph), std::move(factory), std::move(options),
                                    observer)) {}
 Engine::~Engine() = default;
 
