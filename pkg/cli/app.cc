@@ -16,8 +16,9 @@
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/engine/engine.h"
-#include "pkg/engine/failure.h"
 #include "pkg/engine/offline_script.h"
+#include "pkg/failure/failure.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/loader.h"
 #include "pkg/status/reporter.h"
@@ -58,14 +59,25 @@ struct CommandSpec {
 
 const std::vector<std::string> kCommonFlags = {"migrations", "log-format", "v"};
 
+// Logs why the command failed and returns `exit_code`. A failed revision is reported from its
+// MigrationFailure payload, whose fields also go into the log record (for --log-format json).
 int Fail(int exit_code, const absl::Status& status) {
-  log::Error(status.message());
+  std::optional<failure::MigrationFailure> failed = failure::MigrationFailureOf(status);
+  if (!failed.has_value() || failed->revision.empty()) {
+    log::Error(status.message());
+    return exit_code;
+  }
+  log::Error(failure::DescribeMigrationFailure(*failed),
+             {{"revision", failed->revision},
+              {"sqlstate", failed->sqlstate},
+              {"file", failed->file},
+              {"line", absl::StrCat(failed->line > 0 ? failed->line : failed->revision_line)}});
   return exit_code;
 }
 
 int UsageError(absl::string_view message) {
   log::Error(message);
-  return kExitUsage;
+  return failure::kExitUsage;
 }
 
 int FailWith(const absl::Status& status);
@@ -76,11 +88,11 @@ std::string JoinedOrBase(const std::vector<std::string>& versions);
 absl::StatusOr<std::shared_ptr<const RevisionGraph>> LoadGraph(const Options& options) {
   absl::StatusOr<std::vector<Migration>> migrations = manifest::LoadDirectories(options.migrations);
   if (!migrations.ok()) {
-    return engine::WithFailureKind(migrations.status(), engine::FailureKind::kInvalidManifests);
+    return failure::WithFailureKind(migrations.status(), failure::FailureKind::kInvalidManifests);
   }
   absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(*std::move(migrations));
   if (!graph.ok()) {
-    return engine::WithFailureKind(graph.status(), engine::FailureKind::kInvalidManifests);
+    return failure::WithFailureKind(graph.status(), failure::FailureKind::kInvalidManifests);
   }
   return std::make_shared<const RevisionGraph>(*std::move(graph));
 }
@@ -155,7 +167,7 @@ std::string VerboseEntry(const RevisionGraph& graph, const Migration& m) {
 int RunVersion(const Context& context) {
   context.out << "sluice " << SLUICE_VERSION << " (commit " << SLUICE_GIT_COMMIT << ", built with "
               << "g++ " << __VERSION__ << ", C++" << __cplusplus / 100 % 100 << ")\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunHeads(const Context& context) {
@@ -168,7 +180,7 @@ int RunHeads(const Context& context) {
                         ? VerboseEntry(*graph, m)
                         : RevisionLine(*graph, m, {.branches = true, .tree = false}) + "\n");
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunBranches(const Context& context) {
@@ -190,7 +202,7 @@ int RunBranches(const Context& context) {
     }
     context.out << "\n";
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 // Returns the database's state when a database is configured, for the markers of `history`.
@@ -229,7 +241,7 @@ int RunHistory(const Context& context) {
       context.out << line << marker << ", " << m.description << "\n";
     }
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunShow(const Context& context) {
@@ -242,7 +254,7 @@ int RunShow(const Context& context) {
   for (const std::string& revision : *revisions) {
     context.out << VerboseEntry(*graph, *graph->Find(revision));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunValidate(const Context& context) {
@@ -251,7 +263,7 @@ int RunValidate(const Context& context) {
   const RevisionGraph* graph = loaded->get();
   const std::vector<std::string> heads = graph->Heads();
   if (context.options().single_head && heads.size() > 1) {
-    return Fail(kExitInvalidManifests,
+    return Fail(failure::kExitInvalidManifests,
                 absl::InvalidArgumentError(absl::StrCat(
                     "the manifests have ", heads.size(), " heads (", absl::StrJoin(heads, ", "),
                     "); --single-head wants one: add a merge revision whose down_revision lists "
@@ -263,7 +275,7 @@ int RunValidate(const Context& context) {
   absl::StatusOr<std::optional<engine::DatabaseState>> state =
       OptionalDatabaseState(context, *loaded);
   if (!state.ok()) return FailWith(state.status());
-  if (!state->has_value()) return kExitOk;
+  if (!state->has_value()) return failure::kExitOk;
   std::vector<std::string> drifted;
   std::vector<std::string> unverified;
   for (const engine::AppliedRevision& applied : (*state)->applied) {
@@ -284,12 +296,12 @@ int RunValidate(const Context& context) {
     const std::string message = absl::StrCat("drift: applied revisions changed since they ran: ",
                                              absl::StrJoin(drifted, "; "));
     if (!context.options().allow_drift)
-      return Fail(kExitDrift, absl::FailedPreconditionError(message));
+      return Fail(failure::kExitDrift, absl::FailedPreconditionError(message));
     log::Warning(message);
   }
   context.out << "database: " << JoinedOrBase((*state)->versions) << ", "
               << (*state)->applied.size() - unverified.size() - drifted.size() << " verified\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 // Offline mode: `upgrade --sql [FROM:]TO` and `downgrade --sql FROM:TO`.
@@ -318,32 +330,14 @@ int RunOffline(const Context& context, graph::Direction direction) {
   script_options.version_table = context.options().version_table;
   script_options.create_tables = current->empty();
   context.out << engine::RenderOfflineScript(*plan, script_options);
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 std::string JoinedOrBase(const std::vector<std::string>& versions) {
   return versions.empty() ? "<base>" : absl::StrJoin(versions, ", ");
 }
 
-int ExitCodeFor(const absl::Status& status) {
-  switch (engine::FailureKindOf(status)) {
-    case engine::FailureKind::kMigrationFailed:
-      return kExitMigrationFailed;
-    case engine::FailureKind::kUsage:
-      return kExitUsage;
-    case engine::FailureKind::kInvalidManifests:
-      return kExitInvalidManifests;
-    case engine::FailureKind::kDrift:
-      return kExitDrift;
-    case engine::FailureKind::kLockTimeout:
-      return kExitLockTimeout;
-    case engine::FailureKind::kUnreachable:
-      return kExitUnreachable;
-  }
-  return kExitMigrationFailed;
-}
-
-int FailWith(const absl::Status& status) { return Fail(ExitCodeFor(status), status); }
+int FailWith(const absl::Status& status) { return Fail(failure::ExitCodeFor(status), status); }
 
 // Returns the connection string: --database-url, else --database-url-file, else DATABASE_URL,
 // else empty (libpq's PG* variables).
@@ -353,10 +347,10 @@ absl::StatusOr<std::string> DatabaseUrl(const Context& context) {
   if (!options.database_url_file.empty()) {
     std::ifstream file(options.database_url_file);
     if (!file) {
-      return engine::WithFailureKind(
+      return failure::WithFailureKind(
           absl::InvalidArgumentError(
               absl::StrCat("cannot read --database-url-file ", options.database_url_file)),
-          engine::FailureKind::kUsage);
+          failure::FailureKind::kUsage);
     }
     std::stringstream text;
     text << file.rdbuf();
@@ -437,7 +431,7 @@ absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& c
   report.target = target;
   absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
   if (!reporter.ok()) {
-    return engine::WithFailureKind(reporter.status(), engine::FailureKind::kUsage);
+    return failure::WithFailureKind(reporter.status(), failure::FailureKind::kUsage);
   }
   return reporter;
 }
@@ -467,12 +461,12 @@ int RunMigrate(const Context& context, graph::Direction direction) {
                 << (result->steps.size() == 1 ? " revision" : " revisions") << ")\n";
   }
   if (!reported.ok()) {
-    return Fail(kExitMigrationFailed,
+    return Fail(failure::kExitMigrationFailed,
                 absl::Status(reported.code(), absl::StrCat("--report-required: the MigrationJob "
                                                            "status was not written: ",
                                                            reported.message())));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunUpgrade(const Context& context) {
@@ -507,7 +501,7 @@ int RunCurrent(const Context& context) {
         absl::StrCat("the database is ahead of the manifests: ", absl::StrJoin(state->ahead, ", "),
                      " known only from sluice's history"));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunStamp(const Context& context) {
@@ -518,7 +512,7 @@ int RunStamp(const Context& context) {
   if (!result.ok()) return FailWith(result.status());
   context.out << "stamped " << JoinedOrBase(result->from_versions) << " -> "
               << JoinedOrBase(result->to_versions) << "\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunCheck(const Context& context) {
@@ -529,10 +523,10 @@ int RunCheck(const Context& context) {
   if (!pending.ok()) return FailWith(pending.status());
   if (pending->empty()) {
     context.out << "up to date with " << target << "\n";
-    return kExitOk;
+    return failure::kExitOk;
   }
   context.out << pending->size() << " pending: " << absl::StrJoin(*pending, ", ") << "\n";
-  return kExitPending;
+  return failure::kExitPending;
 }
 
 int RunResolve(const Context& context) {
@@ -546,7 +540,7 @@ int RunResolve(const Context& context) {
   absl::Status status = (*session)->Resolve(context.args()[0], how == "applied");
   if (!status.ok()) return FailWith(status);
   context.out << "resolved " << context.args()[0] << " as " << how << "\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 const std::vector<CommandSpec>& Commands() {
@@ -631,7 +625,8 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
 
   if (command_line->command.empty() || command_line->command == "help") {
     out << GeneralHelp();
-    return command_line->command.empty() && !command_line->help ? kExitUsage : kExitOk;
+    return command_line->command.empty() && !command_line->help ? failure::kExitUsage
+                                                                : failure::kExitOk;
   }
   const CommandSpec* command = FindCommand(command_line->command);
   if (command == nullptr) {
@@ -640,7 +635,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
   }
   if (command_line->help) {
     out << CommandHelp(*command);
-    return kExitOk;
+    return failure::kExitOk;
   }
   const size_t arg_count = command_line->args.size();
   if (arg_count < command->min_args || arg_count > command->max_args) {

@@ -15,12 +15,17 @@
 #include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
-#include "pkg/engine/failure.h"
+#include "pkg/failure/failure.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/pgsql/sql_text.h"
 
 namespace sluice::engine {
 namespace {
 
+using failure::FailureKind;
+using failure::FailureKindOf;
+using failure::MigrationFailure;
+using failure::WithFailureKind;
 using graph::Direction;
 using graph::Plan;
 using graph::Step;
@@ -36,12 +41,12 @@ const char* DirectionName(Direction direction) {
 }
 
 bool IsLockTimeout(const absl::Status& status) {
-  std::optional<store::SqlError> error = store::SqlErrorOf(status);
+  std::optional<MigrationFailure> error = failure::MigrationFailureOf(status);
   return error.has_value() && error->sqlstate == kLockTimeoutSqlState;
 }
 
-std::string FileLine(const Migration& m, int line_in_file) {
-  return absl::StrCat(m.location.file, ":", line_in_file > 0 ? line_in_file : m.location.line);
+std::string FileLine(const Migration& m) {
+  return absl::StrCat(m.location.file, ":", m.location.line);
 }
 
 // Migration rebuilt from the history row that applied it, for revisions the manifests lack.
@@ -447,7 +452,7 @@ class Engine::Impl {
     for (const AppliedRevision& applied : state.applied) {
       if (applied.verification != Verification::kDrifted) continue;
       const Migration* m = graph_->Find(applied.revision);
-      drifted.push_back(absl::StrCat(applied.revision, " (", FileLine(*m, 0), ": applied as ",
+      drifted.push_back(absl::StrCat(applied.revision, " (", FileLine(*m), ": applied as ",
                                      applied.recorded_checksum, ", manifest now ", m->checksum,
                                      ")"));
     }
@@ -601,40 +606,41 @@ class Engine::Impl {
     return status;
   }
 
-  // Returns a migration failure that names the revision, its file and line, and what PostgreSQL
-  // said. `sql_line` is the 1-based line within the revision's SQL where the statement starts.
-  absl::Status DescribeFailure(const Step& step, const absl::Status& status, int statement_line) {
+  // Returns `status` as the failure of `step`: its MigrationFailure (what PostgreSQL said, if it
+  // said anything) completed with the revision, its file and the line of the failing statement,
+  // and a message that describes it all; kUnreachable when the database went away, else
+  // kMigrationFailed. `statement_line` is the 1-based line within the step's SQL where the failing
+  // statement starts.
+  absl::Status DescribeFailure(const Step& step, const absl::Status& status, int statement_line,
+                               absl::string_view note = "") {
     const Migration& m = *step.migration;
-    const bool upgrade = step.direction == Direction::kUpgrade;
-    const int first_line = upgrade ? m.upgrade_first_line : m.downgrade_first_line;
-    std::string message =
-        absl::StrCat("revision ", m.revision, " (", m.description, ", ", FileLine(m, 0),
-                     ") failed to ", DirectionName(step.direction));
-    std::optional<store::SqlError> error = store::SqlErrorOf(status);
-    if (!error.has_value()) {
-      absl::StrAppend(&message, ": ", status.message());
-      return WithFailureKind(absl::Status(status.code(), message),
-                             FailureKindOf(status) == FailureKind::kUnreachable
-                                 ? FailureKind::kUnreachable
-                                 : FailureKind::kMigrationFailed);
+    std::optional<MigrationFailure> from_server = failure::MigrationFailureOf(status);
+    MigrationFailure f = from_server.value_or(MigrationFailure{});
+    if (!from_server.has_value()) f.message = std::string(status.message());
+    f.revision = m.revision;
+    f.description = m.description;
+    f.direction = DirectionName(step.direction);
+    f.file = m.location.file;
+    f.revision_line = m.location.line;
+    f.note = std::string(note);
+    if (from_server.has_value() && f.statement_line > 0) {
+      f.sql_line = statement_line + f.statement_line - 1;
+      f.placed_by_server = true;
+    } else if (from_server.has_value() && statement_line > 1) {
+      f.sql_line = statement_line;
     }
-    absl::StrAppend(&message, ": SQLSTATE ", error->sqlstate, ": ", error->message);
-    if (!error->detail.empty()) absl::StrAppend(&message, "\n  DETAIL: ", error->detail);
-    if (!error->hint.empty()) absl::StrAppend(&message, "\n  HINT: ", error->hint);
-    if (error->line > 0) {
-      const int sql_line = statement_line + error->line - 1;
-      absl::StrAppend(&message, "\n  at line ", sql_line, " of the ", DirectionName(step.direction),
-                      " SQL");
-      if (first_line > 0)
-        absl::StrAppend(&message, " (", m.location.file, ":", first_line + sql_line - 1, ")");
-    } else if (statement_line > 1) {
-      absl::StrAppend(&message, "\n  in the statement at line ", statement_line, " of the ",
-                      DirectionName(step.direction), " SQL");
-      if (first_line > 0)
-        absl::StrAppend(&message, " (", m.location.file, ":", first_line + statement_line - 1, ")");
-    }
-    return WithFailureKind(store::WithSqlError(absl::Status(status.code(), message), *error),
-                           FailureKind::kMigrationFailed);
+    const int first_line =
+        step.direction == Direction::kUpgrade ? m.upgrade_first_line : m.downgrade_first_line;
+    if (f.sql_line > 0 && first_line > 0) f.line = first_line + f.sql_line - 1;
+
+    absl::Status described(status.code(), failure::DescribeMigrationFailure(f));
+    status.ForEachPayload(
+        [&](absl::string_view key, const absl::Cord& value) { described.SetPayload(key, value); });
+    described =
+        WithFailureKind(std::move(described), FailureKindOf(status) == FailureKind::kUnreachable
+                                                  ? FailureKind::kUnreachable
+                                                  : FailureKind::kMigrationFailed);
+    return failure::WithMigrationFailure(std::move(described), f);
   }
 
   void LogBlockers() {
@@ -741,12 +747,10 @@ class Engine::Impl {
       const pgsql::Statement& statement = (*statements)[i];
       absl::Status status = WithLockRetries(step, [&] { return work.Execute(statement.text); });
       if (!status.ok()) {
-        absl::Status failure = DescribeFailure(step, status, statement.first_line);
-        return absl::Status(
-            failure.code(),
-            absl::StrCat(failure.message(), "\n  this revision is transactional: false; ", i,
-                         " of its ", statements->size(),
-                         " statements took effect before this one"));
+        return DescribeFailure(
+            step, status, statement.first_line,
+            absl::StrCat("this revision is transactional: false; ", i, " of its ",
+                         statements->size(), " statements took effect before this one"));
       }
     }
     SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> invalid_after, work.InvalidIndexes());
@@ -754,13 +758,13 @@ class Engine::Impl {
     std::set_difference(invalid_after.begin(), invalid_after.end(), invalid_before.begin(),
                         invalid_before.end(), std::back_inserter(invalid));
     if (!invalid.empty()) {
-      return WithFailureKind(
+      return DescribeFailure(
+          step,
           absl::FailedPreconditionError(absl::StrCat(
-              "revision ", step.migration->revision, " (", FileLine(*step.migration, 0),
-              ") left invalid indexes: ", absl::StrJoin(invalid, ", "),
+              "it left invalid indexes: ", absl::StrJoin(invalid, ", "),
               " (pg_index.indisvalid is false: CREATE INDEX CONCURRENTLY did not finish). Drop "
               "them with DROP INDEX CONCURRENTLY and run the revision again")),
-          FailureKind::kMigrationFailed);
+          1);
     }
     return RecordStep(work, step, started);  // one statement: atomic on its own
   }
@@ -771,7 +775,7 @@ class Engine::Impl {
         return WithFailureKind(
             absl::InvalidArgumentError(
                 absl::StrCat("--single-transaction cannot run revision ", step.migration->revision,
-                             " (", FileLine(*step.migration, 0), "): it is transactional: false")),
+                             " (", FileLine(*step.migration), "): it is transactional: false")),
             FailureKind::kUsage);
       }
     }

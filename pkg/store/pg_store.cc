@@ -37,6 +37,7 @@
 #include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/pgsql/sql_text.h"
 #include "pkg/store/connection_string.h"
 
@@ -180,7 +181,8 @@ int LineOfPosition(absl::string_view sql, int position) {
 enum class Sent { kStatement, kCommit };
 
 // Translates what libpq returned for `sql` into a Status: the one place where PostgreSQL errors
-// become status codes. OK for successful results. Errors the server reported carry a SqlError.
+// become status codes. OK for successful results. Errors the server reported carry a
+// failure::MigrationFailure.
 //   connection lost, class 08 (connection), 57P01-57P03 (the server is shutting down, crashed or
 //   starting) -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
 //   class 40 (rollback: 40001 serialization, 40P01 deadlock) -> kAborted (40003 -> kUnknown)
@@ -194,14 +196,14 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
       status == PGRES_SINGLE_TUPLE) {
     return absl::OkStatus();
   }
-  SqlError error;
+  failure::MigrationFailure error;
   error.sqlstate = Field(result, PG_DIAG_SQLSTATE);
   error.message = Field(result, PG_DIAG_MESSAGE_PRIMARY);
   error.detail = Field(result, PG_DIAG_MESSAGE_DETAIL);
   error.hint = Field(result, PG_DIAG_MESSAGE_HINT);
   int position = 0;
   if (absl::SimpleAtoi(Field(result, PG_DIAG_STATEMENT_POSITION), &position)) {
-    error.line = LineOfPosition(sql, position);
+    error.statement_line = LineOfPosition(sql, position);
   }
   const std::string context = Field(result, PG_DIAG_CONTEXT);
   if (error.message.empty()) {
@@ -250,12 +252,13 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
     }
   }
   absl::Status result_status(code, message);
-  if (!error.sqlstate.empty()) result_status = WithSqlError(std::move(result_status), error);
+  if (!error.sqlstate.empty())
+    result_status = failure::WithMigrationFailure(std::move(result_status), error);
   return result_status;
 }
 
 bool IsDuplicateObject(const absl::Status& status) {
-  std::optional<SqlError> error = SqlErrorOf(status);
+  std::optional<failure::MigrationFailure> error = failure::MigrationFailureOf(status);
   if (!error.has_value()) return false;
   // unique_violation (on a catalog index), duplicate_table, duplicate_schema, duplicate_object
   return error->sqlstate == "23505" || error->sqlstate == "42P07" || error->sqlstate == "42P06" ||
