@@ -603,7 +603,9 @@ std::string GeneralHelp() {
   for (const CommandSpec& command : Commands()) {
     absl::StrAppend(&text, "  ", absl::StrFormat("%-11s", command.name), command.summary, "\n");
   }
-  absl::StrAppend(&text, "\nRun `sluice COMMAND --help` for a command's flags.\n");
+  absl::StrAppend(&text,
+                  "\nRun `sluice COMMAND --help` for a command's flags, `sluice --version` for the "
+                  "version.\n");
   return text;
 }
 
@@ -623,6 +625,9 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
                                                             : log::Format::kText);
   log::SetVerbose(command_line->options.verbose);
 
+  // `sluice --version` is `sluice version` (product.md lists --version among the common flags);
+  // --help wins, as it does for every command.
+  if (command_line->version && !command_line->help) command_line->command = "version";
   if (command_line->command.empty() || command_line->command == "help") {
     out << GeneralHelp();
     return command_line->command.empty() && !command_line->help ? failure::kExitUsage

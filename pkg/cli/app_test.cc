@@ -15,8 +15,10 @@
 namespace sluice::cli {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 // A branched and merged history: a -> b -> d (merge of b, c), a -> c (label "feature").
 constexpr char kBranchedManifests[] = R"(revision: a
@@ -159,6 +161,26 @@ TEST_F(AppTest, UsageErrorsAndHelp) {
   }
   ASSERT_EQ(RunSluice({"--help"}), failure::kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("Commands:"));
+}
+
+TEST_F(AppTest, VersionFlagIsTheVersionCommand) {
+  ASSERT_EQ(RunSluice({"version"}), failure::kExitOk) << log_.str();
+  const std::string version = out_.str();
+  EXPECT_THAT(version, StartsWith("sluice "));
+  ASSERT_EQ(RunSluice({"--version"}), failure::kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(), version);
+  EXPECT_THAT(log_.str(), Not(HasSubstr("unknown flag")));
+}
+
+TEST_F(AppTest, ShortAndLongHelpWithoutCommandPrintTheCommands) {
+  for (const char* flag : {"-h", "--help"}) {
+    ASSERT_EQ(RunSluice({flag}), failure::kExitOk) << flag << log_.str();
+    EXPECT_THAT(out_.str(), AllOf(HasSubstr("Usage: sluice COMMAND"), HasSubstr("Commands:"),
+                                  HasSubstr("--version")))
+        << flag;
+  }
+  ASSERT_EQ(RunSluice({"-h", "upgrade"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("Usage: sluice upgrade"));
 }
 
 TEST_F(AppTest, InvalidManifestsExitFour) {
