@@ -208,7 +208,15 @@ TEST_F(PgStoreTest, DeadlockIsAborted) {
   SLUICE_ASSERT_OK(b->Execute("UPDATE t SET v = 1 WHERE id = 2"));
   absl::Status a_status;
   std::thread thread([&] { a_status = a->Execute("UPDATE t SET v = 2 WHERE id = 2"); });
-  absl::SleepFor(absl::Milliseconds(200));
+  // Close the cycle only once a waits for b's row lock.
+  const std::string a_waits_for_b = absl::StrCat(
+      "SELECT ", b->BackendPid(), " = ANY (pg_catalog.pg_blocking_pids(", a->BackendPid(), "))");
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i) {
+    waiting = QueryValue(a_waits_for_b) == "t";
+    if (!waiting) absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_TRUE(waiting) << "a never waited for b";  // not ASSERT: the thread must be joined
   const absl::Status b_status = b->Execute("UPDATE t SET v = 2 WHERE id = 1");
   if (b_status.ok()) {
     SLUICE_EXPECT_OK(b->Rollback());  // unblocks a, if a was the victim

@@ -266,8 +266,10 @@ TEST_F(MigrateTest, NonTransactionalFailureIsRecordedAndRefusedUntilResolved) {
                   "transactional: false"}});
   ProcessResult r = Sluice({"upgrade", "head"});
   EXPECT_EQ(r.exit_code, 1) << Describe(r);
-  EXPECT_THAT(r.err, AllOf(HasSubstr("revision r2"), HasSubstr("23505"),
-                           HasSubstr("1 of its 2 statements took effect")));
+  EXPECT_THAT(r.err,
+              AllOf(HasSubstr("revision r2"), HasSubstr("23505"),
+                    HasSubstr("in the statement at line 2 of the upgrade SQL"),
+                    HasSubstr("r2.yaml:7)"), HasSubstr("1 of its 2 statements took effect")));
   EXPECT_EQ(Versions(), "r1");
   EXPECT_EQ(Rows("SELECT outcome FROM sluice_history WHERE revision = 'r2'"), "failed");
 
