@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/cli/alembic_output.h"
 #include "pkg/engine/engine.h"
 #include "pkg/engine/offline_script.h"
 #include "pkg/failure/failure.h"
@@ -97,73 +98,6 @@ absl::StatusOr<std::shared_ptr<const RevisionGraph>> LoadGraph(const Options& op
   return std::make_shared<const RevisionGraph>(*std::move(graph));
 }
 
-std::string FormatParents(const Migration& m) {
-  return m.down_revisions.empty() ? "<base>" : absl::StrJoin(m.down_revisions, ", ");
-}
-
-bool IsHead(const RevisionGraph& graph, const Migration& m) {
-  return graph.Children(m.revision).empty();
-}
-
-bool IsBranchPoint(const RevisionGraph& graph, const Migration& m) {
-  return graph.Children(m.revision).size() > 1;
-}
-
-// The markers and formats below are Alembic's (Revision.cmd_format and Revision.log_entry).
-struct LineFormat {
-  bool parents = false;
-  bool branches = false;
-  bool head = true;
-  bool tree = true;
-  bool doc = false;
-};
-
-std::string RevisionLine(const RevisionGraph& graph, const Migration& m, const LineFormat& format) {
-  std::string text;
-  if (format.parents) {
-    absl::StrAppend(&text, FormatParents(m));
-    if (!m.depends_on.empty()) absl::StrAppend(&text, " (", absl::StrJoin(m.depends_on, ", "), ")");
-    absl::StrAppend(&text, " -> ");
-  }
-  absl::StrAppend(&text, m.revision);
-  if (format.branches && !m.branch_labels.empty()) {
-    absl::StrAppend(&text, " (", absl::StrJoin(m.branch_labels, ", "), ")");
-  }
-  if (format.head && IsHead(graph, m)) absl::StrAppend(&text, " (head)");
-  if (format.tree) {
-    if (IsBranchPoint(graph, m)) absl::StrAppend(&text, " (branchpoint)");
-    if (m.is_merge()) absl::StrAppend(&text, " (mergepoint)");
-  }
-  if (format.doc) absl::StrAppend(&text, ", ", m.description);
-  return text;
-}
-
-std::string VerboseEntry(const RevisionGraph& graph, const Migration& m) {
-  std::string text = absl::StrCat("Rev: ", m.revision);
-  if (IsHead(graph, m)) absl::StrAppend(&text, " (head)");
-  if (IsBranchPoint(graph, m)) absl::StrAppend(&text, " (branchpoint)");
-  if (m.is_merge()) absl::StrAppend(&text, " (mergepoint)");
-  absl::StrAppend(&text, "\n", m.is_merge() ? "Merges: " : "Parent: ", FormatParents(m), "\n");
-  if (!m.depends_on.empty()) {
-    absl::StrAppend(&text, "Also depends on: ", absl::StrJoin(m.depends_on, ", "), "\n");
-  }
-  if (IsBranchPoint(graph, m)) {
-    absl::StrAppend(&text, "Branches into: ", absl::StrJoin(graph.Children(m.revision), ", "),
-                    "\n");
-  }
-  if (!m.branch_labels.empty()) {
-    absl::StrAppend(&text, "Branch names: ", absl::StrJoin(m.branch_labels, ", "), "\n");
-  }
-  absl::StrAppend(&text, "Path: ", m.location.file, ":", m.location.line, "\n");
-  absl::StrAppend(&text, "Checksum: ", m.checksum, "\n");
-  absl::StrAppend(&text, "Transactional: ", m.transactional ? "yes" : "no", "\n");
-  absl::StrAppend(&text, "Downgrade: ", m.downgrade_sql.has_value() ? "yes" : "no", "\n\n");
-  for (absl::string_view line : absl::StrSplit(m.description, '\n')) {
-    absl::StrAppend(&text, "    ", line, "\n");
-  }
-  return absl::StrCat(text, "\n");
-}
-
 int RunVersion(const Context& context) {
   context.out << "sluice " << SLUICE_VERSION << " (commit " << SLUICE_GIT_COMMIT << ", built with "
               << "g++ " << __VERSION__ << ", C++" << __cplusplus / 100 % 100 << ")\n";
@@ -171,37 +105,16 @@ int RunVersion(const Context& context) {
 }
 
 int RunHeads(const Context& context) {
-  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
-  if (!loaded.ok()) return FailWith(loaded.status());
-  const RevisionGraph* graph = loaded->get();
-  for (const std::string& head : graph->Heads()) {
-    const Migration& m = *graph->Find(head);
-    context.out << (context.options().verbose
-                        ? VerboseEntry(*graph, m)
-                        : RevisionLine(*graph, m, {.branches = true, .tree = false}) + "\n");
-  }
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  context.out << HeadsListing(**graph, context.options().verbose);
   return failure::kExitOk;
 }
 
 int RunBranches(const Context& context) {
-  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
-  if (!loaded.ok()) return FailWith(loaded.status());
-  const RevisionGraph* graph = loaded->get();
-  const bool verbose = context.options().verbose;
-  const std::vector<const Migration*>& order = graph->TopologicalOrder();
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const Migration& m = **it;
-    if (!IsBranchPoint(*graph, m)) continue;
-    context.out << (verbose ? VerboseEntry(*graph, m)
-                            : RevisionLine(*graph, m, {.branches = true}) + "\n");
-    const std::string indent(m.revision.size(), ' ');
-    for (const std::string& child : graph->Children(m.revision)) {
-      context.out << indent << " -> "
-                  << RevisionLine(*graph, *graph->Find(child), {.branches = true, .doc = verbose})
-                  << "\n";
-    }
-    context.out << "\n";
-  }
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  context.out << BranchesListing(**graph, context.options().verbose);
   return failure::kExitOk;
 }
 
@@ -210,37 +123,12 @@ absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
     const Context& context, std::shared_ptr<const RevisionGraph> graph);
 
 int RunHistory(const Context& context) {
-  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
-  if (!loaded.ok()) return FailWith(loaded.status());
-  const RevisionGraph* graph = loaded->get();
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
   absl::StatusOr<std::optional<engine::DatabaseState>> state =
-      OptionalDatabaseState(context, *loaded);
+      OptionalDatabaseState(context, *graph);
   if (!state.ok()) return FailWith(state.status());
-  std::map<std::string, std::string> markers;
-  if (state->has_value()) {
-    for (const engine::AppliedRevision& applied : (*state)->applied) {
-      markers[applied.revision] =
-          applied.verification == engine::Verification::kDrifted      ? " (applied, drifted)"
-          : applied.verification == engine::Verification::kUnverified ? " (applied, unverified)"
-                                                                      : " (applied)";
-    }
-    for (const std::string& version : (*state)->versions) {
-      markers[version] = absl::StrCat(" (current)", markers[version]);
-    }
-  }
-  const std::vector<const Migration*>& order = graph->TopologicalOrder();
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const Migration& m = **it;
-    const std::string marker = markers.count(m.revision) > 0 ? markers[m.revision] : "";
-    if (context.options().verbose) {
-      std::string entry = VerboseEntry(*graph, m);
-      entry.insert(entry.find('\n'), marker);
-      context.out << entry;
-    } else {
-      std::string line = RevisionLine(*graph, m, {.parents = true, .branches = true});
-      context.out << line << marker << ", " << m.description << "\n";
-    }
-  }
+  context.out << HistoryListing(**graph, *state, context.options().verbose);
   return failure::kExitOk;
 }
 
@@ -484,18 +372,7 @@ int RunCurrent(const Context& context) {
   if (!session.ok()) return FailWith(session.status());
   absl::StatusOr<engine::DatabaseState> state = (*session)->Inspect();
   if (!state.ok()) return FailWith(state.status());
-  const RevisionGraph& graph = (*session)->Graph();
-  for (const std::string& version : state->versions) {
-    const Migration& m = *graph.Find(version);
-    const bool ahead =
-        std::find(state->ahead.begin(), state->ahead.end(), version) != state->ahead.end();
-    if (context.options().verbose) {
-      context.out << VerboseEntry(graph, m);
-    } else {
-      context.out << RevisionLine(graph, m, {.tree = false})
-                  << (ahead ? " (ahead of the manifests)" : "") << "\n";
-    }
-  }
+  context.out << CurrentListing((*session)->Graph(), *state, context.options().verbose);
   if (!state->ahead.empty()) {
     log::Warning(
         absl::StrCat("the database is ahead of the manifests: ", absl::StrJoin(state->ahead, ", "),
