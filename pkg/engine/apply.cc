@@ -18,7 +18,7 @@
 #include "pkg/base/status_macros.h"
 #include "pkg/failure/failure.h"
 #include "pkg/failure/migration_failure.h"
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/sql/sql_text.h"
 
 namespace sluice::engine {
 namespace {
@@ -216,7 +216,7 @@ absl::Status Engine::Impl::ApplyTransactional(store::Store& work, const Step& st
 
 absl::Status Engine::Impl::ApplyStatementByStatement(store::Store& work, const Step& step,
                                                      absl::Time started) {
-  absl::StatusOr<std::vector<pgsql::Statement>> statements = pgsql::SplitStatements(SqlOf(step));
+  absl::StatusOr<std::vector<sql::Statement>> statements = sql::SplitStatements(SqlOf(step));
   if (!statements.ok()) {
     return WithFailureKind(DescribeFailure(step, statements.status(), 1),
                            FailureKind::kInvalidManifests);
@@ -225,7 +225,7 @@ absl::Status Engine::Impl::ApplyStatementByStatement(store::Store& work, const S
   SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
   absl::Cleanup reset = [&work] { (void)work.Execute("RESET lock_timeout"); };
   for (size_t i = 0; i < statements->size(); ++i) {
-    const pgsql::Statement& statement = (*statements)[i];
+    const sql::Statement& statement = (*statements)[i];
     absl::Status status = WithLockRetries(step, [&] { return work.Execute(statement.text); });
     if (!status.ok()) {
       return DescribeFailure(

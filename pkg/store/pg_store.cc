@@ -38,7 +38,7 @@
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/failure/migration_failure.h"
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/sql/sql_text.h"
 #include "pkg/store/connection_string.h"
 
 namespace sluice::store {
@@ -63,7 +63,7 @@ constexpr char kTableExistsSql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
-// The DDL is pkg/pgsql's (pgsql::EnsureTablesSql), shared with the offline scripts.
+// The DDL is pkg/sql's (sql::EnsureTablesSql), shared with the offline scripts.
 
 constexpr char kSelectVersionsSql[] = "SELECT version_num FROM {version_table}";
 constexpr char kPurgeVersionsSql[] = "DELETE FROM {version_table}";
@@ -441,8 +441,7 @@ class PgStore final : public Store {
   absl::Status EnsureTables(const TableNames& tables) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
     SLUICE_ASSIGN_OR_RETURN(bool exists, SchemaExists(tables.schema));
-    const std::vector<std::string> ddl =
-        pgsql::EnsureTablesSql(tables.schema, tables.version_table);
+    const std::vector<std::string> ddl = sql::EnsureTablesSql(tables.schema, tables.version_table);
     if (!exists) {
       SLUICE_RETURN_IF_ERROR(CreateTolerating(absl::StrCat("creating schema ", names.schema),
                                               ddl[0], [&] { return SchemaExists(tables.schema); }));
