@@ -199,6 +199,15 @@ TEST_F(MigrateTest, FailingRevisionStopsThePlanAndReportsWhereAndWhy) {
   EXPECT_EQ(Rows("SELECT count(*) FROM t2"), "1");
 }
 
+TEST_F(MigrateTest, FailedRevisionIsLoggedWithItsFieldsInJson) {
+  WriteManifest("r1.yaml", {{"r1", {}, "CREATE TABLE t1 (id int);\nSELEC 1;", "", ""}});
+  ProcessResult r = Sluice({"upgrade", "head", "--log-format=json"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("\"level\":\"error\""), HasSubstr("\"revision\":\"r1\""),
+                           HasSubstr("\"sqlstate\":\"42601\""), HasSubstr("\"line\":\"6\""),
+                           HasSubstr("r1.yaml")));
+}
+
 TEST_F(MigrateTest, ErrorsCarryDetailAndHint) {
   WriteManifest(
       "r1.yaml",
