@@ -15,9 +15,11 @@
 #include "absl/strings/strip.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/cli/alembic_output.h"
 #include "pkg/engine/engine.h"
-#include "pkg/engine/failure.h"
 #include "pkg/engine/offline_script.h"
+#include "pkg/failure/failure.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/loader.h"
 #include "pkg/status/reporter.h"
@@ -58,186 +60,98 @@ struct CommandSpec {
 
 const std::vector<std::string> kCommonFlags = {"migrations", "log-format", "v"};
 
+// Logs why the command failed and returns `exit_code`. A failed revision is reported from its
+// MigrationFailure payload, whose fields also go into the log record (for --log-format json).
 int Fail(int exit_code, const absl::Status& status) {
-  log::Error(status.message());
+  std::optional<failure::MigrationFailure> failed = failure::MigrationFailureOf(status);
+  if (!failed.has_value() || failed->revision.empty()) {
+    log::Error(status.message());
+    return exit_code;
+  }
+  log::Error(failure::DescribeMigrationFailure(*failed),
+             {{"revision", failed->revision},
+              {"sqlstate", failed->sqlstate},
+              {"file", failed->file},
+              {"line", absl::StrCat(failed->line > 0 ? failed->line : failed->revision_line)}});
   return exit_code;
 }
 
 int UsageError(absl::string_view message) {
   log::Error(message);
-  return kExitUsage;
+  return failure::kExitUsage;
 }
 
 int FailWith(const absl::Status& status);
 std::string JoinedOrBase(const std::vector<std::string>& versions);
 
-// Loads the manifests and builds their graph; errors there mean the manifests are invalid.
-absl::StatusOr<RevisionGraph> LoadGraph(const Options& options) {
-  SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
-                          manifest::LoadDirectories(options.migrations));
-  return RevisionGraph::Build(std::move(migrations));
-}
-
-std::string FormatParents(const Migration& m) {
-  return m.down_revisions.empty() ? "<base>" : absl::StrJoin(m.down_revisions, ", ");
-}
-
-bool IsHead(const RevisionGraph& graph, const Migration& m) {
-  return graph.Children(m.revision).empty();
-}
-
-bool IsBranchPoint(const RevisionGraph& graph, const Migration& m) {
-  return graph.Children(m.revision).size() > 1;
-}
-
-// The markers and formats below are Alembic's (Revision.cmd_format and Revision.log_entry).
-struct LineFormat {
-  bool parents = false;
-  bool branches = false;
-  bool head = true;
-  bool tree = true;
-  bool doc = false;
-};
-
-std::string RevisionLine(const RevisionGraph& graph, const Migration& m, const LineFormat& format) {
-  std::string text;
-  if (format.parents) {
-    absl::StrAppend(&text, FormatParents(m));
-    if (!m.depends_on.empty()) absl::StrAppend(&text, " (", absl::StrJoin(m.depends_on, ", "), ")");
-    absl::StrAppend(&text, " -> ");
+// Loads the manifests and builds their graph, once per command; errors there mean the manifests
+// are invalid. Shared with the engine, which plans on it.
+absl::StatusOr<std::shared_ptr<const RevisionGraph>> LoadGraph(const Options& options) {
+  absl::StatusOr<std::vector<Migration>> migrations = manifest::LoadDirectories(options.migrations);
+  if (!migrations.ok()) {
+    return failure::WithFailureKind(migrations.status(), failure::FailureKind::kInvalidManifests);
   }
-  absl::StrAppend(&text, m.revision);
-  if (format.branches && !m.branch_labels.empty()) {
-    absl::StrAppend(&text, " (", absl::StrJoin(m.branch_labels, ", "), ")");
+  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(*std::move(migrations));
+  if (!graph.ok()) {
+    return failure::WithFailureKind(graph.status(), failure::FailureKind::kInvalidManifests);
   }
-  if (format.head && IsHead(graph, m)) absl::StrAppend(&text, " (head)");
-  if (format.tree) {
-    if (IsBranchPoint(graph, m)) absl::StrAppend(&text, " (branchpoint)");
-    if (m.is_merge()) absl::StrAppend(&text, " (mergepoint)");
-  }
-  if (format.doc) absl::StrAppend(&text, ", ", m.description);
-  return text;
-}
-
-std::string VerboseEntry(const RevisionGraph& graph, const Migration& m) {
-  std::string text = absl::StrCat("Rev: ", m.revision);
-  if (IsHead(graph, m)) absl::StrAppend(&text, " (head)");
-  if (IsBranchPoint(graph, m)) absl::StrAppend(&text, " (branchpoint)");
-  if (m.is_merge()) absl::StrAppend(&text, " (mergepoint)");
-  absl::StrAppend(&text, "\n", m.is_merge() ? "Merges: " : "Parent: ", FormatParents(m), "\n");
-  if (!m.depends_on.empty()) {
-    absl::StrAppend(&text, "Also depends on: ", absl::StrJoin(m.depends_on, ", "), "\n");
-  }
-  if (IsBranchPoint(graph, m)) {
-    absl::StrAppend(&text, "Branches into: ", absl::StrJoin(graph.Children(m.revision), ", "),
-                    "\n");
-  }
-  if (!m.branch_labels.empty()) {
-    absl::StrAppend(&text, "Branch names: ", absl::StrJoin(m.branch_labels, ", "), "\n");
-  }
-  absl::StrAppend(&text, "Path: ", m.location.file, ":", m.location.line, "\n");
-  absl::StrAppend(&text, "Checksum: ", m.checksum, "\n");
-  absl::StrAppend(&text, "Transactional: ", m.transactional ? "yes" : "no", "\n");
-  absl::StrAppend(&text, "Downgrade: ", m.downgrade_sql.has_value() ? "yes" : "no", "\n\n");
-  for (absl::string_view line : absl::StrSplit(m.description, '\n')) {
-    absl::StrAppend(&text, "    ", line, "\n");
-  }
-  return absl::StrCat(text, "\n");
+  return std::make_shared<const RevisionGraph>(*std::move(graph));
 }
 
 int RunVersion(const Context& context) {
   context.out << "sluice " << SLUICE_VERSION << " (commit " << SLUICE_GIT_COMMIT << ", built with "
               << "g++ " << __VERSION__ << ", C++" << __cplusplus / 100 % 100 << ")\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunHeads(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
-  for (const std::string& head : graph->Heads()) {
-    const Migration& m = *graph->Find(head);
-    context.out << (context.options().verbose
-                        ? VerboseEntry(*graph, m)
-                        : RevisionLine(*graph, m, {.branches = true, .tree = false}) + "\n");
-  }
-  return kExitOk;
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  context.out << HeadsListing(**graph, context.options().verbose);
+  return failure::kExitOk;
 }
 
 int RunBranches(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
-  const bool verbose = context.options().verbose;
-  const std::vector<const Migration*>& order = graph->TopologicalOrder();
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const Migration& m = **it;
-    if (!IsBranchPoint(*graph, m)) continue;
-    context.out << (verbose ? VerboseEntry(*graph, m)
-                            : RevisionLine(*graph, m, {.branches = true}) + "\n");
-    const std::string indent(m.revision.size(), ' ');
-    for (const std::string& child : graph->Children(m.revision)) {
-      context.out << indent << " -> "
-                  << RevisionLine(*graph, *graph->Find(child), {.branches = true, .doc = verbose})
-                  << "\n";
-    }
-    context.out << "\n";
-  }
-  return kExitOk;
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  context.out << BranchesListing(**graph, context.options().verbose);
+  return failure::kExitOk;
 }
 
 // Returns the database's state when a database is configured, for the markers of `history`.
-absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context);
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph);
 
 int RunHistory(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
-  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  absl::StatusOr<std::optional<engine::DatabaseState>> state =
+      OptionalDatabaseState(context, *graph);
   if (!state.ok()) return FailWith(state.status());
-  std::map<std::string, std::string> markers;
-  if (state->has_value()) {
-    for (const engine::AppliedRevision& applied : (*state)->applied) {
-      markers[applied.revision] =
-          applied.verification == engine::Verification::kDrifted      ? " (applied, drifted)"
-          : applied.verification == engine::Verification::kUnverified ? " (applied, unverified)"
-                                                                      : " (applied)";
-    }
-    for (const std::string& version : (*state)->versions) {
-      markers[version] = absl::StrCat(" (current)", markers[version]);
-    }
-  }
-  const std::vector<const Migration*>& order = graph->TopologicalOrder();
-  for (auto it = order.rbegin(); it != order.rend(); ++it) {
-    const Migration& m = **it;
-    const std::string marker = markers.count(m.revision) > 0 ? markers[m.revision] : "";
-    if (context.options().verbose) {
-      std::string entry = VerboseEntry(*graph, m);
-      entry.insert(entry.find('\n'), marker);
-      context.out << entry;
-    } else {
-      std::string line = RevisionLine(*graph, m, {.parents = true, .branches = true});
-      context.out << line << marker << ", " << m.description << "\n";
-    }
-  }
-  return kExitOk;
+  context.out << HistoryListing(**graph, *state, context.options().verbose);
+  return failure::kExitOk;
 }
 
 int RunShow(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   absl::StatusOr<std::vector<std::string>> revisions =
       graph->ResolveTarget(context.args()[0], /*current=*/{});
   if (!revisions.ok()) return UsageError(revisions.status().message());
   for (const std::string& revision : *revisions) {
     context.out << VerboseEntry(*graph, *graph->Find(revision));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunValidate(const Context& context) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   const std::vector<std::string> heads = graph->Heads();
   if (context.options().single_head && heads.size() > 1) {
-    return Fail(kExitInvalidManifests,
+    return Fail(failure::kExitInvalidManifests,
                 absl::InvalidArgumentError(absl::StrCat(
                     "the manifests have ", heads.size(), " heads (", absl::StrJoin(heads, ", "),
                     "); --single-head wants one: add a merge revision whose down_revision lists "
@@ -246,9 +160,10 @@ int RunValidate(const Context& context) {
   const size_t count = graph->TopologicalOrder().size();
   context.out << "OK: " << count << (count == 1 ? " revision, " : " revisions, ")
               << (heads.size() == 1 ? "head " : "heads ") << absl::StrJoin(heads, ", ") << "\n";
-  absl::StatusOr<std::optional<engine::DatabaseState>> state = OptionalDatabaseState(context);
+  absl::StatusOr<std::optional<engine::DatabaseState>> state =
+      OptionalDatabaseState(context, *loaded);
   if (!state.ok()) return FailWith(state.status());
-  if (!state->has_value()) return kExitOk;
+  if (!state->has_value()) return failure::kExitOk;
   std::vector<std::string> drifted;
   std::vector<std::string> unverified;
   for (const engine::AppliedRevision& applied : (*state)->applied) {
@@ -269,18 +184,19 @@ int RunValidate(const Context& context) {
     const std::string message = absl::StrCat("drift: applied revisions changed since they ran: ",
                                              absl::StrJoin(drifted, "; "));
     if (!context.options().allow_drift)
-      return Fail(kExitDrift, absl::FailedPreconditionError(message));
+      return Fail(failure::kExitDrift, absl::FailedPreconditionError(message));
     log::Warning(message);
   }
   context.out << "database: " << JoinedOrBase((*state)->versions) << ", "
               << (*state)->applied.size() - unverified.size() - drifted.size() << " verified\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 // Offline mode: `upgrade --sql [FROM:]TO` and `downgrade --sql FROM:TO`.
 int RunOffline(const Context& context, graph::Direction direction) {
-  absl::StatusOr<RevisionGraph> graph = LoadGraph(context.options());
-  if (!graph.ok()) return Fail(kExitInvalidManifests, graph.status());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> loaded = LoadGraph(context.options());
+  if (!loaded.ok()) return FailWith(loaded.status());
+  const RevisionGraph* graph = loaded->get();
   const bool upgrade = direction == graph::Direction::kUpgrade;
   const std::string range = context.args().empty() ? "head" : context.args()[0];
   std::vector<std::string> from_to = absl::StrSplit(range, absl::MaxSplits(':', 1));
@@ -302,32 +218,14 @@ int RunOffline(const Context& context, graph::Direction direction) {
   script_options.version_table = context.options().version_table;
   script_options.create_tables = current->empty();
   context.out << engine::RenderOfflineScript(*plan, script_options);
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 std::string JoinedOrBase(const std::vector<std::string>& versions) {
   return versions.empty() ? "<base>" : absl::StrJoin(versions, ", ");
 }
 
-int ExitCodeFor(const absl::Status& status) {
-  switch (engine::FailureKindOf(status)) {
-    case engine::FailureKind::kMigrationFailed:
-      return kExitMigrationFailed;
-    case engine::FailureKind::kUsage:
-      return kExitUsage;
-    case engine::FailureKind::kInvalidManifests:
-      return kExitInvalidManifests;
-    case engine::FailureKind::kDrift:
-      return kExitDrift;
-    case engine::FailureKind::kLockTimeout:
-      return kExitLockTimeout;
-    case engine::FailureKind::kUnreachable:
-      return kExitUnreachable;
-  }
-  return kExitMigrationFailed;
-}
-
-int FailWith(const absl::Status& status) { return Fail(ExitCodeFor(status), status); }
+int FailWith(const absl::Status& status) { return Fail(failure::ExitCodeFor(status), status); }
 
 // Returns the connection string: --database-url, else --database-url-file, else DATABASE_URL,
 // else empty (libpq's PG* variables).
@@ -337,10 +235,10 @@ absl::StatusOr<std::string> DatabaseUrl(const Context& context) {
   if (!options.database_url_file.empty()) {
     std::ifstream file(options.database_url_file);
     if (!file) {
-      return engine::WithFailureKind(
+      return failure::WithFailureKind(
           absl::InvalidArgumentError(
               absl::StrCat("cannot read --database-url-file ", options.database_url_file)),
-          engine::FailureKind::kUsage);
+          failure::FailureKind::kUsage);
     }
     std::stringstream text;
     text << file.rdbuf();
@@ -360,18 +258,11 @@ bool DatabaseConfigured(const Context& context) {
   return false;
 }
 
-// A loaded graph and an engine over the configured database.
-struct Session {
-  RevisionGraph graph;
-  std::unique_ptr<engine::Engine> engine;
-};
-
-absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* observer = nullptr) {
+// Returns an engine over the configured database that plans on `graph`.
+absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph,
+    engine::Observer* observer = nullptr) {
   const Options& options = context.options();
-  SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations,
-                          manifest::LoadDirectories(options.migrations));
-  absl::StatusOr<RevisionGraph> graph = RevisionGraph::Build(migrations);
-  if (!graph.ok()) return graph.status();
   SLUICE_ASSIGN_OR_RETURN(std::string url, DatabaseUrl(context));
   log::Debug("database", {{"url", store::RedactUrl(url.empty() ? "(PG* variables)" : url)}});
 
@@ -394,15 +285,23 @@ absl::StatusOr<Session> OpenSession(const Context& context, engine::Observer* ob
     connect.connect_timeout = connect_timeout;
     return store::ConnectPg(connect);
   };
-  return Session{*std::move(graph),
-                 std::make_unique<engine::Engine>(std::move(migrations), std::move(factory),
-                                                  std::move(engine_options), observer)};
+  return std::make_unique<engine::Engine>(std::move(graph), std::move(factory),
+                                          std::move(engine_options), observer);
 }
 
-absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const Context& context) {
+// Loads the manifests' graph and opens an engine on it.
+absl::StatusOr<std::unique_ptr<engine::Engine>> OpenSession(const Context& context,
+                                                            engine::Observer* observer = nullptr) {
+  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<const RevisionGraph> graph, LoadGraph(context.options()));
+  return OpenEngine(context, std::move(graph), observer);
+}
+
+absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
+    const Context& context, std::shared_ptr<const RevisionGraph> graph) {
   if (!DatabaseConfigured(context)) return std::optional<engine::DatabaseState>();
-  SLUICE_ASSIGN_OR_RETURN(Session session, OpenSession(context));
-  SLUICE_ASSIGN_OR_RETURN(engine::DatabaseState state, session.engine->Inspect());
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<engine::Engine> engine,
+                          OpenEngine(context, std::move(graph)));
+  SLUICE_ASSIGN_OR_RETURN(engine::DatabaseState state, engine->Inspect());
   return std::optional<engine::DatabaseState>(std::move(state));
 }
 
@@ -420,7 +319,7 @@ absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& c
   report.target = target;
   absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
   if (!reporter.ok()) {
-    return engine::WithFailureKind(reporter.status(), engine::FailureKind::kUsage);
+    return failure::WithFailureKind(reporter.status(), failure::FailureKind::kUsage);
   }
   return reporter;
 }
@@ -430,11 +329,11 @@ int RunMigrate(const Context& context, graph::Direction direction) {
   const std::string target = context.args().empty() ? "head" : context.args()[0];
   absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = StartReporter(context, target);
   if (!reporter.ok()) return FailWith(reporter.status());
-  absl::StatusOr<Session> session = OpenSession(context, reporter->get());
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context, reporter->get());
   absl::StatusOr<engine::RunResult> result =
       !session.ok() ? absl::StatusOr<engine::RunResult>(session.status())
-      : upgrade     ? session->engine->Upgrade(target)
-                    : session->engine->Downgrade(target);
+      : upgrade     ? (*session)->Upgrade(target)
+                    : (*session)->Downgrade(target);
   // The database comes first: the run's own outcome decides the exit code; a status that could
   // not be written fails the run only with --report-required, and only after the migrations.
   log::Debug("run finished");
@@ -450,12 +349,12 @@ int RunMigrate(const Context& context, graph::Direction direction) {
                 << (result->steps.size() == 1 ? " revision" : " revisions") << ")\n";
   }
   if (!reported.ok()) {
-    return Fail(kExitMigrationFailed,
+    return Fail(failure::kExitMigrationFailed,
                 absl::Status(reported.code(), absl::StrCat("--report-required: the MigrationJob "
                                                            "status was not written: ",
                                                            reported.message())));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunUpgrade(const Context& context) {
@@ -469,53 +368,42 @@ int RunDowngrade(const Context& context) {
 }
 
 int RunCurrent(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
-  absl::StatusOr<engine::DatabaseState> state = session->engine->Inspect();
+  absl::StatusOr<engine::DatabaseState> state = (*session)->Inspect();
   if (!state.ok()) return FailWith(state.status());
-  const RevisionGraph& graph = session->engine->Graph();
-  for (const std::string& version : state->versions) {
-    const Migration& m = *graph.Find(version);
-    const bool ahead =
-        std::find(state->ahead.begin(), state->ahead.end(), version) != state->ahead.end();
-    if (context.options().verbose) {
-      context.out << VerboseEntry(graph, m);
-    } else {
-      context.out << RevisionLine(graph, m, {.tree = false})
-                  << (ahead ? " (ahead of the manifests)" : "") << "\n";
-    }
-  }
+  context.out << CurrentListing((*session)->Graph(), *state, context.options().verbose);
   if (!state->ahead.empty()) {
     log::Warning(
         absl::StrCat("the database is ahead of the manifests: ", absl::StrJoin(state->ahead, ", "),
                      " known only from sluice's history"));
   }
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunStamp(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
   absl::StatusOr<engine::RunResult> result =
-      session->engine->Stamp(context.args()[0], context.options().purge);
+      (*session)->Stamp(context.args()[0], context.options().purge);
   if (!result.ok()) return FailWith(result.status());
   context.out << "stamped " << JoinedOrBase(result->from_versions) << " -> "
               << JoinedOrBase(result->to_versions) << "\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 int RunCheck(const Context& context) {
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
   const std::string target = context.args().empty() ? "head" : context.args()[0];
-  absl::StatusOr<std::vector<std::string>> pending = session->engine->Pending(target);
+  absl::StatusOr<std::vector<std::string>> pending = (*session)->Pending(target);
   if (!pending.ok()) return FailWith(pending.status());
   if (pending->empty()) {
     context.out << "up to date with " << target << "\n";
-    return kExitOk;
+    return failure::kExitOk;
   }
   context.out << pending->size() << " pending: " << absl::StrJoin(*pending, ", ") << "\n";
-  return kExitPending;
+  return failure::kExitPending;
 }
 
 int RunResolve(const Context& context) {
@@ -524,12 +412,12 @@ int RunResolve(const Context& context) {
     return UsageError(
         "resolve takes `applied` (finished by hand) or `rolled-back` (undone by hand)");
   }
-  absl::StatusOr<Session> session = OpenSession(context);
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
   if (!session.ok()) return FailWith(session.status());
-  absl::Status status = session->engine->Resolve(context.args()[0], how == "applied");
+  absl::Status status = (*session)->Resolve(context.args()[0], how == "applied");
   if (!status.ok()) return FailWith(status);
   context.out << "resolved " << context.args()[0] << " as " << how << "\n";
-  return kExitOk;
+  return failure::kExitOk;
 }
 
 const std::vector<CommandSpec>& Commands() {
@@ -592,7 +480,9 @@ std::string GeneralHelp() {
   for (const CommandSpec& command : Commands()) {
     absl::StrAppend(&text, "  ", absl::StrFormat("%-11s", command.name), command.summary, "\n");
   }
-  absl::StrAppend(&text, "\nRun `sluice COMMAND --help` for a command's flags.\n");
+  absl::StrAppend(&text,
+                  "\nRun `sluice COMMAND --help` for a command's flags, `sluice --version` for the "
+                  "version.\n");
   return text;
 }
 
@@ -612,9 +502,13 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
                                                             : log::Format::kText);
   log::SetVerbose(command_line->options.verbose);
 
+  // `sluice --version` is `sluice version` (product.md lists --version among the common flags);
+  // --help wins, as it does for every command.
+  if (command_line->version && !command_line->help) command_line->command = "version";
   if (command_line->command.empty() || command_line->command == "help") {
     out << GeneralHelp();
-    return command_line->command.empty() && !command_line->help ? kExitUsage : kExitOk;
+    return command_line->command.empty() && !command_line->help ? failure::kExitUsage
+                                                                : failure::kExitOk;
   }
   const CommandSpec* command = FindCommand(command_line->command);
   if (command == nullptr) {
@@ -623,7 +517,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
   }
   if (command_line->help) {
     out << CommandHelp(*command);
-    return kExitOk;
+    return failure::kExitOk;
   }
   const size_t arg_count = command_line->args.size();
   if (arg_count < command->min_args || arg_count > command->max_args) {

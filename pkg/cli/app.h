@@ -11,20 +11,8 @@
 
 namespace sluice::cli {
 
-// Exit codes of product.md.
-enum ExitCode : int {
-  kExitOk = 0,
-  kExitMigrationFailed = 1,
-  kExitUsage = 2,
-  kExitPending = 3,
-  kExitInvalidManifests = 4,
-  kExitDrift = 5,
-  kExitLockTimeout = 6,
-  kExitUnreachable = 7,
-};
-
 // Runs the command line `args` (without the program name), writing results to `out` and logs to
-// stderr. Returns the process exit code.
+// stderr. Returns the process exit code (failure::ExitCode).
 //
 // Example:
 //   return sluice::cli::Run({argv + 1, argv + argc}, std::cout, ProcessEnvironment());

@@ -10,12 +10,15 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pkg/base/log.h"
+#include "pkg/failure/failure.h"
 
 namespace sluice::cli {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::Not;
+using ::testing::StartsWith;
 
 // A branched and merged history: a -> b -> d (merge of b, c), a -> c (label "feature").
 constexpr char kBranchedManifests[] = R"(revision: a
@@ -77,7 +80,7 @@ class AppTest : public ::testing::Test {
 
 TEST_F(AppTest, HistoryListsNewestFirstWithAlembicMarkers) {
   WriteManifest("all.yaml", kBranchedManifests);
-  ASSERT_EQ(RunSluice({"history"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"history"}), failure::kExitOk) << log_.str();
   EXPECT_EQ(out_.str(),
             "b, c -> d (head) (mergepoint), merge\n"
             "a -> c (feature), side\n"
@@ -87,7 +90,7 @@ TEST_F(AppTest, HistoryListsNewestFirstWithAlembicMarkers) {
 
 TEST_F(AppTest, HistoryVerboseShowsChecksumsAndPaths) {
   WriteManifest("all.yaml", kBranchedManifests);
-  ASSERT_EQ(RunSluice({"history", "-v"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"history", "-v"}), failure::kExitOk) << log_.str();
   EXPECT_THAT(out_.str(), HasSubstr("Rev: d (head) (mergepoint)\nMerges: b, c\n"));
   EXPECT_THAT(out_.str(), HasSubstr("Checksum: sha256:"));
   EXPECT_THAT(out_.str(), HasSubstr("all.yaml:1\n"));
@@ -96,32 +99,32 @@ TEST_F(AppTest, HistoryVerboseShowsChecksumsAndPaths) {
 
 TEST_F(AppTest, HeadsBranchesAndShow) {
   WriteManifest("all.yaml", kBranchedManifests);
-  ASSERT_EQ(RunSluice({"heads"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"heads"}), failure::kExitOk) << log_.str();
   EXPECT_EQ(out_.str(), "d (head)\n");
-  ASSERT_EQ(RunSluice({"branches"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"branches"}), failure::kExitOk) << log_.str();
   EXPECT_EQ(out_.str(), "a (branchpoint)\n  -> b\n  -> c (feature)\n\n");
-  ASSERT_EQ(RunSluice({"show", "c"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"show", "c"}), failure::kExitOk) << log_.str();
   EXPECT_THAT(out_.str(), HasSubstr("Rev: c\nParent: a\nBranch names: feature\n"));
-  EXPECT_EQ(RunSluice({"show", "zzz"}), kExitUsage);
+  EXPECT_EQ(RunSluice({"show", "zzz"}), failure::kExitUsage);
 }
 
 TEST_F(AppTest, ValidateChecksHeadsAndManifests) {
   WriteManifest("a.yaml", "revision: a\nupgrade: SELECT 1;\n");
   WriteManifest("b.yaml", "revision: b\nupgrade: SELECT 1;\n");
-  EXPECT_EQ(RunSluice({"validate"}), kExitOk) << log_.str();
+  EXPECT_EQ(RunSluice({"validate"}), failure::kExitOk) << log_.str();
   EXPECT_EQ(out_.str(), "OK: 2 revisions, heads a, b\n");
-  EXPECT_EQ(RunSluice({"validate", "--single-head"}), kExitInvalidManifests);
+  EXPECT_EQ(RunSluice({"validate", "--single-head"}), failure::kExitInvalidManifests);
   EXPECT_THAT(log_.str(), HasSubstr("2 heads (a, b)"));
 
   WriteManifest("c.yaml", "revision: c\ndown_revision: nowhere\nupgrade: SELECT 1;\n");
-  EXPECT_EQ(RunSluice({"validate"}), kExitInvalidManifests);
+  EXPECT_EQ(RunSluice({"validate"}), failure::kExitInvalidManifests);
   EXPECT_THAT(log_.str(), HasSubstr("c.yaml"));
   EXPECT_THAT(log_.str(), HasSubstr("nowhere"));
 }
 
 TEST_F(AppTest, UpgradeSqlPrintsTheWholeScriptFromBase) {
   WriteManifest("all.yaml", kBranchedManifests);
-  ASSERT_EQ(RunSluice({"upgrade", "--sql", "head"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"upgrade", "--sql", "head"}), failure::kExitOk) << log_.str();
   const std::string script = out_.str();
   EXPECT_THAT(script, HasSubstr("CREATE TABLE IF NOT EXISTS \"public\".\"alembic_version\""));
   EXPECT_THAT(script, HasSubstr("BEGIN;\n\nCREATE TABLE a (id int);\n\nINSERT INTO "
@@ -132,7 +135,7 @@ TEST_F(AppTest, UpgradeSqlPrintsTheWholeScriptFromBase) {
 
 TEST_F(AppTest, UpgradeSqlFromARevisionSkipsTableCreation) {
   WriteManifest("all.yaml", kBranchedManifests);
-  ASSERT_EQ(RunSluice({"upgrade", "--sql", "b:d"}), kExitOk) << log_.str();
+  ASSERT_EQ(RunSluice({"upgrade", "--sql", "b:d"}), failure::kExitOk) << log_.str();
   EXPECT_THAT(out_.str(), Not(HasSubstr("CREATE TABLE IF NOT EXISTS")));
   EXPECT_THAT(out_.str(), Not(HasSubstr("CREATE TABLE b")));
   EXPECT_THAT(out_.str(), HasSubstr("CREATE TABLE c"));
@@ -140,29 +143,49 @@ TEST_F(AppTest, UpgradeSqlFromARevisionSkipsTableCreation) {
 
 TEST_F(AppTest, DowngradeSqlNeedsARange) {
   WriteManifest("all.yaml", kBranchedManifests);
-  EXPECT_EQ(RunSluice({"downgrade", "--sql", "base"}), kExitUsage);
-  ASSERT_EQ(RunSluice({"downgrade", "--sql", "d:base"}), kExitOk) << log_.str();
+  EXPECT_EQ(RunSluice({"downgrade", "--sql", "base"}), failure::kExitUsage);
+  ASSERT_EQ(RunSluice({"downgrade", "--sql", "d:base"}), failure::kExitOk) << log_.str();
   EXPECT_THAT(out_.str(), HasSubstr("DROP TABLE a;"));
   EXPECT_LT(out_.str().find("DROP TABLE b;"), out_.str().find("DROP TABLE a;"));
 }
 
 TEST_F(AppTest, UsageErrorsAndHelp) {
-  EXPECT_EQ(RunSluice({"frobnicate"}), kExitUsage);
-  EXPECT_EQ(RunSluice({"history", "--no-such-flag"}), kExitUsage);
-  EXPECT_EQ(RunSluice({"show"}), kExitUsage);
+  EXPECT_EQ(RunSluice({"frobnicate"}), failure::kExitUsage);
+  EXPECT_EQ(RunSluice({"history", "--no-such-flag"}), failure::kExitUsage);
+  EXPECT_EQ(RunSluice({"show"}), failure::kExitUsage);
   for (const char* command :
        {"upgrade", "downgrade", "history", "heads", "branches", "show", "validate", "version"}) {
-    ASSERT_EQ(RunSluice({command, "--help"}), kExitOk) << command;
+    ASSERT_EQ(RunSluice({command, "--help"}), failure::kExitOk) << command;
     EXPECT_THAT(out_.str(), HasSubstr(std::string("Usage: sluice ") + command)) << command;
     EXPECT_THAT(out_.str(), HasSubstr("--migrations VALUE")) << command;
   }
-  ASSERT_EQ(RunSluice({"--help"}), kExitOk);
+  ASSERT_EQ(RunSluice({"--help"}), failure::kExitOk);
   EXPECT_THAT(out_.str(), HasSubstr("Commands:"));
+}
+
+TEST_F(AppTest, VersionFlagIsTheVersionCommand) {
+  ASSERT_EQ(RunSluice({"version"}), failure::kExitOk) << log_.str();
+  const std::string version = out_.str();
+  EXPECT_THAT(version, StartsWith("sluice "));
+  ASSERT_EQ(RunSluice({"--version"}), failure::kExitOk) << log_.str();
+  EXPECT_EQ(out_.str(), version);
+  EXPECT_THAT(log_.str(), Not(HasSubstr("unknown flag")));
+}
+
+TEST_F(AppTest, ShortAndLongHelpWithoutCommandPrintTheCommands) {
+  for (const char* flag : {"-h", "--help"}) {
+    ASSERT_EQ(RunSluice({flag}), failure::kExitOk) << flag << log_.str();
+    EXPECT_THAT(out_.str(), AllOf(HasSubstr("Usage: sluice COMMAND"), HasSubstr("Commands:"),
+                                  HasSubstr("--version")))
+        << flag;
+  }
+  ASSERT_EQ(RunSluice({"-h", "upgrade"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("Usage: sluice upgrade"));
 }
 
 TEST_F(AppTest, InvalidManifestsExitFour) {
   WriteManifest("bad.yaml", "revision: [not, a, string]\nupgrade: x\n");
-  EXPECT_EQ(RunSluice({"history"}), kExitInvalidManifests);
+  EXPECT_EQ(RunSluice({"history"}), failure::kExitInvalidManifests);
   EXPECT_THAT(log_.str(), HasSubstr("bad.yaml:1"));
 }
 

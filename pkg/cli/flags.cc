@@ -196,6 +196,10 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
       result.help = true;
       continue;
     }
+    if (body == "version") {
+      result.version = true;
+      continue;
+    }
     std::optional<std::string> value;
     if (size_t eq = body.find('='); eq != absl::string_view::npos) {
       value = std::string(body.substr(eq + 1));
@@ -203,8 +207,9 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
     }
     const FlagSpec* flag = FindFlag(body);
     if (flag == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown flag ", arg, "; see `sluice ", result.command, " --help`"));
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", arg, "; see `sluice ",
+                                                     result.command,
+                                                     result.command.empty() ? "" : " ", "--help`"));
     }
     if (!value.has_value()) {
       if (flag->kind == Kind::kBool) {

@@ -49,6 +49,7 @@ struct CommandLine {
   std::vector<std::string> args;  // positional arguments after the command
   Options options;
   bool help = false;
+  bool version = false;  // --version: print the version, as the `version` command does
   // Flags given on the command line or in the environment, by name (for "was it set?" checks).
   std::vector<std::string> set_flags;
 };

@@ -32,6 +32,26 @@ TEST(ParseCommandLineTest, CommandArgsAndFlagsInAnyOrder) {
   EXPECT_THAT(parsed->options.migrations, ElementsAre("./migrations"));
 }
 
+TEST(ParseCommandLineTest, VersionAndHelpFlagsNeedNoCommand) {
+  auto version = ParseCommandLine({"--version"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(version);
+  EXPECT_TRUE(version->version);
+  EXPECT_FALSE(version->help);
+  EXPECT_EQ(version->command, "");
+  for (const char* flag : {"-h", "--help"}) {
+    auto help = ParseCommandLine({flag}, FakeEnv({}));
+    SLUICE_ASSERT_OK(help);
+    EXPECT_TRUE(help->help) << flag;
+    EXPECT_FALSE(help->version) << flag;
+  }
+}
+
+TEST(ParseCommandLineTest, UnknownFlagWithoutCommandPointsAtGeneralHelp) {
+  EXPECT_THAT(ParseCommandLine({"--frobnicate"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "unknown flag --frobnicate; see `sluice --help`"));
+}
+
 TEST(ParseCommandLineTest, RelativeTargetsAreNotFlags) {
   auto parsed = ParseCommandLine({"downgrade", "-1"}, FakeEnv({}));
   SLUICE_ASSERT_OK(parsed);

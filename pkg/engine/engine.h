@@ -93,9 +93,10 @@ struct DatabaseState {
 
 class Engine {
  public:
-  // `migrations` are the manifests; `factory` opens connections.
-  Engine(std::vector<manifest::Migration> migrations, StoreFactory factory, EngineOptions options,
-         Observer* observer = nullptr);
+  // `graph` is the manifests' graph, built once by the caller and shared with it; `factory` opens
+  // connections.
+  Engine(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
+         EngineOptions options, Observer* observer = nullptr);
   ~Engine();
 
   // Applies revisions up to `target`. A runner that finds the database already at the target exits
@@ -116,7 +117,8 @@ class Engine {
   absl::Status Resolve(absl::string_view revision, bool applied);
 
   // Returns the graph of the manifests plus the revisions known only from the database's history
-  // (valid after any call above that read the database; the manifests alone before).
+  // (after any call above that read the database; the manifests' graph before, and whenever the
+  // database holds no revision the manifests lack).
   const graph::RevisionGraph& Graph() const;
 
  private:

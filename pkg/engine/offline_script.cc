@@ -5,14 +5,14 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/sql/sql_text.h"
 
 namespace sluice::engine {
 namespace {
 
 std::string TextArray(const std::vector<std::string>& items) {
   std::vector<std::string> quoted;
-  for (const std::string& item : items) quoted.push_back(pgsql::QuoteLiteral(item));
+  for (const std::string& item : items) quoted.push_back(sql::QuoteLiteral(item));
   return absl::StrCat("ARRAY[", absl::StrJoin(quoted, ", "), "]::text[]");
 }
 
@@ -20,25 +20,24 @@ std::string HistoryInsertSql(const graph::Step& step, const OfflineScriptOptions
   const manifest::Migration& m = *step.migration;
   const bool upgrade = step.direction == graph::Direction::kUpgrade;
   const std::vector<std::string> values = {
-      pgsql::QuoteLiteral(m.revision),
-      pgsql::QuoteLiteral(upgrade ? "upgrade" : "downgrade"),
-      pgsql::QuoteLiteral(m.checksum),
-      pgsql::QuoteLiteral(m.description),
+      sql::QuoteLiteral(m.revision),
+      sql::QuoteLiteral(upgrade ? "upgrade" : "downgrade"),
+      sql::QuoteLiteral(m.checksum),
+      sql::QuoteLiteral(m.description),
       "now()",
       "now()",
       "0",
-      pgsql::QuoteLiteral(options.applied_by),
+      sql::QuoteLiteral(options.applied_by),
       "'applied'",
       "''",
       TextArray(m.down_revisions),
       TextArray(m.depends_on),
-      pgsql::QuoteLiteral(m.upgrade_sql),
-      m.downgrade_sql.has_value() ? pgsql::QuoteLiteral(*m.downgrade_sql) : "NULL",
+      sql::QuoteLiteral(m.upgrade_sql),
+      m.downgrade_sql.has_value() ? sql::QuoteLiteral(*m.downgrade_sql) : "NULL",
       m.transactional ? "true" : "false",
   };
-  return absl::StrCat("INSERT INTO ", pgsql::QualifiedName(options.schema, pgsql::kHistoryTable),
-                      " (", pgsql::kHistoryColumns, ") VALUES (", absl::StrJoin(values, ", "),
-                      ");\n\n");
+  return absl::StrCat("INSERT INTO ", sql::QualifiedName(options.schema, sql::kHistoryTable), " (",
+                      sql::kHistoryColumns, ") VALUES (", absl::StrJoin(values, ", "), ");\n\n");
 }
 
 // Returns `sql` trimmed, ending with a semicolon, followed by a blank line.
@@ -60,7 +59,7 @@ std::string RenderOfflineScript(const graph::Plan& plan, const OfflineScriptOpti
   std::string out;
   if (options.create_tables) {
     for (const std::string& statement :
-         pgsql::EnsureTablesSql(options.schema, options.version_table)) {
+         sql::EnsureTablesSql(options.schema, options.version_table)) {
       absl::StrAppend(&out, statement, ";\n\n");
     }
   }
@@ -78,7 +77,7 @@ std::string RenderOfflineScript(const graph::Plan& plan, const OfflineScriptOpti
       absl::StrAppend(&out, "-- transactional: false; these statements run one by one\n\n", sql,
                       "BEGIN;\n\n");
     }
-    for (const std::string& statement : pgsql::VersionChangeSql(
+    for (const std::string& statement : sql::VersionChangeSql(
              options.schema, options.version_table, step.delete_versions, step.insert_versions)) {
       absl::StrAppend(&out, statement, ";\n\n");
     }

@@ -1,18 +1,28 @@
 #include "pkg/store/connection_string.h"
 
+#include <libpq-fe.h>
+
 #include <algorithm>
 #include <cctype>
+#include <initializer_list>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "pkg/base/log.h"
+#include "pkg/base/status_macros.h"
+#include "pkg/store/pg_store.h"
 #include "pkg/store/store.h"
 
 namespace sluice::store {
@@ -284,6 +294,22 @@ std::string ScrubSecrets(absl::string_view message, absl::string_view connection
   return out;
 }
 
+// Returns `text` on one line, whitespace runs collapsed.
+std::string OneLine(absl::string_view text) {
+  std::string out;
+  bool space = false;
+  for (char c : absl::StripAsciiWhitespace(text)) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      space = true;
+      continue;
+    }
+    if (space && !out.empty()) out.push_back(' ');
+    space = false;
+    out.push_back(c);
+  }
+  return out;
+}
+
 }  // namespace internal
 
 std::string RedactUrl(absl::string_view url) {
@@ -292,6 +318,153 @@ std::string RedactUrl(absl::string_view url) {
     return absl::StrCat(url.substr(0, lead), internal::RedactUrlForm(url.substr(lead)));
   }
   return internal::RedactKeyValueForm(url);
+}
+
+namespace {
+
+// The libpq keywords, from libpq itself.
+const std::set<std::string>& LibpqKeywords() {
+  static const std::set<std::string>* const keywords = [] {
+    auto* set = new std::set<std::string>();
+    PQconninfoOption* options = PQconndefaults();
+    for (PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr;
+         ++option) {
+      set->insert(option->keyword);
+    }
+    PQconninfoFree(options);
+    return set;
+  }();
+  return *keywords;
+}
+
+// Returns libpq's sslmode for asyncpg's `ssl=` value.
+std::optional<std::string> SslModeFor(absl::string_view ssl) {
+  const std::string value = absl::AsciiStrToLower(ssl);
+  for (const char* mode : {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}) {
+    if (value == mode) return value;
+  }
+  if (value == "true" || value == "1" || value == "yes" || value == "on") return "require";
+  if (value == "false" || value == "0" || value == "no" || value == "off") return "disable";
+  return std::nullopt;
+}
+
+// Returns why libpq would refuse the value of `keyword` at connect time, or "" when it would not.
+// libpq checks these only when connecting, where a mistake would look like an unreachable server
+// and be retried; checking them here fails fast instead.
+std::string OptionProblem(absl::string_view keyword, absl::string_view value) {
+  auto one_of = [&](std::initializer_list<absl::string_view> allowed) {
+    for (absl::string_view candidate : allowed) {
+      if (value == candidate) return std::string();
+    }
+    return absl::StrCat("invalid ", keyword, " value \"", value, "\": use one of ",
+                        absl::StrJoin(allowed, ", "));
+  };
+  auto integer = [&]() {
+    int number = 0;
+    if (value.empty() || absl::SimpleAtoi(value, &number)) return std::string();
+    return absl::StrCat("invalid integer value \"", value, "\" for ", keyword);
+  };
+  if (keyword == "port") {
+    for (absl::string_view port : absl::StrSplit(value, ',')) {
+      int number = 0;
+      if (!port.empty() && (!absl::SimpleAtoi(port, &number) || number < 1 || number > 65535)) {
+        return absl::StrCat("invalid port \"", port, "\"");
+      }
+    }
+    return "";
+  }
+  if (keyword == "connect_timeout" || keyword == "keepalives" || keyword == "keepalives_idle" ||
+      keyword == "keepalives_interval" || keyword == "keepalives_count" ||
+      keyword == "tcp_user_timeout") {
+    return integer();
+  }
+  if (keyword == "sslmode") {
+    return one_of({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
+  }
+  if (keyword == "gssencmode") return one_of({"disable", "prefer", "require"});
+  if (keyword == "channel_binding") return one_of({"disable", "prefer", "require"});
+  if (keyword == "target_session_attrs") {
+    return one_of({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"});
+  }
+  return "";
+}
+
+// Checks that libpq can parse `conninfo` and would accept its values; `original` is what the user
+// gave, for messages (redacted).
+absl::Status CheckConnectionString(const std::string& conninfo, absl::string_view original) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
+  std::string reason;
+  if (options == nullptr) {
+    reason = error == nullptr ? "out of memory" : internal::OneLine(error);
+    if (error != nullptr) PQfreemem(error);
+  } else {
+    for (PQconninfoOption* option = options; option->keyword != nullptr && reason.empty();
+         ++option) {
+      if (option->val != nullptr) reason = OptionProblem(option->keyword, option->val);
+    }
+    PQconninfoFree(options);
+  }
+  if (reason.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("invalid connection string ", RedactUrl(original),
+                                                 ": ", internal::ScrubSecrets(reason, original)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> LibpqConnectionString(absl::string_view url) {
+  const absl::string_view text = absl::StripAsciiWhitespace(url);
+  if (text.empty()) return std::string();
+  if (!internal::LooksLikeUrl(text)) {
+    if (!absl::StrContains(text, '=')) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("connection string ", RedactUrl(text),
+                       " is neither a postgresql:// URL nor a libpq key/value string "
+                       "(host=... dbname=...)"));
+    }
+    std::string conninfo(text);
+    SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
+    return conninfo;
+  }
+  const internal::UrlParts parts = internal::SplitUrl(text);
+  const absl::string_view scheme =
+      absl::string_view(parts.scheme).substr(0, parts.scheme.find('+'));
+  if (scheme != "postgresql" && scheme != "postgres") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported URL scheme \"", parts.scheme, "\" in ", RedactUrl(text),
+                     ": use postgresql://, postgres:// or postgresql+<driver>://"));
+  }
+  if (parts.ambiguous_userinfo) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ambiguous connection URL ", RedactUrl(text),
+        ": percent-encode '@' as %40 and '/' as %2F in the user name, password and database "
+        "name"));
+  }
+  const std::vector<internal::QueryParam> params = internal::SplitQuery(parts.query);
+  const bool has_sslmode =
+      std::any_of(params.begin(), params.end(), [](const auto& p) { return p.key == "sslmode"; });
+  std::vector<std::string> kept;
+  for (const internal::QueryParam& param : params) {
+    if (param.key == "ssl") {
+      std::optional<std::string> mode = SslModeFor(param.value);
+      if (!mode.has_value()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unsupported ssl=", param.value, " in ", RedactUrl(text)));
+      }
+      if (!has_sslmode) kept.push_back(absl::StrCat("sslmode=", *mode));
+    } else if (LibpqKeywords().count(param.key) > 0) {
+      kept.push_back(absl::StrCat(param.raw_key, "=", param.raw_value));
+    } else {
+      log::Debug("ignoring a connection URL parameter libpq does not know",
+                 {{"parameter", param.key}});
+    }
+  }
+  std::string conninfo = "postgresql://";
+  if (parts.has_userinfo) absl::StrAppend(&conninfo, parts.userinfo, "@");
+  absl::StrAppend(&conninfo, parts.hostspec_and_path);
+  if (!kept.empty()) absl::StrAppend(&conninfo, "?", absl::StrJoin(kept, "&"));
+  SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
+  return conninfo;
 }
 
 }  // namespace sluice::store

@@ -1,6 +1,8 @@
-// Parsing of the connection strings sluice accepts (postgresql:// URLs, SQLAlchemy-style
-// postgresql+driver:// URLs, libpq key/value strings), as far as redaction and normalization need
-// it. Internal to pkg/store: pure functions, no libpq, thread-safe.
+// The connection strings sluice accepts (postgresql:// URLs, SQLAlchemy-style postgresql+driver://
+// URLs, libpq key/value strings): parsing as far as redaction and normalization need it, and (in
+// connection_string.cc, with libpq's own parser) LibpqConnectionString of pg_store.h, which turns
+// them into what libpq accepts and checks the values libpq would only check when connecting.
+// Internal to pkg/store: no libpq type in this header; thread-safe.
 #ifndef SLUICE_PKG_STORE_CONNECTION_STRING_H_
 #define SLUICE_PKG_STORE_CONNECTION_STRING_H_
 
@@ -48,6 +50,9 @@ std::string PercentDecode(absl::string_view text);
 // Returns the passwords in `connection_string` (as written and decoded), so that messages that
 // might echo them can be scrubbed.
 std::vector<std::string> SecretsIn(absl::string_view connection_string);
+
+// Returns `text` on one line, whitespace runs collapsed (libpq's messages span lines).
+std::string OneLine(absl::string_view text);
 
 // Returns `message` with every occurrence of a secret of `connection_string` replaced by `***`.
 std::string ScrubSecrets(absl::string_view message, absl::string_view connection_string);

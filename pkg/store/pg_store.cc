@@ -37,7 +37,8 @@
 #include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/failure/migration_failure.h"
+#include "pkg/sql/sql_text.h"
 #include "pkg/store/connection_string.h"
 
 namespace sluice::store {
@@ -62,7 +63,7 @@ constexpr char kTableExistsSql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')";
 
-// The DDL is pkg/pgsql's (pgsql::EnsureTablesSql), shared with the offline scripts.
+// The DDL is pkg/sql's (sql::EnsureTablesSql), shared with the offline scripts.
 
 constexpr char kSelectVersionsSql[] = "SELECT version_num FROM {version_table}";
 constexpr char kPurgeVersionsSql[] = "DELETE FROM {version_table}";
@@ -143,22 +144,6 @@ struct ResultDeleter {
 };
 using Result = std::unique_ptr<PGresult, ResultDeleter>;
 
-// Returns `text` on one line, whitespace runs collapsed.
-std::string OneLine(absl::string_view text) {
-  std::string out;
-  bool space = false;
-  for (char c : absl::StripAsciiWhitespace(text)) {
-    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
-      space = true;
-      continue;
-    }
-    if (space && !out.empty()) out.push_back(' ');
-    space = false;
-    out.push_back(c);
-  }
-  return out;
-}
-
 std::string Field(const PGresult* result, int code) {
   const char* value = result == nullptr ? nullptr : PQresultErrorField(result, code);
   return value == nullptr ? std::string() : std::string(value);
@@ -180,7 +165,8 @@ int LineOfPosition(absl::string_view sql, int position) {
 enum class Sent { kStatement, kCommit };
 
 // Translates what libpq returned for `sql` into a Status: the one place where PostgreSQL errors
-// become status codes. OK for successful results. Errors the server reported carry a SqlError.
+// become status codes. OK for successful results. Errors the server reported carry a
+// failure::MigrationFailure.
 //   connection lost, class 08 (connection), 57P01-57P03 (the server is shutting down, crashed or
 //   starting) -> kUnavailable (kUnknown during COMMIT: the outcome is in doubt)
 //   class 40 (rollback: 40001 serialization, 40P01 deadlock) -> kAborted (40003 -> kUnknown)
@@ -194,20 +180,20 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
       status == PGRES_SINGLE_TUPLE) {
     return absl::OkStatus();
   }
-  SqlError error;
+  failure::MigrationFailure error;
   error.sqlstate = Field(result, PG_DIAG_SQLSTATE);
   error.message = Field(result, PG_DIAG_MESSAGE_PRIMARY);
   error.detail = Field(result, PG_DIAG_MESSAGE_DETAIL);
   error.hint = Field(result, PG_DIAG_MESSAGE_HINT);
   int position = 0;
   if (absl::SimpleAtoi(Field(result, PG_DIAG_STATEMENT_POSITION), &position)) {
-    error.line = LineOfPosition(sql, position);
+    error.statement_line = LineOfPosition(sql, position);
   }
   const std::string context = Field(result, PG_DIAG_CONTEXT);
   if (error.message.empty()) {
-    error.message = OneLine(result != nullptr && PQresultErrorMessage(result)[0] != '\0'
-                                ? PQresultErrorMessage(result)
-                                : PQerrorMessage(conn));
+    error.message = internal::OneLine(result != nullptr && PQresultErrorMessage(result)[0] != '\0'
+                                          ? PQresultErrorMessage(result)
+                                          : PQerrorMessage(conn));
   }
   if (error.message.empty()) {
     error.message = absl::StrCat("unexpected result ", PQresStatus(status));
@@ -240,7 +226,7 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
   if (!error.sqlstate.empty()) absl::StrAppend(&message, " (SQLSTATE ", error.sqlstate, ")");
   if (!error.detail.empty()) absl::StrAppend(&message, "; DETAIL: ", error.detail);
   if (!error.hint.empty()) absl::StrAppend(&message, "; HINT: ", error.hint);
-  if (!context.empty()) absl::StrAppend(&message, "; CONTEXT: ", OneLine(context));
+  if (!context.empty()) absl::StrAppend(&message, "; CONTEXT: ", internal::OneLine(context));
   if (server_gone) {
     absl::StrAppend(&message, "; the connection to the database was lost");
     if (sent == Sent::kCommit) {
@@ -250,12 +236,13 @@ absl::Status StatusFromResult(PGconn* conn, const PGresult* result, absl::string
     }
   }
   absl::Status result_status(code, message);
-  if (!error.sqlstate.empty()) result_status = WithSqlError(std::move(result_status), error);
+  if (!error.sqlstate.empty())
+    result_status = failure::WithMigrationFailure(std::move(result_status), error);
   return result_status;
 }
 
 bool IsDuplicateObject(const absl::Status& status) {
-  std::optional<SqlError> error = SqlErrorOf(status);
+  std::optional<failure::MigrationFailure> error = failure::MigrationFailureOf(status);
   if (!error.has_value()) return false;
   // unique_violation (on a catalog index), duplicate_table, duplicate_schema, duplicate_object
   return error->sqlstate == "23505" || error->sqlstate == "42P07" || error->sqlstate == "42P06" ||
@@ -341,7 +328,7 @@ absl::StatusOr<std::vector<std::string>> ParseTextArray(absl::string_view text) 
 void LogNotice(const PGresult* result, bool internal) {
   const std::string severity = Field(result, PG_DIAG_SEVERITY_NONLOCALIZED);
   std::string message = Field(result, PG_DIAG_MESSAGE_PRIMARY);
-  if (message.empty()) message = OneLine(PQresultErrorMessage(result));
+  if (message.empty()) message = internal::OneLine(PQresultErrorMessage(result));
   const std::string text =
       absl::StrCat("postgres ", absl::AsciiStrToLower(severity), ": ", message);
   if (internal) {
@@ -454,8 +441,7 @@ class PgStore final : public Store {
   absl::Status EnsureTables(const TableNames& tables) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
     SLUICE_ASSIGN_OR_RETURN(bool exists, SchemaExists(tables.schema));
-    const std::vector<std::string> ddl =
-        pgsql::EnsureTablesSql(tables.schema, tables.version_table);
+    const std::vector<std::string> ddl = sql::EnsureTablesSql(tables.schema, tables.version_table);
     if (!exists) {
       SLUICE_RETURN_IF_ERROR(CreateTolerating(absl::StrCat("creating schema ", names.schema),
                                               ddl[0], [&] { return SchemaExists(tables.schema); }));
@@ -619,8 +605,8 @@ class PgStore final : public Store {
           absl::StrCat("waiting for a notification: ", std::strerror(errno)));
     }
     if (ready > 0 && PQconsumeInput(conn_) == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("lost the connection while waiting: ", OneLine(PQerrorMessage(conn_))));
+      return absl::UnavailableError(absl::StrCat("lost the connection while waiting: ",
+                                                 internal::OneLine(PQerrorMessage(conn_))));
     }
     return ConsumeNotifications();
   }
@@ -793,7 +779,7 @@ class PgStore final : public Store {
     char* quoted = PQescapeIdentifier(conn_, name.data(), name.size());
     if (quoted == nullptr) {
       return absl::InvalidArgumentError(
-          absl::StrCat("cannot quote identifier: ", OneLine(PQerrorMessage(conn_))));
+          absl::StrCat("cannot quote identifier: ", internal::OneLine(PQerrorMessage(conn_))));
     }
     std::string out(quoted);
     PQfreemem(quoted);
@@ -824,150 +810,7 @@ class PgStore final : public Store {
   bool internal_statement_ = false;
 };
 
-// The libpq keywords, from libpq itself.
-const std::set<std::string>& LibpqKeywords() {
-  static const std::set<std::string>* const keywords = [] {
-    auto* set = new std::set<std::string>();
-    PQconninfoOption* options = PQconndefaults();
-    for (PQconninfoOption* option = options; option != nullptr && option->keyword != nullptr;
-         ++option) {
-      set->insert(option->keyword);
-    }
-    PQconninfoFree(options);
-    return set;
-  }();
-  return *keywords;
-}
-
-// Returns libpq's sslmode for asyncpg's `ssl=` value.
-std::optional<std::string> SslModeFor(absl::string_view ssl) {
-  const std::string value = absl::AsciiStrToLower(ssl);
-  for (const char* mode : {"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}) {
-    if (value == mode) return value;
-  }
-  if (value == "true" || value == "1" || value == "yes" || value == "on") return "require";
-  if (value == "false" || value == "0" || value == "no" || value == "off") return "disable";
-  return std::nullopt;
-}
-
-// Returns why libpq would refuse the value of `keyword` at connect time, or "" when it would not.
-// libpq checks these only when connecting, where a mistake would look like an unreachable server
-// and be retried; checking them here fails fast instead.
-std::string OptionProblem(absl::string_view keyword, absl::string_view value) {
-  auto one_of = [&](std::initializer_list<absl::string_view> allowed) {
-    for (absl::string_view candidate : allowed) {
-      if (value == candidate) return std::string();
-    }
-    return absl::StrCat("invalid ", keyword, " value \"", value, "\": use one of ",
-                        absl::StrJoin(allowed, ", "));
-  };
-  auto integer = [&]() {
-    int number = 0;
-    if (value.empty() || absl::SimpleAtoi(value, &number)) return std::string();
-    return absl::StrCat("invalid integer value \"", value, "\" for ", keyword);
-  };
-  if (keyword == "port") {
-    for (absl::string_view port : absl::StrSplit(value, ',')) {
-      int number = 0;
-      if (!port.empty() && (!absl::SimpleAtoi(port, &number) || number < 1 || number > 65535)) {
-        return absl::StrCat("invalid port \"", port, "\"");
-      }
-    }
-    return "";
-  }
-  if (keyword == "connect_timeout" || keyword == "keepalives" || keyword == "keepalives_idle" ||
-      keyword == "keepalives_interval" || keyword == "keepalives_count" ||
-      keyword == "tcp_user_timeout") {
-    return integer();
-  }
-  if (keyword == "sslmode") {
-    return one_of({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"});
-  }
-  if (keyword == "gssencmode") return one_of({"disable", "prefer", "require"});
-  if (keyword == "channel_binding") return one_of({"disable", "prefer", "require"});
-  if (keyword == "target_session_attrs") {
-    return one_of({"any", "read-write", "read-only", "primary", "standby", "prefer-standby"});
-  }
-  return "";
-}
-
-// Checks that libpq can parse `conninfo` and would accept its values; `original` is what the user
-// gave, for messages (redacted).
-absl::Status CheckConnectionString(const std::string& conninfo, absl::string_view original) {
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &error);
-  std::string reason;
-  if (options == nullptr) {
-    reason = error == nullptr ? "out of memory" : OneLine(error);
-    if (error != nullptr) PQfreemem(error);
-  } else {
-    for (PQconninfoOption* option = options; option->keyword != nullptr && reason.empty();
-         ++option) {
-      if (option->val != nullptr) reason = OptionProblem(option->keyword, option->val);
-    }
-    PQconninfoFree(options);
-  }
-  if (reason.empty()) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat("invalid connection string ", RedactUrl(original),
-                                                 ": ", internal::ScrubSecrets(reason, original)));
-}
-
 }  // namespace
-
-absl::StatusOr<std::string> LibpqConnectionString(absl::string_view url) {
-  const absl::string_view text = absl::StripAsciiWhitespace(url);
-  if (text.empty()) return std::string();
-  if (!internal::LooksLikeUrl(text)) {
-    if (!absl::StrContains(text, '=')) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("connection string ", RedactUrl(text),
-                       " is neither a postgresql:// URL nor a libpq key/value string "
-                       "(host=... dbname=...)"));
-    }
-    std::string conninfo(text);
-    SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
-    return conninfo;
-  }
-  const internal::UrlParts parts = internal::SplitUrl(text);
-  const absl::string_view scheme =
-      absl::string_view(parts.scheme).substr(0, parts.scheme.find('+'));
-  if (scheme != "postgresql" && scheme != "postgres") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unsupported URL scheme \"", parts.scheme, "\" in ", RedactUrl(text),
-                     ": use postgresql://, postgres:// or postgresql+<driver>://"));
-  }
-  if (parts.ambiguous_userinfo) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ambiguous connection URL ", RedactUrl(text),
-        ": percent-encode '@' as %40 and '/' as %2F in the user name, password and database "
-        "name"));
-  }
-  const std::vector<internal::QueryParam> params = internal::SplitQuery(parts.query);
-  const bool has_sslmode =
-      std::any_of(params.begin(), params.end(), [](const auto& p) { return p.key == "sslmode"; });
-  std::vector<std::string> kept;
-  for (const internal::QueryParam& param : params) {
-    if (param.key == "ssl") {
-      std::optional<std::string> mode = SslModeFor(param.value);
-      if (!mode.has_value()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("unsupported ssl=", param.value, " in ", RedactUrl(text)));
-      }
-      if (!has_sslmode) kept.push_back(absl::StrCat("sslmode=", *mode));
-    } else if (LibpqKeywords().count(param.key) > 0) {
-      kept.push_back(absl::StrCat(param.raw_key, "=", param.raw_value));
-    } else {
-      log::Debug("ignoring a connection URL parameter libpq does not know",
-                 {{"parameter", param.key}});
-    }
-  }
-  std::string conninfo = "postgresql://";
-  if (parts.has_userinfo) absl::StrAppend(&conninfo, parts.userinfo, "@");
-  absl::StrAppend(&conninfo, parts.hostspec_and_path);
-  if (!kept.empty()) absl::StrAppend(&conninfo, "?", absl::StrJoin(kept, "&"));
-  SLUICE_RETURN_IF_ERROR(CheckConnectionString(conninfo, text));
-  return conninfo;
-}
 
 absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) {
   SLUICE_ASSIGN_OR_RETURN(const std::string conninfo, LibpqConnectionString(options.url));
@@ -1003,8 +846,9 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
       return std::unique_ptr<Store>(new PgStore(conn));
     }
     const std::string reason =
-        conn == nullptr ? std::string("out of memory")
-                        : internal::ScrubSecrets(OneLine(PQerrorMessage(conn)), options.url);
+        conn == nullptr
+            ? std::string("out of memory")
+            : internal::ScrubSecrets(internal::OneLine(PQerrorMessage(conn)), options.url);
     if (conn != nullptr) PQfinish(conn);
     const absl::Duration wait = backoff.Next();
     const bool retry = absl::Now() + wait < deadline;

@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pkg/base/log.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/store/store.h"
 #include "tests/support/loopback.h"
 #include "tests/support/pg_fixture.h"
@@ -56,11 +57,11 @@ class PgStoreTest : public sluice::testing::PgTest {
     return store.ok() ? *std::move(store) : nullptr;
   }
 
-  // Returns the SqlError of `status`, failing the test when there is none.
-  static SqlError ErrorOf(const absl::Status& status) {
-    std::optional<SqlError> error = SqlErrorOf(status);
+  // Returns what the server said about `status`, failing the test when it carries nothing.
+  static failure::MigrationFailure ErrorOf(const absl::Status& status) {
+    std::optional<failure::MigrationFailure> error = failure::MigrationFailureOf(status);
     EXPECT_TRUE(error.has_value()) << status;
-    return error.value_or(SqlError{});
+    return error.value_or(failure::MigrationFailure{});
   }
 
   // Returns whether `store` sees no other session holding advisory lock `key`.
@@ -130,10 +131,10 @@ TEST_F(PgStoreTest, SyntaxErrorNamesItsLine) {
   ASSERT_NE(store, nullptr);
   const absl::Status status = store->Execute("SELECT 1,\n  2,\n  3 4,\n  5");
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  const SqlError error = ErrorOf(status);
+  const failure::MigrationFailure error = ErrorOf(status);
   EXPECT_EQ(error.sqlstate, "42601");
   EXPECT_EQ(error.message, "syntax error at or near \"4\"");
-  EXPECT_EQ(error.line, 3);
+  EXPECT_EQ(error.statement_line, 3);
   EXPECT_THAT(std::string(status.message()), HasSubstr("SQLSTATE 42601"));
 }
 
@@ -145,17 +146,18 @@ TEST_F(PgStoreTest, ErrorLineCountsTheWholeScriptAndCharactersNotBytes) {
       "SELECT 'ééééééééééééééééééééééééééééééééééééééé' AS x,\n"
       "  'üü' AS y,\n"
       "  nosuchcolumn FROM t;\n");
-  const SqlError error = ErrorOf(status);
+  const failure::MigrationFailure error = ErrorOf(status);
   EXPECT_EQ(error.sqlstate, "42703");
-  EXPECT_EQ(error.line, 4);
+  EXPECT_EQ(error.statement_line, 4);
 }
 
 TEST_F(PgStoreTest, UnknownTypeOnLineThreeOfFour) {
   std::unique_ptr<Store> store = Connect();
   ASSERT_NE(store, nullptr);
-  const SqlError error = ErrorOf(store->Execute("CREATE TABLE t (\n  id int,\n  name txet\n);"));
+  const failure::MigrationFailure error =
+      ErrorOf(store->Execute("CREATE TABLE t (\n  id int,\n  name txet\n);"));
   EXPECT_EQ(error.sqlstate, "42704");
-  EXPECT_EQ(error.line, 3);
+  EXPECT_EQ(error.statement_line, 3);
 }
 
 TEST_F(PgStoreTest, UniqueViolationCarriesDetail) {
@@ -164,21 +166,21 @@ TEST_F(PgStoreTest, UniqueViolationCarriesDetail) {
   SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1)"));
   const absl::Status status = store->Execute("INSERT INTO t VALUES (2);\nINSERT INTO t VALUES (1)");
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  const SqlError error = ErrorOf(status);
+  const failure::MigrationFailure error = ErrorOf(status);
   EXPECT_EQ(error.sqlstate, "23505");
   EXPECT_EQ(error.message, "duplicate key value violates unique constraint \"t_pkey\"");
   EXPECT_EQ(error.detail, "Key (id)=(1) already exists.");
-  EXPECT_EQ(error.line, 0);  // run-time errors have no position
-  EXPECT_EQ(Count("t"), 1);  // the script ran as one transaction
+  EXPECT_EQ(error.statement_line, 0);  // run-time errors have no position
+  EXPECT_EQ(Count("t"), 1);            // the script ran as one transaction
 }
 
 TEST_F(PgStoreTest, HintIsCarried) {
   std::unique_ptr<Store> store = Connect();
   ASSERT_NE(store, nullptr);
-  const SqlError error = ErrorOf(store->Execute("SELECT pg_catalog.lower(1, 2)"));
+  const failure::MigrationFailure error = ErrorOf(store->Execute("SELECT pg_catalog.lower(1, 2)"));
   EXPECT_EQ(error.sqlstate, "42883");
   EXPECT_THAT(error.hint, HasSubstr("No function matches"));
-  EXPECT_EQ(error.line, 1);
+  EXPECT_EQ(error.statement_line, 1);
 }
 
 TEST_F(PgStoreTest, InsufficientPrivilegeIsPermissionDenied) {
@@ -206,7 +208,15 @@ TEST_F(PgStoreTest, DeadlockIsAborted) {
   SLUICE_ASSERT_OK(b->Execute("UPDATE t SET v = 1 WHERE id = 2"));
   absl::Status a_status;
   std::thread thread([&] { a_status = a->Execute("UPDATE t SET v = 2 WHERE id = 2"); });
-  absl::SleepFor(absl::Milliseconds(200));
+  // Close the cycle only once a waits for b's row lock.
+  const std::string a_waits_for_b = absl::StrCat(
+      "SELECT ", b->BackendPid(), " = ANY (pg_catalog.pg_blocking_pids(", a->BackendPid(), "))");
+  bool waiting = false;
+  for (int i = 0; i < 200 && !waiting; ++i) {
+    waiting = QueryValue(a_waits_for_b) == "t";
+    if (!waiting) absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_TRUE(waiting) << "a never waited for b";  // not ASSERT: the thread must be joined
   const absl::Status b_status = b->Execute("UPDATE t SET v = 2 WHERE id = 1");
   if (b_status.ok()) {
     SLUICE_EXPECT_OK(b->Rollback());  // unblocks a, if a was the victim

@@ -24,21 +24,6 @@ struct TableNames {
   std::string version_table = "alembic_version";
 };
 
-// What PostgreSQL said about a failed statement. Carried as a payload of the returned absl::Status
-// (see SqlErrorOf) so that it crosses module boundaries without libpq.
-struct SqlError {
-  std::string sqlstate;  // e.g. "42P01"; empty when the error did not come from the server
-  std::string message;   // the primary message, without "ERROR:"
-  std::string detail;
-  std::string hint;
-  int line = 0;  // 1-based line within the statement text sent, 0 when PostgreSQL gave none
-};
-
-// Returns the SqlError attached to `status`, if any.
-std::optional<SqlError> SqlErrorOf(const absl::Status& status);
-// Returns `status` with `error` attached.
-absl::Status WithSqlError(absl::Status status, const SqlError& error);
-
 // One row of `sluice_history`.
 struct HistoryRow {
   int64_t id = 0;
@@ -84,7 +69,8 @@ class Store {
  public:
   virtual ~Store() = default;
 
-  // Runs `sql` (one or more statements) as one simple query. Errors carry a SqlError payload.
+  // Runs `sql` (one or more statements) as one simple query. Errors the server reported carry a
+  // failure::MigrationFailure payload with what it said (SQLSTATE, message, detail, hint, line).
   virtual absl::Status Execute(absl::string_view sql) = 0;
 
   // Transactions on this connection.

@@ -1,4 +1,4 @@
-// Unit tests of pkg/store that need no database: SqlError payloads, lock keys, redaction and
+// Unit tests of pkg/store that need no database: lock keys, redaction and
 // connection-string normalization.
 #include <cstdint>
 #include <optional>
@@ -18,45 +18,6 @@ namespace {
 using ::sluice::testing::StatusIs;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-TEST(SqlErrorTest, RoundTripsThroughStatusPayload) {
-  SqlError error;
-  error.sqlstate = "23505";
-  error.message = "duplicate key value violates unique constraint \"t_pkey\"";
-  error.detail = "Key (id)=(1) already exists.\n3:colons:and\0nul";
-  error.hint = "";
-  error.line = 3;
-  const absl::Status status = WithSqlError(absl::FailedPreconditionError("applying 0001"), error);
-  std::optional<SqlError> read = SqlErrorOf(status);
-  ASSERT_TRUE(read.has_value());
-  EXPECT_EQ(read->sqlstate, "23505");
-  EXPECT_EQ(read->message, error.message);
-  EXPECT_EQ(read->detail, error.detail);
-  EXPECT_EQ(read->hint, "");
-  EXPECT_EQ(read->line, 3);
-  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_EQ(status.message(), "applying 0001");
-}
-
-TEST(SqlErrorTest, SurvivesARewrappedStatus) {
-  SqlError error;
-  error.sqlstate = "55P03";
-  absl::Status status = WithSqlError(absl::FailedPreconditionError("x"), error);
-  absl::Status copy = status;
-  EXPECT_EQ(SqlErrorOf(copy)->sqlstate, "55P03");
-}
-
-TEST(SqlErrorTest, AbsentOnPlainStatusAndOk) {
-  EXPECT_FALSE(SqlErrorOf(absl::UnavailableError("down")).has_value());
-  EXPECT_FALSE(SqlErrorOf(absl::OkStatus()).has_value());
-  EXPECT_TRUE(WithSqlError(absl::OkStatus(), SqlError{}).ok());
-}
-
-TEST(SqlErrorTest, MalformedPayloadIsIgnored) {
-  absl::Status status = absl::InternalError("x");
-  status.SetPayload("type.sluice.dev/SqlError", absl::Cord("99:short"));
-  EXPECT_FALSE(SqlErrorOf(status).has_value());
-}
 
 TEST(LockKeyTest, IsPinnedForTheDefaults) {
   // SHA-256("sluice:public.alembic_version") starts with these 8 bytes. This value must never

@@ -199,6 +199,15 @@ TEST_F(MigrateTest, FailingRevisionStopsThePlanAndReportsWhereAndWhy) {
   EXPECT_EQ(Rows("SELECT count(*) FROM t2"), "1");
 }
 
+TEST_F(MigrateTest, FailedRevisionIsLoggedWithItsFieldsInJson) {
+  WriteManifest("r1.yaml", {{"r1", {}, "CREATE TABLE t1 (id int);\nSELEC 1;", "", ""}});
+  ProcessResult r = Sluice({"upgrade", "head", "--log-format=json"});
+  EXPECT_EQ(r.exit_code, 1) << Describe(r);
+  EXPECT_THAT(r.err, AllOf(HasSubstr("\"level\":\"error\""), HasSubstr("\"revision\":\"r1\""),
+                           HasSubstr("\"sqlstate\":\"42601\""), HasSubstr("\"line\":\"6\""),
+                           HasSubstr("r1.yaml")));
+}
+
 TEST_F(MigrateTest, ErrorsCarryDetailAndHint) {
   WriteManifest(
       "r1.yaml",
@@ -266,8 +275,10 @@ TEST_F(MigrateTest, NonTransactionalFailureIsRecordedAndRefusedUntilResolved) {
                   "transactional: false"}});
   ProcessResult r = Sluice({"upgrade", "head"});
   EXPECT_EQ(r.exit_code, 1) << Describe(r);
-  EXPECT_THAT(r.err, AllOf(HasSubstr("revision r2"), HasSubstr("23505"),
-                           HasSubstr("1 of its 2 statements took effect")));
+  EXPECT_THAT(r.err,
+              AllOf(HasSubstr("revision r2"), HasSubstr("23505"),
+                    HasSubstr("in the statement at line 2 of the upgrade SQL"),
+                    HasSubstr("r2.yaml:7)"), HasSubstr("1 of its 2 statements took effect")));
   EXPECT_EQ(Versions(), "r1");
   EXPECT_EQ(Rows("SELECT outcome FROM sluice_history WHERE revision = 'r2'"), "failed");
 

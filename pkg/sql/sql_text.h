@@ -1,8 +1,8 @@
 // PostgreSQL SQL text that sluice generates or takes apart: identifier and literal quoting, the
 // version-table and history-table statements, and a statement splitter. Pure functions of text: no
 // database, no libpq. Thread-safe.
-#ifndef SLUICE_PKG_PGSQL_SQL_TEXT_H_
-#define SLUICE_PKG_PGSQL_SQL_TEXT_H_
+#ifndef SLUICE_PKG_SQL_SQL_TEXT_H_
+#define SLUICE_PKG_SQL_SQL_TEXT_H_
 
 #include <string>
 #include <vector>
@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace sluice::pgsql {
+namespace sluice::sql {
 
 // Returns `name` as a quoted identifier: "name", with embedded double quotes doubled. Always
 // quoted, so upper case, spaces and keywords keep their meaning and nothing can be injected.
@@ -62,6 +62,6 @@ struct Statement {
 // or comment.
 absl::StatusOr<std::vector<Statement>> SplitStatements(absl::string_view script);
 
-}  // namespace sluice::pgsql
+}  // namespace sluice::sql
 
-#endif  // SLUICE_PKG_PGSQL_SQL_TEXT_H_
+#endif  // SLUICE_PKG_SQL_SQL_TEXT_H_

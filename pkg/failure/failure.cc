@@ -1,11 +1,11 @@
-#include "pkg/engine/failure.h"
+#include "pkg/failure/failure.h"
 
 #include <string>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 
-namespace sluice::engine {
+namespace sluice::failure {
 namespace {
 constexpr char kPayloadKey[] = "type.sluice.dev/FailureKind";
 }  // namespace
@@ -36,4 +36,24 @@ FailureKind FailureKindOf(const absl::Status& status) {
   }
 }
 
-}  // namespace sluice::engine
+ExitCode ExitCodeOf(FailureKind kind) {
+  switch (kind) {
+    case FailureKind::kMigrationFailed:
+      return kExitMigrationFailed;
+    case FailureKind::kUsage:
+      return kExitUsage;
+    case FailureKind::kInvalidManifests:
+      return kExitInvalidManifests;
+    case FailureKind::kDrift:
+      return kExitDrift;
+    case FailureKind::kLockTimeout:
+      return kExitLockTimeout;
+    case FailureKind::kUnreachable:
+      return kExitUnreachable;
+  }
+  return kExitMigrationFailed;
+}
+
+ExitCode ExitCodeFor(const absl::Status& status) { return ExitCodeOf(FailureKindOf(status)); }
+
+}  // namespace sluice::failure

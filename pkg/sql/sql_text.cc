@@ -1,4 +1,4 @@
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/sql/sql_text.h"
 
 #include <cctype>
 
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 
-namespace sluice::pgsql {
+namespace sluice::sql {
 
 std::string QuoteIdentifier(absl::string_view name) {
   return absl::StrCat("\"", absl::StrReplaceAll(name, {{"\"", "\"\""}}), "\"");
@@ -269,4 +269,4 @@ absl::StatusOr<std::vector<Statement>> SplitStatements(absl::string_view script)
   return Splitter(script).Run();
 }
 
-}  // namespace sluice::pgsql
+}  // namespace sluice::sql

@@ -1,10 +1,10 @@
-#include "pkg/pgsql/sql_text.h"
+#include "pkg/sql/sql_text.h"
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/status_matchers.h"
 
-namespace sluice::pgsql {
+namespace sluice::sql {
 namespace {
 
 using ::sluice::testing::StatusIs;
@@ -110,4 +110,4 @@ TEST(SplitStatementsTest, ReportsUnterminatedRunsWithTheirLine) {
 }
 
 }  // namespace
-}  // namespace sluice::pgsql
+}  // namespace sluice::sql

@@ -1,0 +1,118 @@
+#include "pkg/engine/engine_impl.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "pkg/base/backoff.h"
+#include "pkg/base/log.h"
+#include "pkg/base/status_macros.h"
+#include "pkg/failure/failure.h"
+#include "pkg/failure/migration_failure.h"
+
+namespace sluice::engine {
+namespace {
+
+using failure::FailureKind;
+using failure::WithFailureKind;
+using graph::Plan;
+
+}  // namespace
+
+void Engine::Impl::ReleaseLock() {
+  if (locked_ && control_ != nullptr) {
+    absl::Status status = control_->Unlock(lock_key_);
+    // Wake the runners waiting for the lock now rather than at their next poll.
+    if (status.ok()) status = control_->Notify(LockChannel());
+    if (status.ok()) log::Debug("released the migration lock", {{"key", absl::StrCat(lock_key_)}});
+    if (!status.ok())
+      log::Warning("could not release the migration lock",
+                   {{"error", std::string(status.message())}});
+  }
+}
+
+absl::Status Engine::Impl::TakeLock() {
+  SLUICE_ASSIGN_OR_RETURN(std::optional<RunResult> done, WaitForLockOrTarget(/*plan_for=*/nullptr));
+  (void)done;
+  return absl::OkStatus();
+}
+
+// Polls the lock. With `plan_for`, each poll also reads the version table and returns a result
+// without the lock when there is nothing left to do. Returns nullopt once the lock is held.
+absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
+    const std::function<absl::StatusOr<Plan>(const std::vector<std::string>&)>& plan_for) {
+  SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
+  const absl::Time deadline = absl::Now() + options_.lock_wait;
+  absl::Duration interval = options_.lock_poll_initial;
+  absl::Time next_holder_log = absl::InfinitePast();
+  bool listening = false;
+  std::vector<store::HistoryRow> no_history;
+  while (true) {
+    if (plan_for) {
+      SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> versions,
+                              control->ReadVersions(options_.tables));
+      bool known = true;
+      for (const std::string& v : versions) known = known && graph_->Find(v) != nullptr;
+      if (!known) {
+        SLUICE_ASSIGN_OR_RETURN(std::vector<store::HistoryRow> history,
+                                control->ReadHistory(options_.tables));
+        SLUICE_RETURN_IF_ERROR(ExtendGraph(versions, history));
+      }
+      absl::StatusOr<Plan> plan = plan_for(versions);
+      if (!plan.ok()) return AsUsage(plan.status());
+      if (plan->steps.empty()) {
+        // The fast no-op: no lock and no history read, unless the database is ahead.
+        DatabaseState state;
+        state.versions = versions;
+        for (const std::string& v : versions) {
+          if (manifest_ids_.count(v) == 0) state.ahead.push_back(v);
+        }
+        SLUICE_RETURN_IF_ERROR(CheckAhead(state));
+        RunResult result = Summarize(*plan, state);
+        result.already_at_target = true;
+        if (observer_ != nullptr) observer_->OnPlanned(result, {});
+        return std::optional<RunResult>(std::move(result));
+      }
+    }
+    SLUICE_ASSIGN_OR_RETURN(bool locked, control->TryLock(lock_key_));
+    if (locked) {
+      locked_ = true;
+      return std::optional<RunResult>();
+    }
+    const absl::Time now = absl::Now();
+    if (now >= next_holder_log || now >= deadline) {
+      absl::StatusOr<std::optional<store::LockHolder>> holder = control->LockHolderOf(lock_key_);
+      std::string who = "an unknown session";
+      if (holder.ok() && holder->has_value()) {
+        const store::LockHolder& h = **holder;
+        who = store::DescribeLockHolder(h);
+        if (observer_ != nullptr) observer_->OnWaitingForLock(h);
+      }
+      if (now >= deadline) {
+        return WithFailureKind(
+            absl::DeadlineExceededError(
+                absl::StrCat("the migration lock (key ", lock_key_, ") was not acquired within ",
+                             absl::FormatDuration(options_.lock_wait), "; it is held by ", who,
+                             ". Raise --lock-wait, or find out why that runner takes so long")),
+            FailureKind::kLockTimeout);
+      }
+      log::Info("waiting for the migration lock",
+                {{"holder", who}, {"key", absl::StrCat(lock_key_)}});
+      next_holder_log = now + absl::Seconds(5);
+    }
+    if (!listening) {
+      SLUICE_RETURN_IF_ERROR(control->Listen(LockChannel()));
+      listening = true;
+    }
+    SLUICE_RETURN_IF_ERROR(
+        control->WaitForNotification(std::min(base::Jittered(interval), deadline - now)).status());
+    interval = std::min(interval * 3 / 2, options_.lock_poll_max);
+  }
+}
+
+}  // namespace sluice::engine

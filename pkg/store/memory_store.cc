@@ -1,0 +1,404 @@
+#include "pkg/store/memory_store.h"
+
+#include <algorithm>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pkg/failure/migration_failure.h"
+
+namespace sluice::store {
+namespace {
+
+std::string VersionTableKey(const TableNames& tables) {
+  return absl::StrCat(tables.schema, ".", tables.version_table);
+}
+
+}  // namespace
+
+// One session of a MemoryDatabase. Inside a transaction it works on a copy of the database's data
+// that COMMIT writes back whole: enough for one writing session at a time, which is what the
+// advisory lock guarantees the engine (other sessions only read meanwhile).
+class MemoryStore final : public Store {
+ public:
+  MemoryStore(MemoryDatabase& db, int pid) : db_(db), pid_(pid) {}
+  ~MemoryStore() override { db_.Close(pid_); }
+  MemoryStore(const MemoryStore&) = delete;
+  MemoryStore& operator=(const MemoryStore&) = delete;
+
+  // Store
+
+  absl::Status Execute(absl::string_view sql) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    for (auto it = db_.failures_.begin(); it != db_.failures_.end(); ++it) {
+      if (!absl::StrContains(sql, it->containing)) continue;
+      absl::Status status = it->status;
+      if (--it->times <= 0) db_.failures_.erase(it);
+      if (transaction_.has_value()) aborted_ = true;
+      return status;
+    }
+    MemoryDatabase::Data& data = Current();
+    data.effects.emplace_back(sql);
+    for (const auto& [containing, index] : db_.invalidate_on_execute_) {
+      if (absl::StrContains(sql, containing)) data.invalid_indexes.insert(index);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Begin() override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (transaction_.has_value()) {
+      return absl::FailedPreconditionError("there is already a transaction in progress");
+    }
+    transaction_ = db_.data_;
+    aborted_ = false;
+    return absl::OkStatus();
+  }
+
+  // Statements take no table locks here, so there is no lock_timeout to keep.
+  absl::Status BeginWithLockTimeout(absl::Duration /*timeout*/) override { return Begin(); }
+
+  absl::Status Commit() override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (!transaction_.has_value()) return absl::OkStatus();  // PostgreSQL only warns
+    const bool aborted = aborted_;
+    if (!aborted) db_.data_ = *std::move(transaction_);
+    std::vector<std::string> notifications = std::move(pending_notifications_);
+    EndTransaction();
+    if (aborted) {
+      return InAbortedTransaction();
+    }
+    for (const std::string& channel : notifications) Deliver(channel);
+    return absl::OkStatus();
+  }
+
+  absl::Status Rollback() override {
+    absl::MutexLock lock(&db_.mutex_);
+    EndTransaction();
+    return absl::OkStatus();
+  }
+
+  absl::Status SetLockTimeout(absl::Duration /*timeout*/) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    return absl::OkStatus();
+  }
+
+  absl::Status EnsureTables(const TableNames& tables) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    MemoryDatabase::Data& data = Current();
+    data.versions[VersionTableKey(tables)];
+    data.history[tables.schema];
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<std::string>> ReadVersions(const TableNames& tables) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    MemoryDatabase::Data& data = Current();
+    auto it = data.versions.find(VersionTableKey(tables));
+    return it == data.versions.end() ? std::vector<std::string>() : it->second;
+  }
+
+  absl::Status UpdateVersions(const TableNames& tables,
+                              const std::vector<std::string>& delete_versions,
+                              const std::vector<std::string>& insert_versions) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    return Failing(UpdateVersionsIn(Current(), tables, delete_versions, insert_versions));
+  }
+
+  absl::Status PurgeVersions(const TableNames& tables) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    auto it = Current().versions.find(VersionTableKey(tables));
+    if (it == Current().versions.end()) return Failing(MissingTable(VersionTableKey(tables)));
+    it->second.clear();
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int64_t> AppendHistory(const TableNames& tables, const HistoryRow& row) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    absl::StatusOr<int64_t> id = AppendHistoryIn(Current(), tables, row);
+    if (!id.ok()) return Failing(id.status());
+    return id;
+  }
+
+  absl::StatusOr<int64_t> RecordStep(const TableNames& tables,
+                                     const std::vector<std::string>& delete_versions,
+                                     const std::vector<std::string>& insert_versions,
+                                     const HistoryRow& row) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    // One statement: both changes land, or neither.
+    MemoryDatabase::Data changed = Current();
+    absl::Status updated = UpdateVersionsIn(changed, tables, delete_versions, insert_versions);
+    if (!updated.ok()) return Failing(updated);
+    absl::StatusOr<int64_t> id = AppendHistoryIn(changed, tables, row);
+    if (!id.ok()) return Failing(id.status());
+    Current() = std::move(changed);
+    return id;
+  }
+
+  absl::Status SetHistoryOutcome(const TableNames& tables, int64_t id,
+                                 absl::string_view outcome) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    auto it = Current().history.find(tables.schema);
+    if (it == Current().history.end()) return Failing(MissingTable(HistoryTable(tables)));
+    for (HistoryRow& row : it->second) {
+      if (row.id == id) row.outcome = std::string(outcome);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<HistoryRow>> ReadHistory(const TableNames& tables) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    auto it = Current().history.find(tables.schema);
+    return it == Current().history.end() ? std::vector<HistoryRow>() : it->second;
+  }
+
+  absl::StatusOr<bool> TryLock(int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    ++db_.lock_attempts_;
+    MemoryDatabase::LockHold& hold = db_.locks_[key];
+    if (hold.count > 0 && hold.pid != pid_) return false;
+    hold.pid = pid_;
+    ++hold.count;
+    return true;
+  }
+
+  absl::Status Unlock(int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    auto it = db_.locks_.find(key);
+    if (it == db_.locks_.end() || it->second.pid != pid_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("advisory lock ", key, " was not held by this session"));
+    }
+    if (--it->second.count == 0) db_.locks_.erase(it);
+    return absl::OkStatus();
+  }
+
+  absl::Status Listen(absl::string_view channel) override {
+    absl::MutexLock lock(&db_.mutex_);
+    db_.sessions_[pid_].channels.insert(std::string(channel));
+    return absl::OkStatus();
+  }
+
+  absl::Status Notify(absl::string_view channel) override {
+    absl::MutexLock lock(&db_.mutex_);
+    // As in PostgreSQL, a notification sent inside a transaction is delivered when it commits.
+    if (transaction_.has_value()) {
+      pending_notifications_.emplace_back(channel);
+    } else {
+      Deliver(std::string(channel));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> WaitForNotification(absl::Duration timeout) override {
+    absl::MutexLock lock(&db_.mutex_);
+    const absl::Time deadline = absl::Now() + timeout;
+    std::deque<std::string>& queue = db_.sessions_[pid_].notifications;
+    while (queue.empty()) {
+      if (db_.notified_.WaitWithDeadline(&db_.mutex_, deadline)) break;  // timed out
+    }
+    const bool any = !queue.empty();
+    queue.clear();
+    return any;
+  }
+
+  absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    auto it = db_.locks_.find(key);
+    if (it == db_.locks_.end() || it->second.pid == pid_) return std::optional<LockHolder>();
+    LockHolder holder;
+    holder.pid = it->second.pid;
+    holder.application_name = db_.sessions_[holder.pid].application_name;
+    return std::optional<LockHolder>(std::move(holder));
+  }
+
+  // Sessions never block one another here: statements do not take table locks.
+  absl::StatusOr<std::vector<BlockingSession>> BlockingSessionsOf(int /*pid*/) override {
+    return std::vector<BlockingSession>();
+  }
+
+  int BackendPid() const override { return pid_; }
+
+  absl::StatusOr<std::vector<std::string>> InvalidIndexes() override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    const std::set<std::string>& names = Current().invalid_indexes;
+    return std::vector<std::string>(names.begin(), names.end());
+  }
+
+ private:
+  MemoryDatabase::Data& Current() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    return transaction_.has_value() ? *transaction_ : db_.data_;
+  }
+
+  // Returns `status`, marking the transaction aborted when it failed inside one (as PostgreSQL
+  // does: later statements fail until ROLLBACK).
+  absl::Status Failing(absl::Status status) {
+    if (!status.ok() && transaction_.has_value()) aborted_ = true;
+    return status;
+  }
+
+  static absl::Status InAbortedTransaction() {
+    return MemoryDatabase::ServerError(
+        "25P02", "current transaction is aborted, commands ignored until end of transaction block");
+  }
+
+  void EndTransaction() {
+    transaction_.reset();
+    pending_notifications_.clear();
+    aborted_ = false;
+  }
+
+  void Deliver(const std::string& channel) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    for (auto& [pid, session] : db_.sessions_) {
+      if (session.channels.count(channel) > 0) session.notifications.push_back(channel);
+    }
+    db_.notified_.SignalAll();
+  }
+
+  static std::string HistoryTable(const TableNames& tables) {
+    return absl::StrCat(tables.schema, ".sluice_history");
+  }
+
+  static absl::Status MissingTable(absl::string_view table) {
+    return MemoryDatabase::ServerError("42P01",
+                                       absl::StrCat("relation \"", table, "\" does not exist"));
+  }
+
+  static absl::Status UpdateVersionsIn(MemoryDatabase::Data& data, const TableNames& tables,
+                                       const std::vector<std::string>& delete_versions,
+                                       const std::vector<std::string>& insert_versions) {
+    auto it = data.versions.find(VersionTableKey(tables));
+    if (it == data.versions.end()) return MissingTable(VersionTableKey(tables));
+    std::vector<std::string> rows = it->second;
+    for (const std::string& row : delete_versions) {
+      rows.erase(std::remove(rows.begin(), rows.end(), row), rows.end());
+    }
+    for (const std::string& row : insert_versions) {
+      if (std::find(rows.begin(), rows.end(), row) != rows.end()) {
+        return MemoryDatabase::ServerError(
+            "23505", "duplicate key value violates unique constraint \"alembic_version_pkc\"",
+            absl::StrCat("Key (version_num)=(", row, ") already exists."));
+      }
+      rows.push_back(row);
+    }
+    std::sort(rows.begin(), rows.end());
+    it->second = std::move(rows);
+    return absl::OkStatus();
+  }
+
+  static absl::StatusOr<int64_t> AppendHistoryIn(MemoryDatabase::Data& data,
+                                                 const TableNames& tables, const HistoryRow& row) {
+    auto it = data.history.find(tables.schema);
+    if (it == data.history.end()) return MissingTable(HistoryTable(tables));
+    HistoryRow stored = row;
+    stored.id = data.next_history_id++;
+    it->second.push_back(std::move(stored));
+    return it->second.back().id;
+  }
+
+  MemoryDatabase& db_;
+  const int pid_;
+  std::optional<MemoryDatabase::Data> transaction_;
+  bool aborted_ = false;
+  std::vector<std::string> pending_notifications_;
+};
+
+MemoryDatabase::MemoryDatabase() = default;
+MemoryDatabase::~MemoryDatabase() = default;
+
+std::unique_ptr<Store> MemoryDatabase::Connect(absl::string_view application_name) {
+  return std::make_unique<MemoryStore>(*this, Open(application_name));
+}
+
+int MemoryDatabase::Open(absl::string_view application_name) {
+  absl::MutexLock lock(&mutex_);
+  const int pid = next_pid_++;
+  sessions_[pid].application_name = std::string(application_name);
+  return pid;
+}
+
+void MemoryDatabase::Close(int pid) {
+  absl::MutexLock lock(&mutex_);
+  // As in PostgreSQL, a session's advisory locks go with it.
+  for (auto it = locks_.begin(); it != locks_.end();) {
+    it = it->second.pid == pid ? locks_.erase(it) : std::next(it);
+  }
+  sessions_.erase(pid);
+}
+
+void MemoryDatabase::FailNextExecuteForTest(absl::Status status, absl::string_view containing,
+                                            int times) {
+  absl::MutexLock lock(&mutex_);
+  failures_.push_back({std::move(status), std::string(containing), times});
+}
+
+absl::Status MemoryDatabase::LockTimeoutError() {
+  return ServerError("55P03", "canceling statement due to lock timeout");
+}
+
+absl::Status MemoryDatabase::ServerError(absl::string_view sqlstate, absl::string_view message,
+                                         absl::string_view detail) {
+  failure::MigrationFailure error;
+  error.sqlstate = std::string(sqlstate);
+  error.message = std::string(message);
+  error.detail = std::string(detail);
+  return failure::WithMigrationFailure(
+      absl::FailedPreconditionError(absl::StrCat(message, " (SQLSTATE ", sqlstate, ")")), error);
+}
+
+void MemoryDatabase::InvalidateIndexOnExecuteForTest(absl::string_view containing,
+                                                     absl::string_view index) {
+  absl::MutexLock lock(&mutex_);
+  invalidate_on_execute_[std::string(containing)] = std::string(index);
+}
+
+void MemoryDatabase::SetVersionsForTest(const TableNames& tables,
+                                        std::vector<std::string> versions) {
+  absl::MutexLock lock(&mutex_);
+  std::sort(versions.begin(), versions.end());
+  data_.versions[VersionTableKey(tables)] = std::move(versions);
+  data_.history[tables.schema];
+}
+
+int64_t MemoryDatabase::AppendHistoryForTest(const TableNames& tables, HistoryRow row) {
+  absl::MutexLock lock(&mutex_);
+  data_.versions[VersionTableKey(tables)];
+  row.id = data_.next_history_id++;
+  data_.history[tables.schema].push_back(row);
+  return row.id;
+}
+
+std::vector<std::string> MemoryDatabase::VersionsForTest(const TableNames& tables) {
+  absl::MutexLock lock(&mutex_);
+  return data_.versions[VersionTableKey(tables)];
+}
+
+std::vector<HistoryRow> MemoryDatabase::HistoryForTest(const TableNames& tables) {
+  absl::MutexLock lock(&mutex_);
+  return data_.history[tables.schema];
+}
+
+std::vector<std::string> MemoryDatabase::EffectsForTest() {
+  absl::MutexLock lock(&mutex_);
+  return data_.effects;
+}
+
+int MemoryDatabase::LockAttemptsForTest() {
+  absl::MutexLock lock(&mutex_);
+  return lock_attempts_;
+}
+
+}  // namespace sluice::store
