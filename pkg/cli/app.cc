@@ -20,7 +20,7 @@
 #include "pkg/engine/offline_script.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/loader.h"
-#include "pkg/status/reporter.h"
+#include "pkg/reporting/migration_job_reporter.h"
 #include "pkg/store/pg_store.h"
 #include "pkg/store/store.h"
 
@@ -407,18 +407,19 @@ absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const
 }
 
 // Starts reporting to the MigrationJob named by --report, when one is.
-absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& context,
-                                                                const std::string& target) {
+absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> StartReporter(
+    const Context& context, const std::string& target) {
   const Options& options = context.options();
-  if (options.report.empty()) return std::unique_ptr<status::Reporter>();
-  status::ReportOptions report;
+  if (options.report.empty()) return std::unique_ptr<reporting::MigrationJobReporter>();
+  reporting::ReportOptions report;
   report.report = options.report;
   report.kubeconfig = options.kubeconfig;
   report.report_required = options.report_required;
   report.report_timeout = options.report_timeout;
   report.instance = base::RunnerName(context.env);
   report.target = target;
-  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
+  absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
+      reporting::MigrationJobReporter::Start(report);
   if (!reporter.ok()) {
     return engine::WithFailureKind(reporter.status(), engine::FailureKind::kUsage);
   }
@@ -428,7 +429,8 @@ absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& c
 int RunMigrate(const Context& context, graph::Direction direction) {
   const bool upgrade = direction == graph::Direction::kUpgrade;
   const std::string target = context.args().empty() ? "head" : context.args()[0];
-  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = StartReporter(context, target);
+  absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
+      StartReporter(context, target);
   if (!reporter.ok()) return FailWith(reporter.status());
   absl::StatusOr<Session> session = OpenSession(context, reporter->get());
   absl::StatusOr<engine::RunResult> result =

@@ -1,6 +1,6 @@
-// The status Reporter against the fake API server over HTTPS, driven through the engine::Observer
-// interface with synthetic runs (no PostgreSQL needed). The fixture fails a test when a write was
-// pruned or rejected by the CRD schema.
+// The MigrationJobReporter against the fake API server over HTTPS, driven through the
+// engine::Observer interface with synthetic runs (no PostgreSQL needed). The fixture fails a test
+// when a write was pruned or rejected by the CRD schema.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -15,12 +15,12 @@
 #include "absl/time/clock.h"
 #include "pkg/base/log.h"
 #include "pkg/kube/json_codec.h"
-#include "pkg/status/reporter.h"
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/migration_job_reporter.h"
+#include "pkg/reporting/status_composer.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/status_matchers.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 using ::sluice::fake_kube::Fault;
@@ -61,8 +61,8 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     return o;
   }
 
-  std::unique_ptr<Reporter> StartReporter(const ReportOptions& options) {
-    absl::StatusOr<std::unique_ptr<Reporter>> r = Reporter::Start(options);
+  std::unique_ptr<MigrationJobReporter> StartReporter(const ReportOptions& options) {
+    absl::StatusOr<std::unique_ptr<MigrationJobReporter>> r = MigrationJobReporter::Start(options);
     EXPECT_THAT(r.status(), IsOk());
     return r.ok() ? std::move(*r) : nullptr;
   }
@@ -126,7 +126,7 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
   }
 
   // Runs a whole successful upgrade through `reporter`: plan, steps, finish.
-  absl::Status RunUpgrade(Reporter& reporter, const std::vector<std::string>& from,
+  absl::Status RunUpgrade(MigrationJobReporter& reporter, const std::vector<std::string>& from,
                           const std::vector<std::string>& revisions) {
     const std::vector<std::string> target = {revisions.back()};
     engine::RunResult result = Planned(from, target);
@@ -534,7 +534,7 @@ TEST_F(ReporterTest, BadReportTargetIsAUsageError) {
   for (const char* bad : {"db", "apps/", "/db", "Apps/db", "a/b/c"}) {
     ReportOptions options = Options();
     options.report = bad;
-    EXPECT_THAT(Reporter::Start(options).status(),
+    EXPECT_THAT(MigrationJobReporter::Start(options).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "NAMESPACE/NAME"))
         << bad;
   }
@@ -580,7 +580,8 @@ TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
       if (start->Block()) delete start;
       ReportOptions options = Options(absl::StrCat("api-7d9f-pod", i));
       options.report_timeout = absl::Seconds(30);
-      absl::StatusOr<std::unique_ptr<Reporter>> reporter = Reporter::Start(options);
+      absl::StatusOr<std::unique_ptr<MigrationJobReporter>> reporter =
+          MigrationJobReporter::Start(options);
       if (!reporter.ok()) {
         results[i] = reporter.status();
         return;
@@ -622,4 +623,4 @@ TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
 }
 
 }  // namespace
-}  // namespace sluice::status
+}  // namespace sluice::reporting

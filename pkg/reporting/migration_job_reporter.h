@@ -6,18 +6,19 @@
 // resourceVersion just read; re-read and recomputed on 409; 429/5xx/unreachable retried with
 // backoff). Only Finish waits, and for at most `report_timeout`; a status that could not be
 // written by then is a logged warning, and an error from Finish only with `report_required`.
-// Stale writes of older runs never overwrite a newer run's status (see status_model.h).
+// Stale writes of older runs never overwrite a newer run's status (see status_composer.h).
 //
 // Usage (pkg/cli):
-//   status::ReportOptions report;
+//   reporting::ReportOptions report;
 //   report.report = flags.report;                 // "apps/app-db"
 //   report.kubeconfig = flags.kubeconfig;
 //   report.report_required = flags.report_required;
 //   report.report_timeout = flags.report_timeout;
 //   report.instance = pod_name;                   // POD_NAME or the host name
 //   report.target = target;                       // "head"
-//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<status::Reporter> reporter,
-//                           status::Reporter::Start(report));  // fails only on a bad --report
+//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<reporting::MigrationJobReporter> reporter,
+//                           reporting::MigrationJobReporter::Start(report));  // fails only on a
+//                           bad --report
 //   engine::Engine engine(migrations, factory, options, reporter.get());
 //   absl::StatusOr<engine::RunResult> result = engine.Upgrade(target);
 //   absl::Status reported =
@@ -26,8 +27,8 @@
 //   return reported;                            // non-OK only with --report-required
 //
 // Thread-safe: the Observer methods and Finish may be called from any one thread.
-#ifndef SLUICE_PKG_STATUS_REPORTER_H_
-#define SLUICE_PKG_STATUS_REPORTER_H_
+#ifndef SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_
+#define SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_
 
 #include <memory>
 #include <string>
@@ -40,7 +41,7 @@
 #include "pkg/kube/client.h"
 #include "pkg/kube/config.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 
 struct ReportOptions {
   std::string report;            // "NAMESPACE/NAME" of the MigrationJob (--report)
@@ -56,17 +57,17 @@ struct ReportOptions {
   kube::ClientOptions client_options;
 };
 
-class Reporter final : public engine::Observer {
+class MigrationJobReporter final : public engine::Observer {
  public:
   // Starts reporting a run that begins now. Returns kInvalidArgument when `options.report` is
   // not NAMESPACE/NAME; any other problem (no Kubernetes configuration, API server down) is
   // reported by Finish, so the migration runs regardless.
-  static absl::StatusOr<std::unique_ptr<Reporter>> Start(const ReportOptions& options);
+  static absl::StatusOr<std::unique_ptr<MigrationJobReporter>> Start(const ReportOptions& options);
   // Same, with a given client (tests, or a caller that has one already).
-  static absl::StatusOr<std::unique_ptr<Reporter>> StartWithClient(
+  static absl::StatusOr<std::unique_ptr<MigrationJobReporter>> StartWithClient(
       const ReportOptions& options, std::unique_ptr<kube::Client> client);
 
-  ~Reporter() override;
+  ~MigrationJobReporter() override;
 
   // engine::Observer. Never block on the API server.
   void OnPlanned(const engine::RunResult& result_so_far,
@@ -83,13 +84,13 @@ class Reporter final : public engine::Observer {
   class Impl;
 
  private:
-  explicit Reporter(std::unique_ptr<Impl> impl);
+  explicit MigrationJobReporter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
 // Returns {namespace, name} of "NAMESPACE/NAME", or kInvalidArgument.
 absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report);
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting
 
-#endif  // SLUICE_PKG_STATUS_REPORTER_H_
+#endif  // SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_

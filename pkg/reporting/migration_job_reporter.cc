@@ -1,4 +1,4 @@
-#include "pkg/status/reporter.h"
+#include "pkg/reporting/migration_job_reporter.h"
 
 #include <unistd.h>
 
@@ -18,9 +18,9 @@
 #include "pkg/base/host.h"
 #include "pkg/base/log.h"
 #include "pkg/kube/api_error.h"
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/status_composer.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 constexpr char kComponent[] = "sluice";
@@ -75,7 +75,7 @@ absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report) {
   return kube::ObjectRef{parts[0], parts[1]};
 }
 
-class Reporter::Impl {
+class MigrationJobReporter::Impl {
  public:
   Impl(const ReportOptions& options, kube::ObjectRef ref, std::unique_ptr<kube::Client> client,
        absl::Status setup_error)
@@ -382,10 +382,11 @@ class Reporter::Impl {
   std::optional<absl::Status> permanent_error_ ABSL_GUARDED_BY(mu_);
 };
 
-Reporter::Reporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Reporter::~Reporter() = default;
+MigrationJobReporter::MigrationJobReporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MigrationJobReporter::~MigrationJobReporter() = default;
 
-absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Start(const ReportOptions& options) {
+absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Start(
+    const ReportOptions& options) {
   absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
   if (!ref.ok()) return ref.status();
   std::unique_ptr<kube::Client> client;
@@ -407,32 +408,35 @@ absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Start(const ReportOptions& o
     log::Warning("cannot report to the MigrationJob; migrating anyway",
                  {{"migrationjob", options.report}, {"error", std::string(setup.message())}});
   }
-  return std::unique_ptr<Reporter>(
-      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), setup)));
+  return std::unique_ptr<MigrationJobReporter>(
+      new MigrationJobReporter(std::make_unique<Impl>(options, *ref, std::move(client), setup)));
 }
 
-absl::StatusOr<std::unique_ptr<Reporter>> Reporter::StartWithClient(
+absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::StartWithClient(
     const ReportOptions& options, std::unique_ptr<kube::Client> client) {
   absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
   if (!ref.ok()) return ref.status();
   if (client == nullptr) return absl::InvalidArgumentError("StartWithClient needs a client");
-  return std::unique_ptr<Reporter>(
-      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), absl::OkStatus())));
+  return std::unique_ptr<MigrationJobReporter>(new MigrationJobReporter(
+      std::make_unique<Impl>(options, *ref, std::move(client), absl::OkStatus())));
 }
 
-void Reporter::OnPlanned(const engine::RunResult& result_so_far,
-                         const std::vector<std::string>& pending) {
+void MigrationJobReporter::OnPlanned(const engine::RunResult& result_so_far,
+                                     const std::vector<std::string>& pending) {
   impl_->OnPlanned(result_so_far, pending);
 }
 
-void Reporter::OnWaitingForLock(const store::LockHolder& holder) {
+void MigrationJobReporter::OnWaitingForLock(const store::LockHolder& holder) {
   impl_->OnWaitingForLock(holder);
 }
 
-void Reporter::OnStepFinished(const engine::StepOutcome& step) { impl_->OnStepFinished(step); }
+void MigrationJobReporter::OnStepFinished(const engine::StepOutcome& step) {
+  impl_->OnStepFinished(step);
+}
 
-absl::Status Reporter::Finish(const absl::Status& run_status, const engine::RunResult* result) {
+absl::Status MigrationJobReporter::Finish(const absl::Status& run_status,
+                                          const engine::RunResult* result) {
   return impl_->Finish(run_status, result);
 }
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting
