@@ -19,6 +19,7 @@
 #include "pkg/engine/failure.h"
 #include "pkg/engine/offline_script.h"
 #include "pkg/graph/revision_graph.h"
+#include "pkg/kube/client.h"
 #include "pkg/manifest/loader.h"
 #include "pkg/reporting/migration_job_reporter.h"
 #include "pkg/store/pg_store.h"
@@ -406,20 +407,22 @@ absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(const
   return std::optional<engine::DatabaseState>(std::move(state));
 }
 
-// Starts reporting to the MigrationJob named by --report, when one is.
+// Starts reporting to the MigrationJob named by --report, when one is, through a Kubernetes client
+// made here. Without one (no configuration, a bad certificate) the migration still runs: the
+// reporter warns now and Finish reports why.
 absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> StartReporter(
     const Context& context, const std::string& target) {
   const Options& options = context.options();
   if (options.report.empty()) return std::unique_ptr<reporting::MigrationJobReporter>();
   reporting::ReportOptions report;
   report.report = options.report;
-  report.kubeconfig = options.kubeconfig;
   report.report_required = options.report_required;
   report.report_timeout = options.report_timeout;
   report.instance = base::RunnerName(context.env);
   report.target = target;
   absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
-      reporting::MigrationJobReporter::Start(report);
+      reporting::MigrationJobReporter::Start(report,
+                                             kube::NewRestClientFromConfig(options.kubeconfig));
   if (!reporter.ok()) {
     return engine::WithFailureKind(reporter.status(), engine::FailureKind::kUsage);
   }

@@ -333,4 +333,11 @@ absl::StatusOr<std::unique_ptr<Client>> NewRestClient(const ClusterConfig& confi
   }
 }
 
+absl::StatusOr<std::unique_ptr<Client>> NewRestClientFromConfig(const std::string& kubeconfig_flag,
+                                                                const InClusterPaths& paths,
+                                                                const ClientOptions& options) {
+  SLUICE_ASSIGN_OR_RETURN(ClusterConfig config, LoadConfig(kubeconfig_flag, paths));
+  return NewRestClient(config, options);
+}
+
 }  // namespace sluice::kube

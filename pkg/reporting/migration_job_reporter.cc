@@ -386,39 +386,21 @@ MigrationJobReporter::MigrationJobReporter(std::unique_ptr<Impl> impl) : impl_(s
 MigrationJobReporter::~MigrationJobReporter() = default;
 
 absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Start(
-    const ReportOptions& options) {
+    const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client) {
   absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
   if (!ref.ok()) return ref.status();
-  std::unique_ptr<kube::Client> client;
-  absl::Status setup;
-  absl::StatusOr<kube::ClusterConfig> config =
-      kube::LoadConfig(options.kubeconfig, options.in_cluster_paths);
-  if (config.ok()) {
-    absl::StatusOr<std::unique_ptr<kube::Client>> made =
-        kube::NewRestClient(*config, options.client_options);
-    if (made.ok()) {
-      client = std::move(*made);
-    } else {
-      setup = made.status();
-    }
-  } else {
-    setup = config.status();
+  if (client.ok() && *client == nullptr) {
+    return absl::InvalidArgumentError(
+        "MigrationJobReporter::Start needs a Kubernetes client or the reason there is none");
   }
+  const absl::Status setup = client.status();
   if (!setup.ok()) {
     log::Warning("cannot report to the MigrationJob; migrating anyway",
                  {{"migrationjob", options.report}, {"error", std::string(setup.message())}});
   }
+  std::unique_ptr<kube::Client> made = setup.ok() ? *std::move(client) : nullptr;
   return std::unique_ptr<MigrationJobReporter>(
-      new MigrationJobReporter(std::make_unique<Impl>(options, *ref, std::move(client), setup)));
-}
-
-absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::StartWithClient(
-    const ReportOptions& options, std::unique_ptr<kube::Client> client) {
-  absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
-  if (!ref.ok()) return ref.status();
-  if (client == nullptr) return absl::InvalidArgumentError("StartWithClient needs a client");
-  return std::unique_ptr<MigrationJobReporter>(new MigrationJobReporter(
-      std::make_unique<Impl>(options, *ref, std::move(client), absl::OkStatus())));
+      new MigrationJobReporter(std::make_unique<Impl>(options, *ref, std::move(made), setup)));
 }
 
 void MigrationJobReporter::OnPlanned(const engine::RunResult& result_so_far,

@@ -14,6 +14,7 @@
 #include "absl/synchronization/barrier.h"
 #include "absl/time/clock.h"
 #include "pkg/base/log.h"
+#include "pkg/kube/client.h"
 #include "pkg/kube/json_codec.h"
 #include "pkg/reporting/migration_job_reporter.h"
 #include "pkg/reporting/status_composer.h"
@@ -51,18 +52,36 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
   ReportOptions Options(const std::string& instance = "api-7d9f-abcde") {
     ReportOptions o;
     o.report = "apps/db";
-    o.kubeconfig = kubeconfig_;
     o.report_timeout = absl::Seconds(10);
     o.instance = instance;
     o.target = "head";
-    o.client_options.request_timeout = absl::Seconds(2);
-    o.client_options.initial_backoff = absl::Milliseconds(20);
-    o.client_options.max_backoff = absl::Milliseconds(200);
     return o;
   }
 
+  static kube::ClientOptions FastClientOptions() {
+    kube::ClientOptions o;
+    o.request_timeout = absl::Seconds(2);
+    o.initial_backoff = absl::Milliseconds(20);
+    o.max_backoff = absl::Milliseconds(200);
+    return o;
+  }
+
+  // The client as sluice's CLI makes it, from a kubeconfig (default: the fixture's) or in-cluster.
+  absl::StatusOr<std::unique_ptr<kube::Client>> Client(
+      std::optional<std::string> kubeconfig = std::nullopt,
+      const kube::InClusterPaths& in_cluster = {},
+      const kube::ClientOptions& client_options = FastClientOptions()) {
+    return kube::NewRestClientFromConfig(kubeconfig.value_or(kubeconfig_), in_cluster,
+                                         client_options);
+  }
+
   std::unique_ptr<MigrationJobReporter> StartReporter(const ReportOptions& options) {
-    absl::StatusOr<std::unique_ptr<MigrationJobReporter>> r = MigrationJobReporter::Start(options);
+    return StartReporter(options, Client());
+  }
+  std::unique_ptr<MigrationJobReporter> StartReporter(
+      const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client) {
+    absl::StatusOr<std::unique_ptr<MigrationJobReporter>> r =
+        MigrationJobReporter::Start(options, std::move(client));
     EXPECT_THAT(r.status(), IsOk());
     return r.ok() ? std::move(*r) : nullptr;
   }
@@ -225,12 +244,12 @@ TEST_F(ReporterTest, InClusterServiceAccountWorksAndFollowsTokenRotation) {
   setenv("KUBERNETES_SERVICE_PORT", port.c_str(), 1);
   unsetenv("KUBECONFIG");
   ReportOptions options = Options();
-  options.kubeconfig.clear();
   options.report_required = true;
-  options.in_cluster_paths.token_file = token_file();
-  options.in_cluster_paths.ca_file = WriteFile("ca.crt", ca().cert_pem());
-  options.in_cluster_paths.namespace_file = WriteFile("namespace", "apps");
-  auto reporter = StartReporter(options);
+  kube::InClusterPaths in_cluster;
+  in_cluster.token_file = token_file();
+  in_cluster.ca_file = WriteFile("ca.crt", ca().cert_pem());
+  in_cluster.namespace_file = WriteFile("namespace", "apps");
+  auto reporter = StartReporter(options, Client("", in_cluster));
   reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
   ASSERT_TRUE(
       WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
@@ -407,9 +426,8 @@ TEST_F(ReporterTest, WrongCaIsRefusedAndReportedClearly) {
   KubeconfigOptions kc;
   kc.ca_pem = other->cert_pem();
   ReportOptions options = Options();
-  options.kubeconfig = WriteKubeconfig(kc);
   options.report_required = true;
-  auto reporter = StartReporter(options);
+  auto reporter = StartReporter(options, Client(WriteKubeconfig(kc)));
   const absl::Time start = absl::Now();
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "TLS handshake"));
@@ -472,8 +490,9 @@ TEST_F(ReporterTest, HangingApiServerDoesNotHoldTheRunBeyondTheTimeout) {
   server().InjectFault(Fault{"", "", 1000, 0, -1, absl::Seconds(30)});
   ReportOptions options = Options();
   options.report_timeout = absl::Seconds(2);
-  options.client_options.request_timeout = absl::Seconds(10);
-  auto reporter = StartReporter(options);
+  kube::ClientOptions client_options = FastClientOptions();
+  client_options.request_timeout = absl::Seconds(10);
+  auto reporter = StartReporter(options, Client(std::nullopt, {}, client_options));
   const absl::Time start = absl::Now();
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(2600));
@@ -520,12 +539,13 @@ TEST_F(ReporterTest, MissingMigrationJobIsAWarningOrAnError) {
 }
 
 TEST_F(ReporterTest, NoKubernetesConfigurationIsAWarningOrAnError) {
+  // The CLI's path: the client cannot be made, the reporter gets the reason, the run goes on.
+  const std::string missing = absl::StrCat(dir(), "/no-such-kubeconfig");
   ReportOptions options = Options();
-  options.kubeconfig = absl::StrCat(dir(), "/no-such-kubeconfig");
-  auto reporter = StartReporter(options);
+  auto reporter = StartReporter(options, Client(missing));
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   options.report_required = true;
-  auto required = StartReporter(options);
+  auto required = StartReporter(options, Client(missing));
   EXPECT_THAT(RunUpgrade(*required, {}, {"a1"}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "cannot read kubeconfig"));
 }
@@ -534,10 +554,15 @@ TEST_F(ReporterTest, BadReportTargetIsAUsageError) {
   for (const char* bad : {"db", "apps/", "/db", "Apps/db", "a/b/c"}) {
     ReportOptions options = Options();
     options.report = bad;
-    EXPECT_THAT(MigrationJobReporter::Start(options).status(),
+    EXPECT_THAT(MigrationJobReporter::Start(options, Client()).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "NAMESPACE/NAME"))
         << bad;
   }
+}
+
+TEST_F(ReporterTest, StartNeedsAClientOrTheReasonThereIsNone) {
+  EXPECT_THAT(MigrationJobReporter::Start(Options(), std::unique_ptr<kube::Client>()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "needs a Kubernetes client"));
 }
 
 TEST_F(ReporterTest, OlderRunNeverOverwritesANewerRun) {
@@ -581,7 +606,7 @@ TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
       ReportOptions options = Options(absl::StrCat("api-7d9f-pod", i));
       options.report_timeout = absl::Seconds(30);
       absl::StatusOr<std::unique_ptr<MigrationJobReporter>> reporter =
-          MigrationJobReporter::Start(options);
+          MigrationJobReporter::Start(options, Client());
       if (!reporter.ok()) {
         results[i] = reporter.status();
         return;
