@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -332,6 +333,9 @@ class FakeKubeServer::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++active_;
+      ++received_;
+      ++changes_;
+      cv_.notify_all();
     }
     ServeActive(request);
     std::lock_guard<std::mutex> lock(mu_);
@@ -361,9 +365,21 @@ class FakeKubeServer::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       log_.push_back(entry);
+      ++changes_;
+      cv_.notify_all();
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
+    // Every connection is closed by the server once its answer is written, so none is left idle
+    // in the client's pool. cpprest's listener is not safe against close() (StopListening, the
+    // destructor) racing with a connection's own work: an idle keep-alive connection that the
+    // client drops (destroying its http_client) makes the listener answer "400" from a pplx
+    // continuation and start a socket write while close() frees that socket's reactor state,
+    // a SIGSEGV in epoll_reactor::start_op between tests or at exit; likewise the read for the
+    // next request that a keep-alive connection starts right after each answer. With
+    // "Connection: close" the listener's write handler ends the connection itself, under the
+    // lock that close() takes, and no read or answer of its own is pending afterwards.
+    response.headers().add("Connection", "close");
     response.set_body(reply.body.serialize(), "application/json");
     try {
       request.reply(response).wait();
@@ -884,7 +900,9 @@ class FakeKubeServer::Impl {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  int active_ = 0;  // handlers running
+  int active_ = 0;       // handlers running
+  int received_ = 0;     // requests that reached a handler
+  int64_t changes_ = 0;  // bumped when a request arrives or is answered, for WaitUntil
   std::set<std::string> tokens_;
   std::map<std::string, std::pair<std::string, std::vector<RbacRule>>> rbac_;
   std::deque<Fault> faults_;
@@ -1019,6 +1037,31 @@ std::optional<std::string> FakeKubeServer::GetObject(const std::string& resource
   auto it = impl_->objects_.find(Impl::Key(resource, ns, name));
   if (it == impl_->objects_.end()) return std::nullopt;
   return it->second.serialize();
+}
+
+int FakeKubeServer::RequestsReceived() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->received_;
+}
+
+bool FakeKubeServer::WaitUntil(const std::function<bool()>& condition,
+                               absl::Duration timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout));
+  while (true) {
+    int64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu_);
+      seen = impl_->changes_;
+    }
+    // Outside the lock: `condition` may call the accessors above.
+    if (condition()) return true;
+    std::unique_lock<std::mutex> lock(impl_->mu_);
+    if (!impl_->cv_.wait_until(lock, deadline, [&] { return impl_->changes_ != seen; })) {
+      lock.unlock();
+      return condition();
+    }
+  }
 }
 
 std::vector<LoggedRequest> FakeKubeServer::Requests() const {
