@@ -288,7 +288,12 @@ class MigrationJobReporter::Impl {
         next_attempt = absl::InfinitePast();
         continue;
       }
-      if (status.code() == absl::StatusCode::kCancelled) return;  // Finish stopped waiting
+      if (status.code() == absl::StatusCode::kCancelled) {
+        // Finish stopped waiting. A call it cut short says what its attempts saw (e.g. an
+        // unreachable server): keep that when nothing earlier said why.
+        if (last_error_.ok()) last_error_ = status;
+        return;
+      }
       last_error_ = status;
       if (!kube::IsTransient(status)) {
         // 401/403/404/422...: retrying will not help; stop trying and say why once.
