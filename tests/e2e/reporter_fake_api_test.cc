@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/barrier.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "pkg/base/log.h"
 #include "pkg/kube/client.h"
@@ -34,6 +35,43 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
+// What sluice logs during a test, as text that a test can wait on. The logger writes from the
+// reporter's thread while the test reads, so the text is kept under a lock.
+class WaitableLog : public std::streambuf {
+ public:
+  std::string str() const {
+    absl::MutexLock lock(&mu_);
+    return text_;
+  }
+
+  // Waits until the log holds `needle`, at most `timeout`; returns whether it does.
+  bool WaitFor(const std::string& needle, absl::Duration timeout) const {
+    absl::MutexLock lock(&mu_);
+    auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return text_.find(needle) != std::string::npos;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&found), timeout);
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) {
+      absl::MutexLock lock(&mu_);
+      text_.push_back(static_cast<char>(c));
+    }
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    absl::MutexLock lock(&mu_);
+    text_.append(s, static_cast<size_t>(n));
+    return n;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string text_ ABSL_GUARDED_BY(mu_);
+};
+
 class ReporterTest : public fake_kube::FakeKubeFixture {
  protected:
   void SetUp() override {
@@ -41,10 +79,11 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     if (HasFatalFailure()) return;
     uid_ = CreateMigrationJob("apps", "db");
     kubeconfig_ = WriteKubeconfig();
-    log::SetSinkForTest(&log_);
+    log::SetSinkForTest(&log_stream_);
   }
   void TearDown() override {
     log::SetSinkForTest(nullptr);
+    log::SetVerbose(false);
     EXPECT_THAT(log_.str(), ::testing::Not(HasSubstr(token())));
     FakeKubeFixture::TearDown();
   }
@@ -112,15 +151,15 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     return c == nullptr ? "<absent>" : c->status;
   }
 
-  // Waits until `predicate` holds for the stored status (bounded).
+  // Waits until `predicate` holds for the stored status, re-checked whenever the fake server
+  // answers a request (bounded).
   bool WaitForStatus(const std::function<bool(const kube::MigrationJobStatus&)>& predicate) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      kube::MigrationJob job = Stored();
-      if (job.status && predicate(*job.status)) return true;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return false;
+    return server().WaitUntil(
+        [&] {
+          kube::MigrationJob job = Stored();
+          return job.status.has_value() && predicate(*job.status);
+        },
+        absl::Seconds(10));
   }
 
   static engine::StepOutcome Step(const std::string& revision, bool ok = true,
@@ -169,7 +208,8 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
 
   std::string uid_;
   std::string kubeconfig_;
-  std::ostringstream log_;
+  WaitableLog log_;
+  std::ostream log_stream_{&log_};
 };
 
 TEST_F(ReporterTest, SuccessfulRunWithSeveralRevisions) {
@@ -387,7 +427,13 @@ TEST_F(ReporterTest, ConditionTransitionTimesChangeOnlyWithStatus) {
     return c != nullptr && c->reason == "Migrating";
   }));
   const std::string stalled_since = Find(StoredStatus(), kStalled)->last_transition_time;
-  absl::SleepFor(absl::Milliseconds(1100));  // condition times have second precision
+  // Condition times have second precision: wait for the clock to reach the next second, so that
+  // a transition now gets a different time.
+  const absl::Time tick_deadline = absl::Now() + absl::Seconds(3);
+  while (FormatSeconds(absl::Now()) == stalled_since && absl::Now() < tick_deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_NE(FormatSeconds(absl::Now()), stalled_since);
   ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   const kube::MigrationJobStatus s = StoredStatus();
   // Stalled stayed False: same time. Reconciling went True -> False: a new time.
@@ -499,11 +545,15 @@ TEST_F(ReporterTest, HangingApiServerDoesNotHoldTheRunBeyondTheTimeout) {
 }
 
 TEST_F(ReporterTest, ApiServerBackAfterAnOutageGetsTheFinalStatus) {
+  log::SetVerbose(true);
   ASSERT_THAT(server().StopListening(), IsOk());
   auto reporter = StartReporter(Options());
   reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
   reporter->OnStepFinished(Step("a1"));
-  absl::SleepFor(absl::Milliseconds(500));
+  // The outage is seen: an attempt was refused and is to be retried (the fake server cannot
+  // observe a refused connection; the client logs each retry at debug level).
+  ASSERT_TRUE(log_.WaitFor("cannot reach the API server", absl::Seconds(10))) << log_.str();
+  EXPECT_TRUE(server().Requests().empty());
   ASSERT_THAT(server().StartListening(), IsOk());
   server().InjectFault(Fault{"PATCH", "", 2, 500, -1, absl::ZeroDuration()});
   server().InjectFault(Fault{"GET", "", 1, 429, 1, absl::ZeroDuration()});
@@ -570,7 +620,13 @@ TEST_F(ReporterTest, OlderRunNeverOverwritesANewerRun) {
   older->OnPlanned(Planned({}, {"a1"}), {"a1"});
   ASSERT_TRUE(
       WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
-  absl::SleepFor(absl::Milliseconds(5));
+  // Runs are told apart by startedAt in milliseconds: start the newer run in a later one.
+  const std::string older_started = StoredStatus().started_at;
+  const absl::Time ms_deadline = absl::Now() + absl::Seconds(1);
+  while (FormatMillis(absl::Now()) <= older_started && absl::Now() < ms_deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_GT(FormatMillis(absl::Now()), older_started);
   auto newer = StartReporter(Options("pod-new"));
   older->OnStepFinished(Step("a1"));
   engine::RunResult done = Planned({"a1"}, {"a1"});
