@@ -105,14 +105,15 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     return o;
   }
 
-  // The client as sluice's CLI makes it, from a kubeconfig (default: the fixture's) or in-cluster.
+  // The client as sluice's CLI makes it, from a kubeconfig or in-cluster (an empty `kubeconfig`
+  // and no KUBECONFIG).
   absl::StatusOr<std::unique_ptr<kube::Client>> Client(
-      std::optional<std::string> kubeconfig = std::nullopt,
-      const kube::InClusterPaths& in_cluster = {},
+      const std::string& kubeconfig, const kube::InClusterPaths& in_cluster = {},
       const kube::ClientOptions& client_options = FastClientOptions()) {
-    return kube::NewRestClientFromConfig(kubeconfig.value_or(kubeconfig_), in_cluster,
-                                         client_options);
+    return kube::NewRestClientFromConfig(kubeconfig, in_cluster, client_options);
   }
+  // The same from the fixture's kubeconfig.
+  absl::StatusOr<std::unique_ptr<kube::Client>> Client() { return Client(kubeconfig_); }
 
   std::unique_ptr<MigrationJobReporter> StartReporter(const ReportOptions& options) {
     return StartReporter(options, Client());
@@ -538,7 +539,7 @@ TEST_F(ReporterTest, HangingApiServerDoesNotHoldTheRunBeyondTheTimeout) {
   options.report_timeout = absl::Seconds(2);
   kube::ClientOptions client_options = FastClientOptions();
   client_options.request_timeout = absl::Seconds(10);
-  auto reporter = StartReporter(options, Client(std::nullopt, {}, client_options));
+  auto reporter = StartReporter(options, Client(kubeconfig_, {}, client_options));
   const absl::Time start = absl::Now();
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(2600));

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -34,6 +35,8 @@ namespace http = web::http;
 using Listener = http::experimental::listener::http_listener;
 
 constexpr absl::Duration kMaxHang = absl::Seconds(60);  // bounded, whatever a test asks
+// How long closing the listener waits for client connections to end (see StopListening).
+constexpr absl::Duration kConnectionDrain = absl::Seconds(5);
 
 struct ResourceType {
   std::string group;  // "" for core
@@ -316,6 +319,7 @@ class FakeKubeServer::Impl {
   absl::Status StopListening() {
     std::lock_guard<std::mutex> lock(listener_mu_);
     if (!listener_) return absl::OkStatus();
+    WaitForClientConnectionsToEnd(kConnectionDrain);
     try {
       listener_->close().wait();
     } catch (const std::exception& e) {
@@ -324,6 +328,40 @@ class FakeKubeServer::Impl {
     }
     listener_.reset();
     return absl::OkStatus();
+  }
+
+  // cpprest's listener is not safe against close() racing with a connection's own work. When a
+  // client drops an idle keep-alive TLS connection (destroying its http_client), the listener
+  // reads "stream truncated", answers 400 from a pplx continuation of the request's
+  // get_response() and starts a socket write; a close() of the listener on another thread at
+  // that moment frees the socket's reactor state under it: a SIGSEGV in
+  // epoll_reactor::start_op, between tests (each stops its server) or at exit. So before closing
+  // the listener, wait until no client connection is open or closed-but-unhandled: no socket on
+  // this port in the kernel's ESTABLISHED or CLOSE_WAIT state (the listener closes its side
+  // once it has handled the client's close). Bounded: a client still connected (a test that
+  // keeps one) only delays the close by `timeout`.
+  void WaitForClientConnectionsToEnd(absl::Duration timeout) const {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (OpenServerConnections() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  // Returns the server-side sockets of this port in /proc/net/tcp that are ESTABLISHED (01) or
+  // CLOSE_WAIT (08).
+  int OpenServerConnections() const {
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // header
+    const std::string local_port = absl::StrFormat(":%04X", port_);
+    int open = 0;
+    while (std::getline(table, line)) {
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() < 4) continue;
+      if (!absl::EndsWith(fields[1], local_port)) continue;
+      if (fields[3] == "01" || fields[3] == "08") ++open;
+    }
+    return open;
   }
 
   std::string url() const { return absl::StrCat("https://127.0.0.1:", port_); }
@@ -370,16 +408,6 @@ class FakeKubeServer::Impl {
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
-    // Every connection is closed by the server once its answer is written, so none is left idle
-    // in the client's pool. cpprest's listener is not safe against close() (StopListening, the
-    // destructor) racing with a connection's own work: an idle keep-alive connection that the
-    // client drops (destroying its http_client) makes the listener answer "400" from a pplx
-    // continuation and start a socket write while close() frees that socket's reactor state,
-    // a SIGSEGV in epoll_reactor::start_op between tests or at exit; likewise the read for the
-    // next request that a keep-alive connection starts right after each answer. With
-    // "Connection: close" the listener's write handler ends the connection itself, under the
-    // lock that close() takes, and no read or answer of its own is pending afterwards.
-    response.headers().add("Connection", "close");
     response.set_body(reply.body.serialize(), "application/json");
     try {
       request.reply(response).wait();

@@ -13,8 +13,9 @@
 //   - Events are validated (kube-api.md section 7) and recorded;
 //   - every error is a Status object;
 //   - faults: stop listening (connections refused), 500 / 429 with Retry-After, hangs;
-//   - every answer says "Connection: close" (see ServeActive: cpprest's listener cannot be closed
-//     safely while keep-alive connections are idle);
+//   - closing the listener (StopListening, the destructor) first waits, bounded, for the clients'
+//     connections to end: cpprest's listener cannot be closed safely while it is still handling a
+//     client's disconnect;
 //   - tests can wait for what the server observes (WaitUntil) instead of sleeping.
 // Not implemented (not used by sluice yet): watch, list pagination, server-side apply, Leases,
 // deletion with finalizers. Requests for them get 400 / 404 Status answers, never silent success.
