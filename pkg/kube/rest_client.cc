@@ -10,9 +10,9 @@
 // client after the client was destroyed would use freed memory. So the client owns every request
 // until its whole chain has finished: each continuation of a chain holds a ticket of the
 // client's InFlight count, released only when the last of them has run and been destroyed, and
-// the chain holds the http_client itself. Shutdown cancels the chains (closing their sockets) and
-// waits for them briefly; the destructor waits for what is left (bounded, then logs it: those
-// chains keep the http_client and the count alive on their own).
+// the chain holds the http_client itself. Shutdown cancels the chains (closing their sockets); the
+// destructor waits for them to end (bounded, then logs what is left: those chains keep the
+// http_client and the count alive on their own).
 #include <cpprest/http_client.h>
 #include <openssl/ssl.h>
 
@@ -40,9 +40,8 @@ namespace {
 namespace http = web::http;
 
 constexpr absl::Duration kMinAttemptBudget = absl::Milliseconds(50);
-// How long Shutdown waits for the chains it cancelled (cancelling closes their sockets, so they
-// end within milliseconds), and how long the destructor waits for whatever is left.
-constexpr absl::Duration kShutdownDrain = absl::Milliseconds(500);
+// How long the destructor waits for the chains still running (Shutdown has cancelled them,
+// which closes their sockets, so they end within milliseconds).
 constexpr absl::Duration kDestructorDrain = absl::Seconds(5);
 
 struct Response {
@@ -183,7 +182,8 @@ class RestClient final : public Client {
         exchange->cts.cancel();
       }
     }
-    (void)in_flight_->WaitIdle(kShutdownDrain);
+    // No waiting here: callers shut down to keep their own time bound (the reporter's Finish).
+    // The destructor waits for the chains.
   }
 
  private:
@@ -350,6 +350,13 @@ class RestClient final : public Client {
         });
 
     const absl::Duration budget = attempt_deadline - absl::Now();
+    if (budget <= absl::ZeroDuration()) {
+      // Reading the token took the time that was left: nothing was sent.
+      absl::MutexLock lock(&mu_);
+      exchanges_.erase(exchange);
+      return absl::DeadlineExceededError(
+          absl::StrCat(op, ": the deadline passed before the request could be sent"));
+    }
     bool answered = false;
     bool shut_down = false;
     Response response;

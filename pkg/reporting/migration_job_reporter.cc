@@ -294,7 +294,11 @@ class MigrationJobReporter::Impl {
         if (last_error_.ok()) last_error_ = status;
         return;
       }
-      last_error_ = status;
+      // A call that ran out of its time says less than the error before it (e.g. "connection
+      // refused" on every earlier attempt), which is what Finish should report.
+      const bool ran_out = status.code() == absl::StatusCode::kDeadlineExceeded &&
+                           absl::Now() >= deadline && !last_error_.ok();
+      if (!ran_out) last_error_ = status;
       if (!kube::IsTransient(status)) {
         // 401/403/404/422...: retrying will not help; stop trying and say why once.
         permanent_error_ = status;
