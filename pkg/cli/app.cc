@@ -21,8 +21,9 @@
 #include "pkg/failure/failure.h"
 #include "pkg/failure/migration_failure.h"
 #include "pkg/graph/revision_graph.h"
+#include "pkg/kube/client.h"
 #include "pkg/manifest/loader.h"
-#include "pkg/status/reporter.h"
+#include "pkg/reporting/migration_job_reporter.h"
 #include "pkg/store/pg_store.h"
 #include "pkg/store/store.h"
 
@@ -305,19 +306,22 @@ absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
   return std::optional<engine::DatabaseState>(std::move(state));
 }
 
-// Starts reporting to the MigrationJob named by --report, when one is.
-absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& context,
-                                                                const std::string& target) {
+// Starts reporting to the MigrationJob named by --report, when one is, through a Kubernetes client
+// made here. Without one (no configuration, a bad certificate) the migration still runs: the
+// reporter warns now and Finish reports why.
+absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> StartReporter(
+    const Context& context, const std::string& target) {
   const Options& options = context.options();
-  if (options.report.empty()) return std::unique_ptr<status::Reporter>();
-  status::ReportOptions report;
+  if (options.report.empty()) return std::unique_ptr<reporting::MigrationJobReporter>();
+  reporting::ReportOptions report;
   report.report = options.report;
-  report.kubeconfig = options.kubeconfig;
   report.report_required = options.report_required;
   report.report_timeout = options.report_timeout;
   report.instance = base::RunnerName(context.env);
   report.target = target;
-  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = status::Reporter::Start(report);
+  absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
+      reporting::MigrationJobReporter::Start(report,
+                                             kube::NewRestClientFromConfig(options.kubeconfig));
   if (!reporter.ok()) {
     return failure::WithFailureKind(reporter.status(), failure::FailureKind::kUsage);
   }
@@ -327,7 +331,8 @@ absl::StatusOr<std::unique_ptr<status::Reporter>> StartReporter(const Context& c
 int RunMigrate(const Context& context, graph::Direction direction) {
   const bool upgrade = direction == graph::Direction::kUpgrade;
   const std::string target = context.args().empty() ? "head" : context.args()[0];
-  absl::StatusOr<std::unique_ptr<status::Reporter>> reporter = StartReporter(context, target);
+  absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
+      StartReporter(context, target);
   if (!reporter.ok()) return FailWith(reporter.status());
   absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context, reporter->get());
   absl::StatusOr<engine::RunResult> result =

@@ -9,8 +9,8 @@
 // Status message, never the bearer token. A Client is thread-safe.
 //
 // Example:
-//   SLUICE_ASSIGN_OR_RETURN(kube::ClusterConfig config, kube::LoadConfig(kubeconfig_path));
-//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client, kube::NewRestClient(config));
+//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<kube::Client> client,
+//                           kube::NewRestClientFromConfig(kubeconfig_path));
 //   SLUICE_ASSIGN_OR_RETURN(kube::MigrationJob job,
 //                           client->GetMigrationJob({"app", "app-db"}, absl::Now() +
 //                           absl::Seconds(10)));
@@ -69,6 +69,13 @@ struct ClientOptions {
 // only (not the system store), unless the kubeconfig asked for insecure-skip-tls-verify.
 absl::StatusOr<std::unique_ptr<Client>> NewRestClient(const ClusterConfig& config,
                                                       const ClientOptions& options = {});
+
+// Returns a client for the configuration LoadConfig(kubeconfig_flag, paths) finds: --kubeconfig,
+// KUBECONFIG, in-cluster, ~/.kube/config. The error says why there is none (no configuration,
+// an unreadable kubeconfig or certificate).
+absl::StatusOr<std::unique_ptr<Client>> NewRestClientFromConfig(const std::string& kubeconfig_flag,
+                                                                const InClusterPaths& paths = {},
+                                                                const ClientOptions& options = {});
 
 // Returns the API path of a MigrationJob (with `subresource` appended when not empty).
 std::string MigrationJobPath(const ObjectRef& ref, absl::string_view subresource = "");

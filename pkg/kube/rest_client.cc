@@ -1,10 +1,23 @@
 // The HTTPS Client on cpprestsdk 2.10. cpprest's own timeout only bounds inactivity, so each
-// attempt is also bounded by waiting on its task with a deadline and cancelling it when passed.
+// attempt is also bounded by waiting for its answer with a deadline and cancelling it when passed.
+//
+// Lifetime of a request. http_client::request() starts a pplx continuation chain that runs on
+// cpprest's thread pool: our continuations (read the body, hand over the answer) and cpprest's
+// own work around them. The caller stops waiting as soon as the answer is handed over, at its
+// deadline, or at Shutdown (which wakes it at once); the chain goes on a little longer. A chain
+// still running when the process exits runs while static destructors tear down cpprest's thread
+// pool and what it uses (LSan then reports the tasks it left pending), and one that used its
+// client after the client was destroyed would use freed memory. So the client owns every request
+// until its whole chain has finished: each continuation of a chain holds a ticket of the
+// client's InFlight count, released only when the last of them has run and been destroyed, and
+// the chain holds the http_client itself. Shutdown cancels the chains (closing their sockets); the
+// destructor waits for them to end (bounded, then logs what is left: those chains keep the
+// http_client and the count alive on their own).
 #include <cpprest/http_client.h>
 #include <openssl/ssl.h>
 
 #include <boost/asio/ssl.hpp>
-#include <future>
+#include <memory>
 #include <random>
 #include <set>
 
@@ -27,11 +40,53 @@ namespace {
 namespace http = web::http;
 
 constexpr absl::Duration kMinAttemptBudget = absl::Milliseconds(50);
+// How long the destructor waits for the chains still running (Shutdown has cancelled them,
+// which closes their sockets, so they end within milliseconds).
+constexpr absl::Duration kDestructorDrain = absl::Seconds(5);
 
 struct Response {
   int code = 0;
   std::string body;
   std::string retry_after;
+};
+
+// The number of pplx continuation chains of one client that have not finished yet.
+class InFlight {
+ public:
+  // Returns a ticket: the count goes down when the last copy of it is destroyed.
+  static std::shared_ptr<void> Enter(const std::shared_ptr<InFlight>& self) {
+    {
+      absl::MutexLock lock(&self->mu_);
+      ++self->running_;
+    }
+    return std::shared_ptr<void>(nullptr, [self](void*) {
+      absl::MutexLock lock(&self->mu_);
+      --self->running_;
+    });
+  }
+
+  // Waits until no chain is running, at most `timeout`. Returns how many still are.
+  int WaitIdle(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return running_ == 0; };
+    mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+    return running_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  int running_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// One HTTP exchange, shared by the attempt waiting for it, the chain that answers it and
+// Shutdown.
+struct Exchange {
+  pplx::cancellation_token_source cts;
+  absl::Mutex mu;
+  bool answered ABSL_GUARDED_BY(mu) = false;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+  Response response ABSL_GUARDED_BY(mu);
+  std::exception_ptr error ABSL_GUARDED_BY(mu);
 };
 
 // Returns `pem` loaded into a scratch TLS context, to report a bad certificate or key before any
@@ -65,9 +120,18 @@ class RestClient final : public Client {
       : config_(config),
         options_(options),
         tokens_(std::move(tokens)),
-        http_(config.server, MakeHttpConfig(config, options)) {}
+        http_(std::make_shared<http::client::http_client>(config.server,
+                                                          MakeHttpConfig(config, options))) {}
 
-  ~RestClient() override { Shutdown(); }
+  ~RestClient() override {
+    Shutdown();
+    const int left = in_flight_->WaitIdle(kDestructorDrain);
+    if (left > 0) {
+      // They hold the http_client and the count themselves, so nothing they use goes away.
+      log::Warning("Kubernetes API requests still running when their client was destroyed",
+                   {{"requests", absl::StrCat(left)}, {"server", config_.server}});
+    }
+  }
 
   // Client
   absl::StatusOr<MigrationJob> GetMigrationJob(const ObjectRef& ref, absl::Time deadline) override {
@@ -107,9 +171,19 @@ class RestClient final : public Client {
   }
 
   void Shutdown() override {
-    absl::MutexLock lock(&mu_);
-    shutdown_ = true;
-    for (pplx::cancellation_token_source* cts : in_flight_) cts->cancel();
+    {
+      absl::MutexLock lock(&mu_);
+      shutdown_ = true;
+      for (const std::shared_ptr<Exchange>& exchange : exchanges_) {
+        {
+          absl::MutexLock exchange_lock(&exchange->mu);
+          exchange->shut_down = true;
+        }
+        exchange->cts.cancel();
+      }
+    }
+    // No waiting here: callers shut down to keep their own time bound (the reporter's Finish).
+    // The destructor waits for the chains.
   }
 
  private:
@@ -181,6 +255,9 @@ class RestClient final : public Client {
       absl::StatusOr<Response> r = Attempt(method, path, body, content_type,
                                            std::min(deadline, now + options_.request_timeout), op);
       absl::Duration wait;
+      if (!r.ok() && r.status().code() == absl::StatusCode::kCancelled && attempt > 0) {
+        return ShutDownError(last);
+      }
       if (!r.ok()) {
         // An attempt cut short by the caller's deadline says less than the error before it
         // (e.g. "connection refused" on every earlier attempt).
@@ -210,9 +287,15 @@ class RestClient final : public Client {
       log::Debug("retrying a Kubernetes API request", {{"operation", op},
                                                        {"error", std::string(last.message())},
                                                        {"wait", absl::FormatDuration(wait)}});
-      if (!Sleep(wait)) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+      if (!Sleep(wait)) return ShutDownError(last);
     }
     return last;
+  }
+
+  // The error of a call cut short by Shutdown after failed attempts: what they saw, which says
+  // more than the shutdown. (`last` names the operation already.)
+  static absl::Status ShutDownError(const absl::Status& last) {
+    return absl::CancelledError(absl::StrCat(last.message(), "; the client was then shut down"));
   }
 
   absl::StatusOr<Response> Attempt(const http::method& method, const std::string& path,
@@ -227,52 +310,85 @@ class RestClient final : public Client {
     if (!token.empty()) request.headers().add("Authorization", absl::StrCat("Bearer ", token));
     if (!content_type.empty()) request.set_body(body, content_type);
 
-    pplx::cancellation_token_source cts;
+    auto exchange = std::make_shared<Exchange>();
     {
       absl::MutexLock lock(&mu_);
       if (shutdown_) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
-      in_flight_.insert(&cts);
+      exchanges_.insert(exchange);
     }
-    auto done = std::make_shared<std::promise<Response>>();
-    std::future<Response> result = done->get_future();
-    http_.request(request, cts.get_token())
-        .then([](http::http_response response) {
+    // Every continuation holds the ticket, and the last one the http_client too (see the file
+    // comment): the client's InFlight count covers the chain until it has wholly finished.
+    std::shared_ptr<void> ticket = InFlight::Enter(in_flight_);
+    pplx::task<http::http_response> sent;
+    try {
+      sent = http_->request(request, exchange->cts.get_token());
+    } catch (const std::exception& e) {
+      absl::MutexLock lock(&mu_);
+      exchanges_.erase(exchange);
+      return absl::UnavailableError(absl::StrCat(op, ": cannot send the request: ", e.what()));
+    }
+    std::move(sent)
+        .then([ticket](http::http_response response) {
           auto retry_after = response.headers().find("Retry-After");
           std::string retry = retry_after == response.headers().end() ? "" : retry_after->second;
-          return response.extract_string(true).then([response, retry](std::string text) {
+          return response.extract_string(true).then([ticket, response, retry](std::string text) {
             return Response{response.status_code(), std::move(text), retry};
           });
         })
-        .then([done](pplx::task<Response> task) {
+        .then([ticket, exchange, http = http_](pplx::task<Response> task) {
+          Response response;
+          std::exception_ptr error;
           try {
-            done->set_value(task.get());
+            response = task.get();
           } catch (...) {
-            done->set_exception(std::current_exception());
+            error = std::current_exception();
           }
+          absl::MutexLock lock(&exchange->mu);
+          exchange->answered = true;
+          exchange->response = std::move(response);
+          exchange->error = error;
         });
+
     const absl::Duration budget = attempt_deadline - absl::Now();
-    bool timed_out = false;
-    if (result.wait_for(std::chrono::milliseconds(std::max<int64_t>(
-            0, absl::ToInt64Milliseconds(budget)))) != std::future_status::ready) {
-      timed_out = true;
-      cts.cancel();
-      // Cancelling closes the socket; the task then ends promptly.
-      result.wait_for(std::chrono::seconds(5));
+    if (budget <= absl::ZeroDuration()) {
+      // Reading the token took the time that was left: nothing was sent.
+      absl::MutexLock lock(&mu_);
+      exchanges_.erase(exchange);
+      return absl::DeadlineExceededError(
+          absl::StrCat(op, ": the deadline passed before the request could be sent"));
     }
+    bool answered = false;
     bool shut_down = false;
+    Response response;
+    std::exception_ptr error;
+    {
+      // Wakes up on the answer, on Shutdown, or at the attempt's deadline.
+      absl::MutexLock lock(&exchange->mu);
+      auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(exchange->mu) {
+        return exchange->answered || exchange->shut_down;
+      };
+      exchange->mu.AwaitWithDeadline(absl::Condition(&done), attempt_deadline);
+      answered = exchange->answered;
+      shut_down = exchange->shut_down;
+      response = exchange->response;
+      error = exchange->error;
+    }
     {
       absl::MutexLock lock(&mu_);
-      in_flight_.erase(&cts);
-      shut_down = shutdown_;
+      exchanges_.erase(exchange);
     }
-    if (shut_down) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
-    if (timed_out) {
+    if (!answered) {
+      // Cancelling closes the socket; the chain then ends by itself, counted by in_flight_.
+      exchange->cts.cancel();
+      if (shut_down) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
       return absl::DeadlineExceededError(absl::StrCat(op, ": no answer from the API server at ",
                                                       config_.server, " within ",
                                                       absl::FormatDuration(budget)));
     }
+    if (shut_down) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+    if (error == nullptr) return response;
     try {
-      return result.get();
+      std::rethrow_exception(error);
     } catch (const pplx::task_canceled&) {
       return absl::DeadlineExceededError(absl::StrCat(op, ": the request was cancelled"));
     } catch (const http::http_exception& e) {
@@ -298,11 +414,14 @@ class RestClient final : public Client {
   const ClusterConfig config_;
   const ClientOptions options_;
   std::unique_ptr<TokenSource> tokens_;
-  http::client::http_client http_;
+  // Shared with the request chains, which may outlive this object (see the file comment).
+  const std::shared_ptr<http::client::http_client> http_;
+  const std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
 
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::set<pplx::cancellation_token_source*> in_flight_ ABSL_GUARDED_BY(mu_);
+  // Exchanges an attempt is waiting for, to cancel on Shutdown.
+  std::set<std::shared_ptr<Exchange>> exchanges_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
 };
 
@@ -331,6 +450,13 @@ absl::StatusOr<std::unique_ptr<Client>> NewRestClient(const ClusterConfig& confi
     return absl::InvalidArgumentError(
         absl::StrCat("cannot make a client for ", config.server, ": ", e.what()));
   }
+}
+
+absl::StatusOr<std::unique_ptr<Client>> NewRestClientFromConfig(const std::string& kubeconfig_flag,
+                                                                const InClusterPaths& paths,
+                                                                const ClientOptions& options) {
+  SLUICE_ASSIGN_OR_RETURN(ClusterConfig config, LoadConfig(kubeconfig_flag, paths));
+  return NewRestClient(config, options);
 }
 
 }  // namespace sluice::kube

@@ -198,26 +198,38 @@ class ReportE2eTest : public MigrateTest {
 
 TEST_F(ReportE2eTest, SeveralRevisionsSucceed) {
   WriteLinear(3);
+  const absl::Time run_start = absl::Now();
   ProcessResult r = Upgrade();
+  const absl::Time run_end = absl::Now();
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_EQ(Versions(), "r003");
 
   const kube::MigrationJobStatus s = StoredStatus();
   ExpectSucceededAt(s, "r003");
-  EXPECT_GE(s.observed_generation, 1);
+  EXPECT_EQ(s.observed_generation, 1);  // the MigrationJob as created
   ASSERT_THAT(s.last_applied, SizeIs(3));
   EXPECT_EQ(s.last_applied[0].revision, "r003");
   EXPECT_EQ(s.last_applied[1].revision, "r002");
   EXPECT_EQ(s.last_applied[2].revision, "r001");
-  for (const kube::AppliedStep& step : s.last_applied) {
+  // Each step lies within the run as measured here (times are in milliseconds, so allow one for
+  // rounding), and the steps ran one after the other: newest first, none overlapping the next.
+  std::vector<absl::Time> started(s.last_applied.size());
+  for (size_t i = 0; i < s.last_applied.size(); ++i) {
+    const kube::AppliedStep& step = s.last_applied[i];
     EXPECT_EQ(step.direction, "upgrade") << step.revision;
     EXPECT_EQ(step.applied_by, kPod) << step.revision;
-    EXPECT_FALSE(step.started_at.empty()) << step.revision;
-    EXPECT_GE(step.duration_ms, 0) << step.revision;
+    std::string error;
+    ASSERT_TRUE(absl::ParseTime(absl::RFC3339_full, step.started_at, &started[i], &error))
+        << step.revision << ": " << step.started_at << ": " << error;
+    EXPECT_GE(started[i], run_start - absl::Milliseconds(1)) << step.revision;
+    EXPECT_LE(started[i] + absl::Milliseconds(step.duration_ms), run_end + absl::Milliseconds(1))
+        << step.revision << " took " << step.duration_ms << " ms";
   }
-  // Newest first: started_at (RFC 3339, same format) never increases down the list.
-  EXPECT_GE(s.last_applied[0].started_at, s.last_applied[1].started_at);
-  EXPECT_GE(s.last_applied[1].started_at, s.last_applied[2].started_at);
+  for (size_t i = 1; i < s.last_applied.size(); ++i) {
+    EXPECT_LE(started[i] + absl::Milliseconds(s.last_applied[i].duration_ms),
+              started[i - 1] + absl::Milliseconds(1))
+        << s.last_applied[i].revision << " overlaps " << s.last_applied[i - 1].revision;
+  }
 
   EXPECT_THAT(Reasons(), ElementsAre("MigrationApplied", "MigrationApplied", "MigrationApplied",
                                      "MigrationSucceeded"));
@@ -251,36 +263,60 @@ TEST_F(ReportE2eTest, SeveralRevisionsSucceed) {
 }
 
 TEST_F(ReportE2eTest, EachStepVisibleWhileRunning) {
-  // Slow revisions, so that the status can be watched between steps.
-  WriteManifest("r001.yaml",
-                {{"r001", {}, "CREATE TABLE s1 (id int);\nSELECT pg_sleep(0.8);", "", ""}});
-  WriteManifest("r002.yaml",
-                {{"r002", {"r001"}, "CREATE TABLE s2 (id int);\nSELECT pg_sleep(0.8);", "", ""}});
-  WriteManifest("r003.yaml",
-                {{"r003", {"r002"}, "CREATE TABLE s3 (id int);\nSELECT pg_sleep(0.8);", "", ""}});
+  // r002 and r003 each wait for an advisory lock that a psql session of the test holds (its own
+  // lock_timeout lifted, so the engine's does not end the wait): the run stops before each of them
+  // until the test has seen the status of the step before, then the test lets it go on.
+  constexpr int64_t kGate2 = 7700002;
+  constexpr int64_t kGate3 = 7700003;
+  auto gated = [](const std::string& table, int64_t gate) {
+    return absl::StrCat("SET LOCAL lock_timeout = 0;\nSELECT pg_advisory_xact_lock(", gate,
+                        ");\nCREATE TABLE ", table, " (id int);");
+  };
+  WriteManifest("r001.yaml", {{"r001", {}, "CREATE TABLE s1 (id int);", "", ""}});
+  WriteManifest("r002.yaml", {{"r002", {"r001"}, gated("s2", kGate2), "", ""}});
+  WriteManifest("r003.yaml", {{"r003", {"r002"}, gated("s3", kGate3), "", ""}});
+  std::unique_ptr<Process> gate2 =
+      StartPsql(absl::StrCat("SELECT pg_advisory_lock(", kGate2, "); SELECT pg_sleep(600)"),
+                "sluice-test-gate2");
+  std::unique_ptr<Process> gate3 =
+      StartPsql(absl::StrCat("SELECT pg_advisory_lock(", kGate3, "); SELECT pg_sleep(600)"),
+                "sluice-test-gate3");
+  ASSERT_TRUE(WaitForLockHeldBy("sluice-test-gate2"));
+  ASSERT_TRUE(WaitForLockHeldBy("sluice-test-gate3"));
+
   std::unique_ptr<Process> sluice = StartSluice(UpgradeArgs(), PodEnv(kPod));
-  // Observed while running: "current|lastApplied size|pending" of Running statuses.
-  std::set<std::string> seen;
-  bool reconciling_true = false;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < deadline) {
-    kube::MigrationJob job = Stored();
-    if (job.status.has_value() && job.status->phase == "Running") {
-      const kube::MigrationJobStatus& s = *job.status;
-      seen.insert(absl::StrCat(absl::StrJoin(s.current_revisions, ","), "|", s.last_applied.size(),
-                               "|", absl::StrJoin(s.pending_revisions, ",")));
-      reconciling_true = reconciling_true || ConditionStatus(s, "Reconciling") == "True";
-      EXPECT_NE(ConditionStatus(s, "Ready"), "True");  // Unknown or False while running
+  // Waits until the stored status is Running with `current`, that many steps and `pending`.
+  auto wait_for_running = [&](const std::string& current, size_t applied,
+                              const std::vector<std::string>& pending) {
+    std::optional<kube::MigrationJobStatus> seen;
+    const bool ok = server().WaitUntil(
+        [&] {
+          kube::MigrationJob job = Stored();
+          if (!job.status.has_value() || job.status->phase != "Running") return false;
+          seen = job.status;
+          return job.status->current_revisions == std::vector<std::string>{current} &&
+                 job.status->last_applied.size() == applied &&
+                 job.status->pending_revisions == pending;
+        },
+        absl::Seconds(60));
+    EXPECT_TRUE(ok) << "no Running status at " << current << "; last seen: "
+                    << (seen ? absl::StrCat(absl::StrJoin(seen->current_revisions, ","), " with ",
+                                            seen->last_applied.size(), " applied")
+                             : "none");
+    if (seen.has_value()) {
+      EXPECT_EQ(ConditionStatus(*seen, "Reconciling"), "True");
+      EXPECT_NE(ConditionStatus(*seen, "Ready"), "True");  // Unknown or False while running
     }
-    if (job.status.has_value() && job.status->phase == "Succeeded") break;
-    absl::SleepFor(absl::Milliseconds(25));
-  }
+    return ok;
+  };
+  const bool saw_r001 = wait_for_running("r001", 1, {"r002", "r003"});
+  EXPECT_EQ(Versions(), "r001");  // r002 is still waiting for its gate
+  EndSessions("sluice-test-gate2");
+  const bool saw_r002 = saw_r001 && wait_for_running("r002", 2, {"r003"});
+  EndSessions("sluice-test-gate3");
   ProcessResult r = sluice->Wait();
   ASSERT_EQ(r.exit_code, 0) << Describe(r);
-  EXPECT_TRUE(reconciling_true);
-  // Each step was visible: after r001 and after r002, with the rest pending.
-  EXPECT_THAT(seen, Contains("r001|1|r002,r003"));
-  EXPECT_THAT(seen, Contains("r002|2|r003"));
+  EXPECT_TRUE(saw_r002);
   ExpectSucceededAt(StoredStatus(), "r003");
   EXPECT_THAT(StoredStatus().last_applied, SizeIs(3));
 }
@@ -357,6 +393,7 @@ TEST_F(ReportE2eTest, ApiServerDownMigratesAndWarns) {
   EXPECT_THAT(r.err, HasSubstr("warning"));
   EXPECT_THAT(r.err, HasSubstr("MigrationJob"));
   EXPECT_LT(took, absl::Seconds(30)) << "--report-timeout 2s not honoured";
+  EXPECT_EQ(server().RequestsReceived(), 0);
   ASSERT_TRUE(server().StartListening().ok());
   EXPECT_FALSE(Stored().status.has_value());
   EXPECT_THAT(server().Events(), IsEmpty());

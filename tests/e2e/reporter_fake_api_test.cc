@@ -1,6 +1,6 @@
-// The status Reporter against the fake API server over HTTPS, driven through the engine::Observer
-// interface with synthetic runs (no PostgreSQL needed). The fixture fails a test when a write was
-// pruned or rejected by the CRD schema.
+// The MigrationJobReporter against the fake API server over HTTPS, driven through the
+// engine::Observer interface with synthetic runs (no PostgreSQL needed). The fixture fails a test
+// when a write was pruned or rejected by the CRD schema.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -12,15 +12,18 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/barrier.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "pkg/base/log.h"
+#include "pkg/failure/migration_failure.h"
+#include "pkg/kube/client.h"
 #include "pkg/kube/json_codec.h"
-#include "pkg/status/reporter.h"
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/migration_job_reporter.h"
+#include "pkg/reporting/status_composer.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/status_matchers.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 using ::sluice::fake_kube::Fault;
@@ -33,6 +36,43 @@ using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::SizeIs;
 
+// What sluice logs during a test, as text that a test can wait on. The logger writes from the
+// reporter's thread while the test reads, so the text is kept under a lock.
+class WaitableLog : public std::streambuf {
+ public:
+  std::string str() const {
+    absl::MutexLock lock(&mu_);
+    return text_;
+  }
+
+  // Waits until the log holds `needle`, at most `timeout`; returns whether it does.
+  bool WaitFor(const std::string& needle, absl::Duration timeout) const {
+    absl::MutexLock lock(&mu_);
+    auto found = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return text_.find(needle) != std::string::npos;
+    };
+    return mu_.AwaitWithTimeout(absl::Condition(&found), timeout);
+  }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof()) {
+      absl::MutexLock lock(&mu_);
+      text_.push_back(static_cast<char>(c));
+    }
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    absl::MutexLock lock(&mu_);
+    text_.append(s, static_cast<size_t>(n));
+    return n;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::string text_ ABSL_GUARDED_BY(mu_);
+};
+
 class ReporterTest : public fake_kube::FakeKubeFixture {
  protected:
   void SetUp() override {
@@ -40,10 +80,11 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     if (HasFatalFailure()) return;
     uid_ = CreateMigrationJob("apps", "db");
     kubeconfig_ = WriteKubeconfig();
-    log::SetSinkForTest(&log_);
+    log::SetSinkForTest(&log_stream_);
   }
   void TearDown() override {
     log::SetSinkForTest(nullptr);
+    log::SetVerbose(false);
     EXPECT_THAT(log_.str(), ::testing::Not(HasSubstr(token())));
     FakeKubeFixture::TearDown();
   }
@@ -51,18 +92,37 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
   ReportOptions Options(const std::string& instance = "api-7d9f-abcde") {
     ReportOptions o;
     o.report = "apps/db";
-    o.kubeconfig = kubeconfig_;
     o.report_timeout = absl::Seconds(10);
     o.instance = instance;
     o.target = "head";
-    o.client_options.request_timeout = absl::Seconds(2);
-    o.client_options.initial_backoff = absl::Milliseconds(20);
-    o.client_options.max_backoff = absl::Milliseconds(200);
     return o;
   }
 
-  std::unique_ptr<Reporter> StartReporter(const ReportOptions& options) {
-    absl::StatusOr<std::unique_ptr<Reporter>> r = Reporter::Start(options);
+  static kube::ClientOptions FastClientOptions() {
+    kube::ClientOptions o;
+    o.request_timeout = absl::Seconds(2);
+    o.initial_backoff = absl::Milliseconds(20);
+    o.max_backoff = absl::Milliseconds(200);
+    return o;
+  }
+
+  // The client as sluice's CLI makes it, from a kubeconfig or in-cluster (an empty `kubeconfig`
+  // and no KUBECONFIG).
+  absl::StatusOr<std::unique_ptr<kube::Client>> Client(
+      const std::string& kubeconfig, const kube::InClusterPaths& in_cluster = {},
+      const kube::ClientOptions& client_options = FastClientOptions()) {
+    return kube::NewRestClientFromConfig(kubeconfig, in_cluster, client_options);
+  }
+  // The same from the fixture's kubeconfig.
+  absl::StatusOr<std::unique_ptr<kube::Client>> Client() { return Client(kubeconfig_); }
+
+  std::unique_ptr<MigrationJobReporter> StartReporter(const ReportOptions& options) {
+    return StartReporter(options, Client());
+  }
+  std::unique_ptr<MigrationJobReporter> StartReporter(
+      const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client) {
+    absl::StatusOr<std::unique_ptr<MigrationJobReporter>> r =
+        MigrationJobReporter::Start(options, std::move(client));
     EXPECT_THAT(r.status(), IsOk());
     return r.ok() ? std::move(*r) : nullptr;
   }
@@ -93,15 +153,15 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
     return c == nullptr ? "<absent>" : c->status;
   }
 
-  // Waits until `predicate` holds for the stored status (bounded).
+  // Waits until `predicate` holds for the stored status, re-checked whenever the fake server
+  // answers a request (bounded).
   bool WaitForStatus(const std::function<bool(const kube::MigrationJobStatus&)>& predicate) {
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (absl::Now() < deadline) {
-      kube::MigrationJob job = Stored();
-      if (job.status && predicate(*job.status)) return true;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    return false;
+    return server().WaitUntil(
+        [&] {
+          kube::MigrationJob job = Stored();
+          return job.status.has_value() && predicate(*job.status);
+        },
+        absl::Seconds(10));
   }
 
   static engine::StepOutcome Step(const std::string& revision, bool ok = true,
@@ -126,7 +186,7 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
   }
 
   // Runs a whole successful upgrade through `reporter`: plan, steps, finish.
-  absl::Status RunUpgrade(Reporter& reporter, const std::vector<std::string>& from,
+  absl::Status RunUpgrade(MigrationJobReporter& reporter, const std::vector<std::string>& from,
                           const std::vector<std::string>& revisions) {
     const std::vector<std::string> target = {revisions.back()};
     engine::RunResult result = Planned(from, target);
@@ -150,7 +210,8 @@ class ReporterTest : public fake_kube::FakeKubeFixture {
 
   std::string uid_;
   std::string kubeconfig_;
-  std::ostringstream log_;
+  WaitableLog log_;
+  std::ostream log_stream_{&log_};
 };
 
 TEST_F(ReporterTest, SuccessfulRunWithSeveralRevisions) {
@@ -225,12 +286,12 @@ TEST_F(ReporterTest, InClusterServiceAccountWorksAndFollowsTokenRotation) {
   setenv("KUBERNETES_SERVICE_PORT", port.c_str(), 1);
   unsetenv("KUBECONFIG");
   ReportOptions options = Options();
-  options.kubeconfig.clear();
   options.report_required = true;
-  options.in_cluster_paths.token_file = token_file();
-  options.in_cluster_paths.ca_file = WriteFile("ca.crt", ca().cert_pem());
-  options.in_cluster_paths.namespace_file = WriteFile("namespace", "apps");
-  auto reporter = StartReporter(options);
+  kube::InClusterPaths in_cluster;
+  in_cluster.token_file = token_file();
+  in_cluster.ca_file = WriteFile("ca.crt", ca().cert_pem());
+  in_cluster.namespace_file = WriteFile("namespace", "apps");
+  auto reporter = StartReporter(options, Client("", in_cluster));
   reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
   ASSERT_TRUE(
       WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
@@ -251,10 +312,17 @@ TEST_F(ReporterTest, FailedRunIsStalledWithLastError) {
   reporter->OnPlanned(Planned({}, {"b2"}), {"a1", "b2"});
   reporter->OnStepFinished(Step("a1"));
   reporter->OnStepFinished(Step("b2", /*ok=*/false));
-  const absl::Status failure = absl::FailedPreconditionError(
-      "revision b2 (add index, migrations/b2.yaml:1) failed to upgrade: SQLSTATE 42P01: relation "
-      "\"missing\" does not exist");
-  ASSERT_THAT(reporter->Finish(failure, nullptr), IsOk());
+  // The SQLSTATE and revision come from the failure's payload, not from the message's text.
+  failure::MigrationFailure failed;
+  failed.sqlstate = "42P01";
+  failed.message = "relation \"missing\" does not exist";
+  failed.revision = "b2";
+  const absl::Status run_status = failure::WithMigrationFailure(
+      absl::FailedPreconditionError(
+          "revision b2 (add index, migrations/b2.yaml:1) failed to upgrade: relation "
+          "\"missing\" does not exist"),
+      failed);
+  ASSERT_THAT(reporter->Finish(run_status, nullptr), IsOk());
 
   const kube::MigrationJobStatus s = StoredStatus();
   EXPECT_EQ(s.phase, "Failed");
@@ -368,7 +436,13 @@ TEST_F(ReporterTest, ConditionTransitionTimesChangeOnlyWithStatus) {
     return c != nullptr && c->reason == "Migrating";
   }));
   const std::string stalled_since = Find(StoredStatus(), kStalled)->last_transition_time;
-  absl::SleepFor(absl::Milliseconds(1100));  // condition times have second precision
+  // Condition times have second precision: wait for the clock to reach the next second, so that
+  // a transition now gets a different time.
+  const absl::Time tick_deadline = absl::Now() + absl::Seconds(3);
+  while (FormatSeconds(absl::Now()) == stalled_since && absl::Now() < tick_deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_NE(FormatSeconds(absl::Now()), stalled_since);
   ASSERT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   const kube::MigrationJobStatus s = StoredStatus();
   // Stalled stayed False: same time. Reconciling went True -> False: a new time.
@@ -407,9 +481,8 @@ TEST_F(ReporterTest, WrongCaIsRefusedAndReportedClearly) {
   KubeconfigOptions kc;
   kc.ca_pem = other->cert_pem();
   ReportOptions options = Options();
-  options.kubeconfig = WriteKubeconfig(kc);
   options.report_required = true;
-  auto reporter = StartReporter(options);
+  auto reporter = StartReporter(options, Client(WriteKubeconfig(kc)));
   const absl::Time start = absl::Now();
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "TLS handshake"));
@@ -472,19 +545,24 @@ TEST_F(ReporterTest, HangingApiServerDoesNotHoldTheRunBeyondTheTimeout) {
   server().InjectFault(Fault{"", "", 1000, 0, -1, absl::Seconds(30)});
   ReportOptions options = Options();
   options.report_timeout = absl::Seconds(2);
-  options.client_options.request_timeout = absl::Seconds(10);
-  auto reporter = StartReporter(options);
+  kube::ClientOptions client_options = FastClientOptions();
+  client_options.request_timeout = absl::Seconds(10);
+  auto reporter = StartReporter(options, Client(kubeconfig_, {}, client_options));
   const absl::Time start = absl::Now();
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   EXPECT_LT(absl::Now() - start, absl::Milliseconds(2600));
 }
 
 TEST_F(ReporterTest, ApiServerBackAfterAnOutageGetsTheFinalStatus) {
+  log::SetVerbose(true);
   ASSERT_THAT(server().StopListening(), IsOk());
   auto reporter = StartReporter(Options());
   reporter->OnPlanned(Planned({}, {"a1"}), {"a1"});
   reporter->OnStepFinished(Step("a1"));
-  absl::SleepFor(absl::Milliseconds(500));
+  // The outage is seen: an attempt was refused and is to be retried (the fake server cannot
+  // observe a refused connection; the client logs each retry at debug level).
+  ASSERT_TRUE(log_.WaitFor("cannot reach the API server", absl::Seconds(10))) << log_.str();
+  EXPECT_TRUE(server().Requests().empty());
   ASSERT_THAT(server().StartListening(), IsOk());
   server().InjectFault(Fault{"PATCH", "", 2, 500, -1, absl::ZeroDuration()});
   server().InjectFault(Fault{"GET", "", 1, 429, 1, absl::ZeroDuration()});
@@ -520,12 +598,13 @@ TEST_F(ReporterTest, MissingMigrationJobIsAWarningOrAnError) {
 }
 
 TEST_F(ReporterTest, NoKubernetesConfigurationIsAWarningOrAnError) {
+  // The CLI's path: the client cannot be made, the reporter gets the reason, the run goes on.
+  const std::string missing = absl::StrCat(dir(), "/no-such-kubeconfig");
   ReportOptions options = Options();
-  options.kubeconfig = absl::StrCat(dir(), "/no-such-kubeconfig");
-  auto reporter = StartReporter(options);
+  auto reporter = StartReporter(options, Client(missing));
   EXPECT_THAT(RunUpgrade(*reporter, {}, {"a1"}), IsOk());
   options.report_required = true;
-  auto required = StartReporter(options);
+  auto required = StartReporter(options, Client(missing));
   EXPECT_THAT(RunUpgrade(*required, {}, {"a1"}),
               StatusIs(absl::StatusCode::kFailedPrecondition, "cannot read kubeconfig"));
 }
@@ -534,10 +613,15 @@ TEST_F(ReporterTest, BadReportTargetIsAUsageError) {
   for (const char* bad : {"db", "apps/", "/db", "Apps/db", "a/b/c"}) {
     ReportOptions options = Options();
     options.report = bad;
-    EXPECT_THAT(Reporter::Start(options).status(),
+    EXPECT_THAT(MigrationJobReporter::Start(options, Client()).status(),
                 StatusIs(absl::StatusCode::kInvalidArgument, "NAMESPACE/NAME"))
         << bad;
   }
+}
+
+TEST_F(ReporterTest, StartNeedsAClientOrTheReasonThereIsNone) {
+  EXPECT_THAT(MigrationJobReporter::Start(Options(), std::unique_ptr<kube::Client>()).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "needs a Kubernetes client"));
 }
 
 TEST_F(ReporterTest, OlderRunNeverOverwritesANewerRun) {
@@ -545,7 +629,13 @@ TEST_F(ReporterTest, OlderRunNeverOverwritesANewerRun) {
   older->OnPlanned(Planned({}, {"a1"}), {"a1"});
   ASSERT_TRUE(
       WaitForStatus([](const kube::MigrationJobStatus& s) { return s.phase == "Running"; }));
-  absl::SleepFor(absl::Milliseconds(5));
+  // Runs are told apart by startedAt in milliseconds: start the newer run in a later one.
+  const std::string older_started = StoredStatus().started_at;
+  const absl::Time ms_deadline = absl::Now() + absl::Seconds(1);
+  while (FormatMillis(absl::Now()) <= older_started && absl::Now() < ms_deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  ASSERT_GT(FormatMillis(absl::Now()), older_started);
   auto newer = StartReporter(Options("pod-new"));
   older->OnStepFinished(Step("a1"));
   engine::RunResult done = Planned({"a1"}, {"a1"});
@@ -580,7 +670,8 @@ TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
       if (start->Block()) delete start;
       ReportOptions options = Options(absl::StrCat("api-7d9f-pod", i));
       options.report_timeout = absl::Seconds(30);
-      absl::StatusOr<std::unique_ptr<Reporter>> reporter = Reporter::Start(options);
+      absl::StatusOr<std::unique_ptr<MigrationJobReporter>> reporter =
+          MigrationJobReporter::Start(options, Client());
       if (!reporter.ok()) {
         results[i] = reporter.status();
         return;
@@ -622,4 +713,4 @@ TEST_F(ReporterTest, SixteenConcurrentReportersAgree) {
 }
 
 }  // namespace
-}  // namespace sluice::status
+}  // namespace sluice::reporting

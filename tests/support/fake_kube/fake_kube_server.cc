@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
@@ -33,6 +35,8 @@ namespace http = web::http;
 using Listener = http::experimental::listener::http_listener;
 
 constexpr absl::Duration kMaxHang = absl::Seconds(60);  // bounded, whatever a test asks
+// How long closing the listener waits for client connections to end (see StopListening).
+constexpr absl::Duration kConnectionDrain = absl::Seconds(5);
 
 struct ResourceType {
   std::string group;  // "" for core
@@ -315,6 +319,7 @@ class FakeKubeServer::Impl {
   absl::Status StopListening() {
     std::lock_guard<std::mutex> lock(listener_mu_);
     if (!listener_) return absl::OkStatus();
+    WaitForClientConnectionsToEnd(kConnectionDrain);
     try {
       listener_->close().wait();
     } catch (const std::exception& e) {
@@ -325,6 +330,40 @@ class FakeKubeServer::Impl {
     return absl::OkStatus();
   }
 
+  // cpprest's listener is not safe against close() racing with a connection's own work. When a
+  // client drops an idle keep-alive TLS connection (destroying its http_client), the listener
+  // reads "stream truncated", answers 400 from a pplx continuation of the request's
+  // get_response() and starts a socket write; a close() of the listener on another thread at
+  // that moment frees the socket's reactor state under it: a SIGSEGV in
+  // epoll_reactor::start_op, between tests (each stops its server) or at exit. So before closing
+  // the listener, wait until no client connection is open or closed-but-unhandled: no socket on
+  // this port in the kernel's ESTABLISHED or CLOSE_WAIT state (the listener closes its side
+  // once it has handled the client's close). Bounded: a client still connected (a test that
+  // keeps one) only delays the close by `timeout`.
+  void WaitForClientConnectionsToEnd(absl::Duration timeout) const {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (OpenServerConnections() > 0 && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  // Returns the server-side sockets of this port in /proc/net/tcp that are ESTABLISHED (01) or
+  // CLOSE_WAIT (08).
+  int OpenServerConnections() const {
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // header
+    const std::string local_port = absl::StrFormat(":%04X", port_);
+    int open = 0;
+    while (std::getline(table, line)) {
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() < 4) continue;
+      if (!absl::EndsWith(fields[1], local_port)) continue;
+      if (fields[3] == "01" || fields[3] == "08") ++open;
+    }
+    return open;
+  }
+
   std::string url() const { return absl::StrCat("https://127.0.0.1:", port_); }
 
   // The request handler, on cpprest's thread pool.
@@ -332,6 +371,9 @@ class FakeKubeServer::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       ++active_;
+      ++received_;
+      ++changes_;
+      cv_.notify_all();
     }
     ServeActive(request);
     std::lock_guard<std::mutex> lock(mu_);
@@ -361,6 +403,8 @@ class FakeKubeServer::Impl {
     {
       std::lock_guard<std::mutex> lock(mu_);
       log_.push_back(entry);
+      ++changes_;
+      cv_.notify_all();
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
@@ -884,7 +928,9 @@ class FakeKubeServer::Impl {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
-  int active_ = 0;  // handlers running
+  int active_ = 0;       // handlers running
+  int received_ = 0;     // requests that reached a handler
+  int64_t changes_ = 0;  // bumped when a request arrives or is answered, for WaitUntil
   std::set<std::string> tokens_;
   std::map<std::string, std::pair<std::string, std::vector<RbacRule>>> rbac_;
   std::deque<Fault> faults_;
@@ -1019,6 +1065,31 @@ std::optional<std::string> FakeKubeServer::GetObject(const std::string& resource
   auto it = impl_->objects_.find(Impl::Key(resource, ns, name));
   if (it == impl_->objects_.end()) return std::nullopt;
   return it->second.serialize();
+}
+
+int FakeKubeServer::RequestsReceived() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return impl_->received_;
+}
+
+bool FakeKubeServer::WaitUntil(const std::function<bool()>& condition,
+                               absl::Duration timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout));
+  while (true) {
+    int64_t seen;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu_);
+      seen = impl_->changes_;
+    }
+    // Outside the lock: `condition` may call the accessors above.
+    if (condition()) return true;
+    std::unique_lock<std::mutex> lock(impl_->mu_);
+    if (!impl_->cv_.wait_until(lock, deadline, [&] { return impl_->changes_ != seen; })) {
+      lock.unlock();
+      return condition();
+    }
+  }
 }
 
 std::vector<LoggedRequest> FakeKubeServer::Requests() const {

@@ -12,13 +12,18 @@
 //     would silently drop (see FakeKubeFixture::TearDown);
 //   - Events are validated (kube-api.md section 7) and recorded;
 //   - every error is a Status object;
-//   - faults: stop listening (connections refused), 500 / 429 with Retry-After, hangs.
+//   - faults: stop listening (connections refused), 500 / 429 with Retry-After, hangs;
+//   - closing the listener (StopListening, the destructor) first waits, bounded, for the clients'
+//     connections to end: cpprest's listener cannot be closed safely while it is still handling a
+//     client's disconnect;
+//   - tests can wait for what the server observes (WaitUntil) instead of sleeping.
 // Not implemented (not used by sluice yet): watch, list pagination, server-side apply, Leases,
 // deletion with finalizers. Requests for them get 400 / 404 Status answers, never silent success.
 // Thread-safe.
 #ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 #define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,6 +136,12 @@ class FakeKubeServer {
                                        const std::string& name) const;
 
   std::vector<LoggedRequest> Requests() const;
+  // Requests that reached the server so far, answered or not (a hanging one included).
+  int RequestsReceived() const;
+  // Waits until `condition` holds, checking it now and whenever a request arrives or is answered
+  // (every write of a client goes with an answer); returns whether it held within `timeout`.
+  // `condition` may call this server's accessors.
+  bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout) const;
   std::vector<RecordedEvent> Events() const;
   // Paths of fields pruned from writes so far (e.g. "status.condtions").
   std::vector<std::string> PrunedFields() const;

@@ -6,19 +6,24 @@
 // resourceVersion just read; re-read and recomputed on 409; 429/5xx/unreachable retried with
 // backoff). Only Finish waits, and for at most `report_timeout`; a status that could not be
 // written by then is a logged warning, and an error from Finish only with `report_required`.
-// Stale writes of older runs never overwrite a newer run's status (see status_model.h).
+// Stale writes of older runs never overwrite a newer run's status (see status_composer.h).
+//
+// The reporter does not make its Kubernetes client: the caller (pkg/cli, the composition root)
+// does, and hands over either the client or the reason it has none, which Finish then reports.
 //
 // Usage (pkg/cli):
-//   status::ReportOptions report;
+//   reporting::ReportOptions report;
 //   report.report = flags.report;                 // "apps/app-db"
-//   report.kubeconfig = flags.kubeconfig;
 //   report.report_required = flags.report_required;
 //   report.report_timeout = flags.report_timeout;
 //   report.instance = pod_name;                   // POD_NAME or the host name
 //   report.target = target;                       // "head"
-//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<status::Reporter> reporter,
-//                           status::Reporter::Start(report));  // fails only on a bad --report
-//   engine::Engine engine(migrations, factory, options, reporter.get());
+//   absl::StatusOr<std::unique_ptr<kube::Client>> client =
+//       kube::NewRestClientFromConfig(flags.kubeconfig);  // an error here is not fatal
+//   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<reporting::MigrationJobReporter> reporter,
+//                           reporting::MigrationJobReporter::Start(report, std::move(client)));
+//   // ^ fails only on a bad --report
+//   engine::Engine engine(graph, factory, options, reporter.get());
 //   absl::StatusOr<engine::RunResult> result = engine.Upgrade(target);
 //   absl::Status reported =
 //       reporter->Finish(result.status(), result.ok() ? &*result : nullptr);
@@ -26,8 +31,8 @@
 //   return reported;                            // non-OK only with --report-required
 //
 // Thread-safe: the Observer methods and Finish may be called from any one thread.
-#ifndef SLUICE_PKG_STATUS_REPORTER_H_
-#define SLUICE_PKG_STATUS_REPORTER_H_
+#ifndef SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_
+#define SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_
 
 #include <memory>
 #include <string>
@@ -38,35 +43,29 @@
 #include "absl/time/time.h"
 #include "pkg/engine/engine.h"
 #include "pkg/kube/client.h"
-#include "pkg/kube/config.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 
 struct ReportOptions {
   std::string report;            // "NAMESPACE/NAME" of the MigrationJob (--report)
-  std::string kubeconfig;        // --kubeconfig; empty: KUBECONFIG, in-cluster, ~/.kube/config
   bool report_required = false;  // --report-required
   absl::Duration report_timeout = absl::Seconds(30);  // --report-timeout: Finish's wait bound
   std::string instance;  // the pod name: Events' reportingInstance and lastApplied's appliedBy.
                          // Empty: $POD_NAME, else $HOSTNAME, else the host name.
   std::string target;    // the target as asked ("head"), for messages
-
-  // Where the in-cluster service account lives (tests point it elsewhere).
-  kube::InClusterPaths in_cluster_paths;
-  kube::ClientOptions client_options;
 };
 
-class Reporter final : public engine::Observer {
+class MigrationJobReporter final : public engine::Observer {
  public:
-  // Starts reporting a run that begins now. Returns kInvalidArgument when `options.report` is
-  // not NAMESPACE/NAME; any other problem (no Kubernetes configuration, API server down) is
-  // reported by Finish, so the migration runs regardless.
-  static absl::StatusOr<std::unique_ptr<Reporter>> Start(const ReportOptions& options);
-  // Same, with a given client (tests, or a caller that has one already).
-  static absl::StatusOr<std::unique_ptr<Reporter>> StartWithClient(
-      const ReportOptions& options, std::unique_ptr<kube::Client> client);
+  // Starts reporting a run that begins now through `client`, which the reporter then owns.
+  // Returns kInvalidArgument when `options.report` is not NAMESPACE/NAME. A `client` that is an
+  // error (no Kubernetes configuration, an unreadable certificate) is not: it is logged as a
+  // warning now and reported by Finish, as is an API server that cannot be reached, so the
+  // migration runs regardless.
+  static absl::StatusOr<std::unique_ptr<MigrationJobReporter>> Start(
+      const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client);
 
-  ~Reporter() override;
+  ~MigrationJobReporter() override;
 
   // engine::Observer. Never block on the API server.
   void OnPlanned(const engine::RunResult& result_so_far,
@@ -83,13 +82,13 @@ class Reporter final : public engine::Observer {
   class Impl;
 
  private:
-  explicit Reporter(std::unique_ptr<Impl> impl);
+  explicit MigrationJobReporter(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 
 // Returns {namespace, name} of "NAMESPACE/NAME", or kInvalidArgument.
 absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report);
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting
 
-#endif  // SLUICE_PKG_STATUS_REPORTER_H_
+#endif  // SLUICE_PKG_REPORTING_MIGRATION_JOB_REPORTER_H_

@@ -9,8 +9,8 @@
 // into `lastApplied`, because those are facts about the database that the newer run did not see.
 // Compose runs on the status just read, and the write is conditional on that read's
 // resourceVersion, so a concurrent change makes the write fail with 409 and Compose runs again.
-#ifndef SLUICE_PKG_STATUS_STATUS_MODEL_H_
-#define SLUICE_PKG_STATUS_STATUS_MODEL_H_
+#ifndef SLUICE_PKG_REPORTING_STATUS_COMPOSER_H_
+#define SLUICE_PKG_REPORTING_STATUS_COMPOSER_H_
 
 #include <optional>
 #include <string>
@@ -20,7 +20,7 @@
 #include "absl/time/time.h"
 #include "pkg/kube/types.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 
 // Condition types and reasons (CamelCase, kstatus conventions).
 inline constexpr char kReady[] = "Ready";
@@ -88,6 +88,6 @@ std::string Truncate(absl::string_view text, size_t max_bytes);
 kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& stored,
                                  const RunView& run, absl::Time now);
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting
 
-#endif  // SLUICE_PKG_STATUS_STATUS_MODEL_H_
+#endif  // SLUICE_PKG_REPORTING_STATUS_COMPOSER_H_

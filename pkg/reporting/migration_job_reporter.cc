@@ -1,4 +1,4 @@
-#include "pkg/status/reporter.h"
+#include "pkg/reporting/migration_job_reporter.h"
 
 #include <unistd.h>
 
@@ -17,10 +17,11 @@
 #include "pkg/base/backoff.h"
 #include "pkg/base/host.h"
 #include "pkg/base/log.h"
+#include "pkg/failure/migration_failure.h"
 #include "pkg/kube/api_error.h"
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/status_composer.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 constexpr char kComponent[] = "sluice";
@@ -47,22 +48,6 @@ bool IsDnsSubdomain(absl::string_view s) {
   return true;
 }
 
-// The SQLSTATE that the engine puts in a failed revision's message ("SQLSTATE 42P01: ...").
-// Parsed from the text so that status reporting needs no link to the store module.
-std::string SqlStateOf(absl::string_view message) {
-  constexpr absl::string_view kMarker = "SQLSTATE ";
-  for (size_t at = message.find(kMarker); at != absl::string_view::npos;
-       at = message.find(kMarker, at + 1)) {
-    absl::string_view code = message.substr(at + kMarker.size(), 5);
-    if (code.size() == 5 && std::all_of(code.begin(), code.end(), [](char c) {
-          return absl::ascii_isupper(c) || absl::ascii_isdigit(c);
-        })) {
-      return std::string(code);
-    }
-  }
-  return "";
-}
-
 }  // namespace
 
 absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report) {
@@ -75,7 +60,7 @@ absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report) {
   return kube::ObjectRef{parts[0], parts[1]};
 }
 
-class Reporter::Impl {
+class MigrationJobReporter::Impl {
  public:
   Impl(const ReportOptions& options, kube::ObjectRef ref, std::unique_ptr<kube::Client> client,
        absl::Status setup_error)
@@ -163,8 +148,11 @@ class Reporter::Impl {
       } else {
         run_.phase = RunView::Phase::kFailed;
         run_.step_failed = !failed_revision_.empty();
-        run_.error = kube::LastError{failed_revision_, SqlStateOf(run_status.message()),
-                                     std::string(run_status.message())};
+        const std::optional<failure::MigrationFailure> failed =
+            failure::MigrationFailureOf(run_status);
+        run_.error = kube::LastError{
+            failed.has_value() && !failed->revision.empty() ? failed->revision : failed_revision_,
+            failed.has_value() ? failed->sqlstate : "", std::string(run_status.message())};
         events_.push_back(MakeEvent(
             "Warning", "MigrationFailed",
             failed_revision_.empty()
@@ -288,8 +276,17 @@ class Reporter::Impl {
         next_attempt = absl::InfinitePast();
         continue;
       }
-      if (status.code() == absl::StatusCode::kCancelled) return;  // Finish stopped waiting
-      last_error_ = status;
+      if (status.code() == absl::StatusCode::kCancelled) {
+        // Finish stopped waiting. A call it cut short says what its attempts saw (e.g. an
+        // unreachable server): keep that when nothing earlier said why.
+        if (last_error_.ok()) last_error_ = status;
+        return;
+      }
+      // A call that ran out of its time says less than the error before it (e.g. "connection
+      // refused" on every earlier attempt), which is what Finish should report.
+      const bool ran_out = status.code() == absl::StatusCode::kDeadlineExceeded &&
+                           absl::Now() >= deadline && !last_error_.ok();
+      if (!ran_out) last_error_ = status;
       if (!kube::IsTransient(status)) {
         // 401/403/404/422...: retrying will not help; stop trying and say why once.
         permanent_error_ = status;
@@ -382,57 +379,43 @@ class Reporter::Impl {
   std::optional<absl::Status> permanent_error_ ABSL_GUARDED_BY(mu_);
 };
 
-Reporter::Reporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Reporter::~Reporter() = default;
+MigrationJobReporter::MigrationJobReporter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+MigrationJobReporter::~MigrationJobReporter() = default;
 
-absl::StatusOr<std::unique_ptr<Reporter>> Reporter::Start(const ReportOptions& options) {
+absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Start(
+    const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client) {
   absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
   if (!ref.ok()) return ref.status();
-  std::unique_ptr<kube::Client> client;
-  absl::Status setup;
-  absl::StatusOr<kube::ClusterConfig> config =
-      kube::LoadConfig(options.kubeconfig, options.in_cluster_paths);
-  if (config.ok()) {
-    absl::StatusOr<std::unique_ptr<kube::Client>> made =
-        kube::NewRestClient(*config, options.client_options);
-    if (made.ok()) {
-      client = std::move(*made);
-    } else {
-      setup = made.status();
-    }
-  } else {
-    setup = config.status();
+  if (client.ok() && *client == nullptr) {
+    return absl::InvalidArgumentError(
+        "MigrationJobReporter::Start needs a Kubernetes client or the reason there is none");
   }
+  const absl::Status setup = client.status();
   if (!setup.ok()) {
     log::Warning("cannot report to the MigrationJob; migrating anyway",
                  {{"migrationjob", options.report}, {"error", std::string(setup.message())}});
   }
-  return std::unique_ptr<Reporter>(
-      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), setup)));
+  std::unique_ptr<kube::Client> made = setup.ok() ? *std::move(client) : nullptr;
+  return std::unique_ptr<MigrationJobReporter>(
+      new MigrationJobReporter(std::make_unique<Impl>(options, *ref, std::move(made), setup)));
 }
 
-absl::StatusOr<std::unique_ptr<Reporter>> Reporter::StartWithClient(
-    const ReportOptions& options, std::unique_ptr<kube::Client> client) {
-  absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
-  if (!ref.ok()) return ref.status();
-  if (client == nullptr) return absl::InvalidArgumentError("StartWithClient needs a client");
-  return std::unique_ptr<Reporter>(
-      new Reporter(std::make_unique<Impl>(options, *ref, std::move(client), absl::OkStatus())));
-}
-
-void Reporter::OnPlanned(const engine::RunResult& result_so_far,
-                         const std::vector<std::string>& pending) {
+void MigrationJobReporter::OnPlanned(const engine::RunResult& result_so_far,
+                                     const std::vector<std::string>& pending) {
   impl_->OnPlanned(result_so_far, pending);
 }
 
-void Reporter::OnWaitingForLock(const store::LockHolder& holder) {
+void MigrationJobReporter::OnWaitingForLock(const store::LockHolder& holder) {
   impl_->OnWaitingForLock(holder);
 }
 
-void Reporter::OnStepFinished(const engine::StepOutcome& step) { impl_->OnStepFinished(step); }
+void MigrationJobReporter::OnStepFinished(const engine::StepOutcome& step) {
+  impl_->OnStepFinished(step);
+}
 
-absl::Status Reporter::Finish(const absl::Status& run_status, const engine::RunResult* result) {
+absl::Status MigrationJobReporter::Finish(const absl::Status& run_status,
+                                          const engine::RunResult* result) {
   return impl_->Finish(run_status, result);
 }
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting

@@ -1,11 +1,11 @@
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/status_composer.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 using ::testing::ElementsAre;
@@ -30,12 +30,12 @@ RunView MakeRun(absl::Time started = kT0) {
   return run;
 }
 
-TEST(StatusModelTest, FormatsTimes) {
+TEST(StatusComposerTest, FormatsTimes) {
   EXPECT_EQ(FormatMillis(kT0), "2024-05-01T12:00:00.123Z");
   EXPECT_EQ(FormatSeconds(kT0), "2024-05-01T12:00:00Z");
 }
 
-TEST(StatusModelTest, StartIsRunningAndReconciling) {
+TEST(StatusComposerTest, StartIsRunningAndReconciling) {
   const kube::MigrationJobStatus s = Compose(std::nullopt, MakeRun(), kT0);
   EXPECT_EQ(s.phase, "Running");
   EXPECT_EQ(s.observed_generation, 3);
@@ -50,7 +50,7 @@ TEST(StatusModelTest, StartIsRunningAndReconciling) {
   EXPECT_EQ(Find(s, kStalled)->status, "False");
 }
 
-TEST(StatusModelTest, WaitingForLockNamesTheHolder) {
+TEST(StatusComposerTest, WaitingForLockNamesTheHolder) {
   RunView run = MakeRun();
   run.waiting_for = "api-1 (pid 42)";
   const kube::MigrationJobStatus s = Compose(std::nullopt, run, kT0);
@@ -58,7 +58,7 @@ TEST(StatusModelTest, WaitingForLockNamesTheHolder) {
   EXPECT_THAT(Find(s, kReconciling)->message, HasSubstr("held by api-1 (pid 42)"));
 }
 
-TEST(StatusModelTest, PlannedRunShowsRevisions) {
+TEST(StatusComposerTest, PlannedRunShowsRevisions) {
   RunView run = MakeRun();
   run.planned = true;
   run.current = {"a"};
@@ -72,7 +72,7 @@ TEST(StatusModelTest, PlannedRunShowsRevisions) {
   EXPECT_THAT(Find(s, kReconciling)->message, HasSubstr("applying 2 revisions (b, c) to reach c"));
 }
 
-TEST(StatusModelTest, SuccessIsReadyAndNotReconciling) {
+TEST(StatusComposerTest, SuccessIsReadyAndNotReconciling) {
   RunView run = MakeRun();
   const kube::MigrationJobStatus started = Compose(std::nullopt, run, kT0);
   run.phase = RunView::Phase::kSucceeded;
@@ -90,7 +90,7 @@ TEST(StatusModelTest, SuccessIsReadyAndNotReconciling) {
   EXPECT_FALSE(s.last_error.has_value());
 }
 
-TEST(StatusModelTest, FailureIsStalledWithLastError) {
+TEST(StatusComposerTest, FailureIsStalledWithLastError) {
   RunView run = MakeRun();
   run.phase = RunView::Phase::kFailed;
   run.step_failed = true;
@@ -106,7 +106,7 @@ TEST(StatusModelTest, FailureIsStalledWithLastError) {
   EXPECT_EQ(Find(s, kReconciling)->status, "False");
 }
 
-TEST(StatusModelTest, TransitionTimeChangesOnlyWithTheStatus) {
+TEST(StatusComposerTest, TransitionTimeChangesOnlyWithTheStatus) {
   std::vector<kube::Condition> conditions;
   SetCondition(conditions, "Ready", "True", "AtTarget", "at a", 1, kT0);
   SetCondition(conditions, "Ready", "True", "AtTarget", "at b", 2, kT0 + absl::Hours(1));
@@ -118,7 +118,7 @@ TEST(StatusModelTest, TransitionTimeChangesOnlyWithTheStatus) {
   EXPECT_EQ(conditions[0].last_transition_time, "2024-05-01T14:00:00Z");
 }
 
-TEST(StatusModelTest, MessagesAreBoundedAtUtf8Boundaries) {
+TEST(StatusComposerTest, MessagesAreBoundedAtUtf8Boundaries) {
   std::vector<kube::Condition> conditions;
   std::string long_message;
   for (int i = 0; i < 2000; ++i) long_message += "\xC3\xA9";  // é
@@ -134,7 +134,7 @@ TEST(StatusModelTest, MessagesAreBoundedAtUtf8Boundaries) {
   EXPECT_EQ(Compose(std::nullopt, run, kT0).last_error->message.size(), kMaxErrorMessage);
 }
 
-TEST(StatusModelTest, LastAppliedIsNewestFirstDeduplicatedAndCapped) {
+TEST(StatusComposerTest, LastAppliedIsNewestFirstDeduplicatedAndCapped) {
   kube::MigrationJobStatus stored;
   stored.started_at = FormatMillis(kT0 - absl::Hours(1));
   for (int i = 0; i < 19; ++i) {
@@ -154,7 +154,7 @@ TEST(StatusModelTest, LastAppliedIsNewestFirstDeduplicatedAndCapped) {
   EXPECT_EQ(Compose(once, run, kT0).last_applied, once.last_applied);
 }
 
-TEST(StatusModelTest, OlderRunNeverOverwritesANewerRunsStatus) {
+TEST(StatusComposerTest, OlderRunNeverOverwritesANewerRunsStatus) {
   const absl::Time newer_start = kT0 + absl::Milliseconds(5);
   RunView newer = MakeRun(newer_start);
   newer.instance = "pod-new";
@@ -181,4 +181,4 @@ TEST(StatusModelTest, OlderRunNeverOverwritesANewerRunsStatus) {
 }
 
 }  // namespace
-}  // namespace sluice::status
+}  // namespace sluice::reporting

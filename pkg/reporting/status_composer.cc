@@ -1,4 +1,4 @@
-#include "pkg/status/status_model.h"
+#include "pkg/reporting/status_composer.h"
 
 #include <algorithm>
 #include <set>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
-namespace sluice::status {
+namespace sluice::reporting {
 namespace {
 
 absl::Time ParseOr(absl::string_view text, absl::Time fallback) {
@@ -158,4 +158,4 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
   return s;
 }
 
-}  // namespace sluice::status
+}  // namespace sluice::reporting
