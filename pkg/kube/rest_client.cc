@@ -154,20 +154,20 @@ class RestClient final : public Client {
 
   absl::Status CreateEvent(const Event& event, absl::Time deadline) override {
     const std::string path = absl::StrCat("/api/v1/namespaces/", event.namespace_, "/events");
-    absl::Status last;
-    // A generated name can collide with another pod's event created in the same nanosecond.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      Event named = event;
-      if (named.name.empty()) named.name = UniqueEventName(event.object_name);
-      const std::string op = absl::StrCat("creating event ", named.reason, " for ",
-                                          Describe({event.namespace_, event.object_name}));
-      absl::StatusOr<Response> r =
-          Call(http::methods::POST, path, EventJson(named), "application/json", deadline, op);
-      if (r.ok()) return absl::OkStatus();
-      last = r.status();
-      if (!event.name.empty() || last.code() != absl::StatusCode::kAborted) return last;
+    Event named = event;
+    if (named.name.empty()) named.name = UniqueEventName(event.object_name);
+    const std::string op = absl::StrCat("creating event ", named.reason, " for ",
+                                        Describe({event.namespace_, event.object_name}));
+    // Call retries with the same name. When an attempt was stored but its answer lost (a timeout),
+    // the retry gets 409 AlreadyExists: that is this very event, already created. A generated name
+    // carries 32 random bits beside the time, so it is not another pod's.
+    absl::StatusOr<Response> r =
+        Call(http::methods::POST, path, EventJson(named), "application/json", deadline, op);
+    if (!r.ok() && r.status().code() == absl::StatusCode::kAborted && event.name.empty()) {
+      log::Debug("event already created by an earlier attempt", {{"event", named.name}});
+      return absl::OkStatus();
     }
-    return last;
+    return r.status();
   }
 
   void Shutdown() override {
@@ -224,12 +224,13 @@ class RestClient final : public Client {
   }
 
   std::string UniqueEventName(const std::string& object_name) {
-    uint64_t nanos = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    const uint64_t nanos = static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+    uint32_t random;
     {
       absl::MutexLock lock(&mu_);
-      nanos += rng_() & 0xffff;  // pods of one ReplicaSet start together
+      random = static_cast<uint32_t>(rng_());  // pods of one ReplicaSet start together
     }
-    std::string suffix = absl::StrFormat(".%x", nanos);
+    std::string suffix = absl::StrFormat(".%x%08x", nanos, random);
     return absl::StrCat(object_name.substr(0, 253 - suffix.size()), suffix);
   }
 

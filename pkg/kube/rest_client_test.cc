@@ -331,6 +331,45 @@ TEST_F(RestClientTest, CreatesEventsWithUniqueNames) {
   EXPECT_EQ(events[0].reporting_instance, "pod-1");
 }
 
+// An event stored by an attempt whose answer was lost is not created again under a new name: the
+// retry, with the same name, gets 409 AlreadyExists, which means it is there.
+TEST_F(RestClientTest, AnEventWhoseAnswerWasLostIsCreatedOnce) {
+  ClientOptions options = FastOptions();
+  options.request_timeout = absl::Milliseconds(300);
+  options.initial_backoff = absl::Milliseconds(400);  // the retry comes at 500 ms or later
+  options.max_backoff = absl::Milliseconds(400);
+  auto client = NewClient({}, options);
+  // The first POST is held past the attempt's timeout, then stored before the retry comes.
+  server().InjectFault(Fault{"POST", "/events", 1, 0, -1, absl::Milliseconds(350)});
+  Event e;
+  e.namespace_ = "apps";
+  e.object_name = "db";
+  e.object_uid = uid_;
+  e.type = "Normal";
+  e.reason = "MigrationApplied";
+  e.message = "applied a1";
+  e.action = "Migrate";
+  e.reporting_component = "sluice";
+  e.reporting_instance = "pod-1";
+  e.timestamp = "2024-05-01T12:00:00Z";
+  ASSERT_THAT(client->CreateEvent(e, In(absl::Seconds(10))), IsOk());
+  // Both POSTs reached the server, with one name, and one event exists.
+  ASSERT_TRUE(server().WaitUntil(
+      [&] {
+        int posts = 0;
+        for (const auto& r : server().Requests()) posts += r.method == "POST" ? 1 : 0;
+        return posts >= 2 && server().Events().size() == 1;
+      },
+      absl::Seconds(5)));
+  const auto events = server().Events();
+  ASSERT_EQ(events.size(), 1u);
+  for (const auto& r : server().Requests()) {
+    if (r.method == "POST") {
+      EXPECT_THAT(r.body, HasSubstr(absl::StrCat("\"", events[0].name, "\"")));
+    }
+  }
+}
+
 TEST_F(RestClientTest, ShutdownAbortsARequestInFlight) {
   auto client = NewClient({}, [] {
     ClientOptions o = FastOptions();
