@@ -62,6 +62,22 @@ class RestClientTest : public fake_kube::FakeKubeFixture {
 
   static absl::Time In(absl::Duration d) { return absl::Now() + d; }
 
+  // A MigrationApplied Event for the MigrationJob apps/db, without a name.
+  Event AppliedEvent() const {
+    Event e;
+    e.namespace_ = "apps";
+    e.object_name = "db";
+    e.object_uid = uid_;
+    e.type = "Normal";
+    e.reason = "MigrationApplied";
+    e.message = "applied a1";
+    e.action = "Migrate";
+    e.reporting_component = "sluice";
+    e.reporting_instance = "pod-1";
+    e.timestamp = "2024-05-01T12:00:00Z";
+    return e;
+  }
+
   MigrationJobStatus RunningStatus() {
     MigrationJobStatus s;
     s.phase = "Running";
@@ -310,17 +326,7 @@ TEST_F(RestClientTest, BadPemIsRejectedUpFront) {
 
 TEST_F(RestClientTest, CreatesEventsWithUniqueNames) {
   auto client = NewClient();
-  Event e;
-  e.namespace_ = "apps";
-  e.object_name = "db";
-  e.object_uid = uid_;
-  e.type = "Normal";
-  e.reason = "MigrationApplied";
-  e.message = "applied a1";
-  e.action = "Migrate";
-  e.reporting_component = "sluice";
-  e.reporting_instance = "pod-1";
-  e.timestamp = "2024-05-01T12:00:00Z";
+  const Event e = AppliedEvent();
   ASSERT_THAT(client->CreateEvent(e, In(absl::Seconds(10))), IsOk());
   ASSERT_THAT(client->CreateEvent(e, In(absl::Seconds(10))), IsOk());
   const auto events = server().Events();
@@ -341,17 +347,7 @@ TEST_F(RestClientTest, AnEventWhoseAnswerWasLostIsCreatedOnce) {
   auto client = NewClient({}, options);
   // The first POST is held past the attempt's timeout, then stored before the retry comes.
   server().InjectFault(Fault{"POST", "/events", 1, 0, -1, absl::Milliseconds(350)});
-  Event e;
-  e.namespace_ = "apps";
-  e.object_name = "db";
-  e.object_uid = uid_;
-  e.type = "Normal";
-  e.reason = "MigrationApplied";
-  e.message = "applied a1";
-  e.action = "Migrate";
-  e.reporting_component = "sluice";
-  e.reporting_instance = "pod-1";
-  e.timestamp = "2024-05-01T12:00:00Z";
+  const Event e = AppliedEvent();
   ASSERT_THAT(client->CreateEvent(e, In(absl::Seconds(10))), IsOk());
   // Both POSTs reached the server, with one name, and one event exists.
   ASSERT_TRUE(server().WaitUntil(
