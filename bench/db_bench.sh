@@ -22,6 +22,7 @@ chmod 755 "$work"
 
 export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-bench-pg}
 export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54331}
+export SLUICE_PGBOUNCER=${SLUICE_PGBOUNCER:-0} # PostgreSQL alone: no pooler in front of it
 trap '"$root/scripts/pg-test-cluster.sh" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 eval "$("$root/scripts/pg-test-cluster.sh" start)"
 admin=$SLUICE_TEST_PG_DSN

@@ -8,6 +8,7 @@ packages=(
   libabsl-dev libyaml-cpp-dev libpq-dev libcpprest-dev libssl-dev
   libgtest-dev libgmock-dev
   postgresql postgresql-client
+  pgbouncer
 )
 
 missing=()
@@ -25,10 +26,18 @@ fi
 echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# The postgresql package would start a system cluster; sluice runs its own throwaway ones.
+# The postgresql and pgbouncer packages would start a system cluster and a system pooler; sluice's
+# tests run their own throwaway ones (scripts/pg-test-cluster.sh).
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
   chmod +x /usr/sbin/policy-rc.d
   trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Should a system PgBouncer have started anyway (a policy-rc.d that allowed it), stop it: the tests
+# start their own, and a system one would hold port 6432 for nothing.
+pidfile=/run/postgresql/pgbouncer.pid
+if [ -f "$pidfile" ] && pid=$(cat "$pidfile") && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = pgbouncer ]; then
+  echo "install-deps: stopping the system pgbouncer service (pid $pid)" >&2
+  kill -TERM "$pid" || true
+fi

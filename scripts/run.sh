@@ -14,6 +14,7 @@ sluice=$root/build/cmd/sluice/sluice
 if [ -z "${DATABASE_URL:-}" ]; then
   export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-run-pg}
   export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54330}
+  export SLUICE_PGBOUNCER=${SLUICE_PGBOUNCER:-0} # PostgreSQL alone: no pooler in front of it
   trap 'scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true' EXIT
   eval "$(scripts/pg-test-cluster.sh start)"
   export DATABASE_URL=$SLUICE_TEST_PG_DSN

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds sluice twice (release, and ASan + UBSan),
-# starts a throwaway PostgreSQL on 127.0.0.1, and runs every test in both builds.
+# starts a throwaway PostgreSQL on 127.0.0.1 with two PgBouncers in front of it (transaction and
+# session pooling, on SLUICE_PG_PORT+1 and +2), and runs every test in both builds.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -11,7 +12,7 @@ export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-test-pg}
 export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54329}
 trap 'scripts/pg-test-cluster.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(scripts/pg-test-cluster.sh start)"
-export SLUICE_TEST_PG_DSN
+export SLUICE_TEST_PG_DSN SLUICE_TEST_PGBOUNCER_TRANSACTION_DSN SLUICE_TEST_PGBOUNCER_SESSION_DSN
 # Only the sanitizer build reads it: a leak inside cpprestsdk's thread pool at exit (tests/lsan.supp).
 export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
 
