@@ -11,6 +11,9 @@
 #   scripts/pg-test-cluster.sh restart-pgbouncer [transaction|session]
 #                                      # stops one pooler (both without an argument) at once,
 #                                      # dropping its clients, and starts it again
+#   scripts/pg-test-cluster.sh restart-server
+#                                      # stops PostgreSQL (fast: its sessions end) and starts it
+#                                      # again; the poolers keep running in front of it
 #
 # Use it as: eval "$(scripts/pg-test-cluster.sh start)"
 #            export SLUICE_TEST_PG_DSN SLUICE_TEST_PGBOUNCER_TRANSACTION_DSN SLUICE_TEST_PGBOUNCER_SESSION_DSN
@@ -353,6 +356,15 @@ restart_pgbouncer() {
   done
 }
 
+restart_server() {
+  need_binaries
+  ensure_run_user
+  running || die "the cluster in $dir is not running: start it first"
+  say "stopping the server in $dir (the poolers keep running)"
+  as_owner "$bin/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null || die "pg_ctl stop failed"
+  start_server
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
@@ -367,12 +379,13 @@ case "${1:-}" in
       exit 1
     fi
     ;;
+  restart-server) restart_server ;;
   restart-pgbouncer)
     [ $# -le 2 ] || die "usage: $0 restart-pgbouncer [transaction|session]"
     restart_pgbouncer "${@:2}"
     ;;
   *)
-    echo "usage: $0 start|stop|pause|env|status|restart-pgbouncer [transaction|session]" >&2
+    echo "usage: $0 start|stop|pause|env|status|restart-server|restart-pgbouncer [transaction|session]" >&2
     exit 2
     ;;
 esac
