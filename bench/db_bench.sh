@@ -28,34 +28,8 @@ eval "$("$root/scripts/pg-test-cluster.sh" start)"
 admin=$SLUICE_TEST_PG_DSN
 base_url=${admin%/*}
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-fresh_db() {
-  "$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
-}
-make_revisions() {  # DIR COUNT
-  mkdir -p "$1"
-  for i in $(seq 1 "$2"); do
-    parent=null
-    [ "$i" -gt 1 ] && parent=$(printf 'r%04d' $((i - 1)))
-    printf 'revision: r%04d\ndown_revision: %s\ndescription: table %d\nupgrade: |\n  CREATE TABLE t%04d (id int PRIMARY KEY, name text);\n  INSERT INTO t%04d VALUES (1, '"'"'x'"'"');\n' \
-      "$i" "$parent" "$i" "$i" "$i" > "$1/r$(printf %04d "$i").yaml"
-  done
-}
-time_ms() {  # command...; prints wall milliseconds
-  local start end
-  start=$(now_ns)
-  "$@" >/dev/null 2>&1
-  end=$(now_ns)
-  echo $(((end - start) / 1000000))
-}
-time_us() {
-  local start end
-  start=$(now_ns)
-  "$@" >/dev/null 2>&1
-  end=$(now_ns)
-  echo $(((end - start) / 1000))
-}
+# shellcheck source=bench/bench_lib.sh
+. "$root/bench/bench_lib.sh"
 
 echo "sluice bench: $(nproc) cores, PostgreSQL $("$psql" -X -At -d "$admin" -c 'SHOW server_version')"
 
@@ -71,18 +45,7 @@ echo "no-op upgrade, 100 revisions: sluice ${sluice_times} us, psql ${psql_times
 # 2. 1,000 small revisions from empty.
 make_revisions "$work/m1000" 1000
 sql=$work/m1000.sql
-{
-  echo "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));"
-  for i in $(seq 1 1000); do
-    printf "BEGIN;\nCREATE TABLE t%04d (id int PRIMARY KEY, name text);\nINSERT INTO t%04d VALUES (1, 'x');\n" "$i" "$i"
-    if [ "$i" -eq 1 ]; then
-      echo "INSERT INTO alembic_version VALUES ('r0001');"
-    else
-      printf "UPDATE alembic_version SET version_num = 'r%04d' WHERE version_num = 'r%04d';\n" "$i" $((i - 1))
-    fi
-    echo "COMMIT;"
-  done
-} > "$sql"
+make_revisions_sql "$sql" 1000
 s_runs=(); p_runs=()
 for _ in 1 2 3; do
   fresh_db bench_apply

@@ -36,6 +36,7 @@ bench_build=${BENCH_BUILD:-$root/build-reader-bench}
 psql=/usr/lib/postgresql/15/bin/psql
 export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/pg-reader-bench}
 export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54343}
+export SLUICE_PGBOUNCER=${SLUICE_PGBOUNCER:-0} # PostgreSQL alone: no pooler in front of it
 
 no_reader=-DSLUICE_MANIFEST_BENCH_NO_SIMPLE_READER
 no_threads=-DSLUICE_MANIFEST_BENCH_NO_LOAD_THREADS
