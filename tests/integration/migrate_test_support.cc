@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -10,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "tests/support/loopback.h"
 
 namespace sluice::testing {
 
@@ -71,7 +74,7 @@ void MigrateTest::RemoveManifest(const std::string& name) {
 std::vector<std::string> MigrateTest::SluiceArgs(std::vector<std::string> args) const {
   args.insert(args.begin(), SluiceBinary());
   args.push_back("--migrations=" + manifests_.string());
-  args.push_back("--database-url=" + dsn());
+  args.push_back("--database-url=" + (database_url_.empty() ? dsn() : database_url_));
   return args;
 }
 
@@ -121,6 +124,77 @@ std::unique_ptr<Process> MigrateTest::StartPsql(const std::string& sql,
   return std::make_unique<Process>(
       std::vector<std::string>{"psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
                                dsn() + " application_name=" + application_name, "-c", sql});
+}
+
+bool WaitUntil(const std::function<bool()>& condition, absl::Duration timeout,
+               absl::Duration poll) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(poll);
+  }
+}
+
+namespace {
+
+// Returns `count` distinct loopback ports that were free a moment ago, none in 54300-54499, where
+// the scripts' clusters and developers' own clusters listen by default.
+std::vector<int> UnusedLoopbackPorts(int count) {
+  std::vector<int> ports;
+  for (int attempt = 0; attempt < 100 && static_cast<int>(ports.size()) < count; ++attempt) {
+    absl::StatusOr<int> port = UnusedLoopbackPort();
+    if (!port.ok()) break;
+    if (*port >= 54300 && *port <= 54499) continue;
+    if (std::find(ports.begin(), ports.end(), *port) == ports.end()) ports.push_back(*port);
+  }
+  return ports;
+}
+
+}  // namespace
+
+OwnTestCluster::OwnTestCluster(const std::string& name, bool with_poolers)
+    : with_poolers_(with_poolers) {
+  std::vector<int> ports = UnusedLoopbackPorts(3);
+  while (ports.size() < 3) ports.push_back(0);  // Start fails and says why
+  env_ = {{"SLUICE_PG_DIR", absl::StrCat("/tmp/sluice-", name, "-", getpid())},
+          {"SLUICE_PG_PORT", absl::StrCat(ports[0])},
+          {"SLUICE_PGBOUNCER_TRANSACTION_PORT", absl::StrCat(ports[1])},
+          {"SLUICE_PGBOUNCER_SESSION_PORT", absl::StrCat(ports[2])},
+          {"SLUICE_PGBOUNCER", with_poolers ? "1" : "0"}};
+}
+
+OwnTestCluster::~OwnTestCluster() {
+  ProcessResult r = Script("stop");
+  if (r.exit_code != 0) ADD_FAILURE() << "pg-test-cluster.sh stop: " << Describe(r);
+}
+
+ProcessResult OwnTestCluster::Script(const std::string& command, const std::string& argument) {
+  std::vector<std::string> argv = {std::string(SLUICE_SOURCE_DIR) + "/scripts/pg-test-cluster.sh",
+                                   command};
+  if (!argument.empty()) argv.push_back(argument);
+  return RunProcess(argv, env_, absl::Seconds(120));
+}
+
+bool OwnTestCluster::Start() {
+  ProcessResult r = Script("start");
+  if (r.exit_code != 0) {
+    ADD_FAILURE() << "pg-test-cluster.sh start: " << Describe(r);
+    return false;
+  }
+  std::map<std::string, std::string> printed;
+  for (absl::string_view line : absl::StrSplit(r.out, '\n', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> pair = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    printed[pair.first] = pair.second;
+  }
+  dsn_ = printed[kTestPgDsnVariable];
+  transaction_pooler_dsn_ = printed[kTestPgBouncerTransactionDsnVariable];
+  session_pooler_dsn_ = printed[kTestPgBouncerSessionDsnVariable];
+  const bool complete =
+      !dsn_.empty() &&
+      (!with_poolers_ || (!transaction_pooler_dsn_.empty() && !session_pooler_dsn_.empty()));
+  if (!complete) ADD_FAILURE() << "pg-test-cluster.sh start printed no DSNs: " << Describe(r);
+  return complete;
 }
 
 }  // namespace sluice::testing

@@ -21,30 +21,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class OwnCluster {
- public:
-  OwnCluster()
-      : env_({{"SLUICE_PG_DIR", absl::StrCat("/tmp/sluice-restart-test-", getpid())},
-              {"SLUICE_PG_PORT", absl::StrCat(55000 + getpid() % 1000)}}) {}
-  ~OwnCluster() { Script("stop"); }
-
-  ProcessResult Script(const std::string& command) {
-    return RunProcess({std::string(SLUICE_SOURCE_DIR) + "/scripts/pg-test-cluster.sh", command},
-                      env_);
-  }
-  // Starts (or resumes) the server; returns its admin DSN.
-  std::string Start() {
-    ProcessResult r = Script("start");
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    absl::string_view dsn = absl::StripTrailingAsciiWhitespace(r.out);
-    EXPECT_TRUE(absl::ConsumePrefix(&dsn, "SLUICE_TEST_PG_DSN=")) << r.out;
-    return std::string(dsn);
-  }
-
- private:
-  std::map<std::string, std::string> env_;
-};
-
 std::string Psql(const std::string& dsn, const std::string& sql) {
   ProcessResult r = RunProcess({"psql", "-X", "-A", "-t", "-q", "-d", dsn, "-c", sql});
   EXPECT_EQ(r.exit_code, 0) << sql << "\n" << r.err;
@@ -52,9 +28,9 @@ std::string Psql(const std::string& dsn, const std::string& sql) {
 }
 
 TEST(ServerRestartTest, RunFailsCleanlyAndTheNextRunCompletes) {
-  OwnCluster cluster;
-  const std::string dsn = cluster.Start();
-  ASSERT_FALSE(dsn.empty());
+  OwnTestCluster cluster("restart-test", /*with_poolers=*/false);
+  ASSERT_TRUE(cluster.Start());
+  const std::string dsn = cluster.dsn();
 
   const std::filesystem::path manifests =
       std::filesystem::temp_directory_path() / absl::StrCat("sluice-restart-manifests-", getpid());
@@ -88,7 +64,8 @@ TEST(ServerRestartTest, RunFailsCleanlyAndTheNextRunCompletes) {
   EXPECT_THAT(r.err, HasSubstr("revision r2"));
   EXPECT_THAT(r.err, HasSubstr("connection"));
 
-  ASSERT_EQ(cluster.Start(), dsn);
+  ASSERT_TRUE(cluster.Start());
+  ASSERT_EQ(cluster.dsn(), dsn);
   EXPECT_EQ(Psql(dsn, "SELECT string_agg(version_num, ',') FROM alembic_version"), "r1");
   EXPECT_EQ(Psql(dsn, "SELECT to_regclass('t2') IS NULL"), "t");
 

@@ -78,6 +78,45 @@ std::string PercentEncode(const std::string& text) {
   return out;
 }
 
+// The parts of a connection string that PgTest keeps.
+struct ParsedDsn {
+  std::string with_database;  // every option, with dbname replaced
+  std::string host;
+  std::string port;
+  std::string user;
+  std::string password;
+};
+
+// Parses `conninfo` (a URL or key/value string) and replaces its dbname with `database`.
+bool ParseDsn(const std::string& conninfo, const std::string& database, ParsedDsn* parsed,
+              std::string* error) {
+  char* message = nullptr;
+  PQconninfoOption* options = PQconninfoParse(conninfo.c_str(), &message);
+  if (options == nullptr) {
+    *error = message ? message : "out of memory";
+    PQfreemem(message);
+    return false;
+  }
+  std::vector<std::string> pairs;
+  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
+    if (option->val == nullptr) continue;
+    const std::string keyword = option->keyword;
+    const std::string value = option->val;
+    if (keyword == "host" || keyword == "hostaddr") {
+      if (parsed->host.empty() || keyword == "host") parsed->host = value;
+    }
+    if (keyword == "port") parsed->port = value;
+    if (keyword == "user") parsed->user = value;
+    if (keyword == "password") parsed->password = value;
+    if (keyword == "dbname") continue;
+    pairs.push_back(absl::StrCat(keyword, "=", QuoteValue(value)));
+  }
+  PQconninfoFree(options);
+  pairs.push_back(absl::StrCat("dbname=", QuoteValue(database)));
+  parsed->with_database = absl::StrJoin(pairs, " ");
+  return true;
+}
+
 std::string UniqueDatabaseName() {
   static std::atomic<int> counter{0};
   std::random_device random;
@@ -87,41 +126,30 @@ std::string UniqueDatabaseName() {
 }  // namespace
 
 void PgTest::SetUp() {
-  const char* admin = std::getenv(kTestPgDsnVariable);
-  if (admin == nullptr || admin[0] == '\0') {
-    GTEST_FAIL() << kTestPgDsnVariable
-                 << " is not set: this test needs PostgreSQL. Start the throwaway server with "
-                    "`eval \"$(scripts/pg-test-cluster.sh start)\"; export "
-                 << kTestPgDsnVariable << "` (scripts/test.sh does it).";
+  if (admin_dsn_.empty()) {
+    const char* admin = std::getenv(kTestPgDsnVariable);
+    if (admin == nullptr || admin[0] == '\0') {
+      GTEST_FAIL() << kTestPgDsnVariable
+                   << " is not set: this test needs PostgreSQL. Start the throwaway server with "
+                      "`eval \"$(scripts/pg-test-cluster.sh start)\"; export "
+                   << kTestPgDsnVariable << "` (scripts/test.sh does it).";
+    }
+    admin_dsn_ = admin;
   }
-  admin_dsn_ = admin;
 
   // The test database's DSN: every option of the admin DSN, with dbname replaced.
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(admin_dsn_.c_str(), &error);
-  if (options == nullptr) {
-    const std::string reason = error ? error : "out of memory";
-    PQfreemem(error);
-    GTEST_FAIL() << kTestPgDsnVariable << " cannot be parsed: " << reason;
-  }
   database_ = UniqueDatabaseName();
-  std::vector<std::string> pairs;
-  for (PQconninfoOption* option = options; option->keyword != nullptr; ++option) {
-    if (option->val == nullptr) continue;
-    const std::string keyword = option->keyword;
-    const std::string value = option->val;
-    if (keyword == "host" || keyword == "hostaddr") {
-      if (host_.empty() || keyword == "host") host_ = value;
-    }
-    if (keyword == "port") port_ = value;
-    if (keyword == "user") user_ = value;
-    if (keyword == "password") password_ = value;
-    if (keyword == "dbname") continue;
-    pairs.push_back(absl::StrCat(keyword, "=", QuoteValue(value)));
+  ParsedDsn parsed;
+  std::string error;
+  if (!ParseDsn(admin_dsn_, database_, &parsed, &error)) {
+    GTEST_FAIL() << "the admin DSN (" << kTestPgDsnVariable
+                 << ", or UseAdminDsn's) cannot be parsed: " << error;
   }
-  PQconninfoFree(options);
-  pairs.push_back(absl::StrCat("dbname=", QuoteValue(database_)));
-  dsn_ = absl::StrJoin(pairs, " ");
+  dsn_ = parsed.with_database;
+  host_ = parsed.host;
+  port_ = parsed.port;
+  user_ = parsed.user;
+  password_ = parsed.password;
 
   Conn conn = Connect(admin_dsn_);
   if (conn == nullptr) GTEST_FAIL() << "no test database";
@@ -138,6 +166,16 @@ void PgTest::TearDown() {
   if (conn == nullptr) return;
   RunSql(conn.get(), absl::StrCat("DROP DATABASE IF EXISTS \"", database_, "\" WITH (FORCE)"));
   created_ = false;
+}
+
+std::string PgTest::DsnVia(const std::string& server_dsn) const {
+  ParsedDsn parsed;
+  std::string error;
+  if (!ParseDsn(server_dsn, database_, &parsed, &error)) {
+    ADD_FAILURE() << "`" << server_dsn << "` cannot be parsed: " << error;
+    return "";
+  }
+  return parsed.with_database;
 }
 
 std::string PgTest::UrlFor(absl::string_view scheme, absl::string_view query) const {

@@ -6,6 +6,7 @@
 #define SLUICE_TESTS_SUPPORT_PG_FIXTURE_H_
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -29,8 +30,17 @@ class PgTest : public ::testing::Test {
   void SetUp() override;
   void TearDown() override;
 
+  // Makes SetUp create the test database on the server of `admin_dsn` instead of
+  // SLUICE_TEST_PG_DSN's (e.g. a cluster of the test's own). Call it before PgTest::SetUp.
+  void UseAdminDsn(std::string admin_dsn) { admin_dsn_ = std::move(admin_dsn); }
+
   // Returns a libpq key/value connection string for this test's database.
   const std::string& dsn() const { return dsn_; }
+  // Returns a libpq key/value connection string for this test's database reached through another
+  // server, such as a connection pooler in front of the test server: the options of `server_dsn`
+  // (a URL or a key/value string) with dbname replaced. Adds a test failure and returns "" when
+  // `server_dsn` cannot be parsed.
+  std::string DsnVia(const std::string& server_dsn) const;
   // Returns the name of this test's database.
   const std::string& database() const { return database_; }
   // Returns a URL for this test's database with the given scheme (e.g. "postgresql+asyncpg") and
