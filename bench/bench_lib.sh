@@ -13,7 +13,8 @@ ratio_of() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 
 # Drops (with its sessions) and creates database $1 on the bench's server.
 fresh_db() {
-  "$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+  "$psql" -X -q -d "$admin" -c "SET client_min_messages = warning" \
+    -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
 }
 
 # Writes COUNT linear revisions r0001..rNNNN into DIR, one file each; each creates table tNNNN
