@@ -166,9 +166,9 @@ EOF
 
 # Waits (bounded: 10 s) until the pooler of mode $1 answers a query on the cluster.
 wait_for_bouncer() {
-  local mode=$1 bport i
+  local mode=$1 bport _
   bport=$(bouncer_port "$mode")
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     if PGCONNECT_TIMEOUT=2 "$bin/psql" -X -q -At -h 127.0.0.1 -p "$bport" -U postgres -d postgres \
       -c 'SELECT 1' >/dev/null 2>&1; then
       return 0
@@ -209,11 +209,11 @@ alive() {
 # Stops the PgBouncer of mode $1 at once: SIGTERM is PgBouncer's immediate shutdown, which drops
 # its clients and server connections.
 stop_bouncer() {
-  local mode=$1 pid i
+  local mode=$1 pid _
   pid=$(bouncer_pid "$mode") || return 0
   say "stopping pgbouncer ($mode pooling)"
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 200); do
+  for _ in $(seq 1 200); do
     alive "$pid" || break
     sleep 0.05
   done
@@ -289,8 +289,8 @@ EOF
     tail -n 30 "$logfile" >&2 || true
     die "the server did not start (is port $port taken? set SLUICE_PG_PORT)"
   fi
-  local i
-  for i in $(seq 1 100); do
+  local _
+  for _ in $(seq 1 100); do
     if "$bin/pg_isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres; then
       return 0
     fi
