@@ -740,10 +740,10 @@ class PgStore final : public Store {
       return absl::InvalidArgumentError("session marker holds a NUL byte");
     }
     const uint64_t bits = static_cast<uint64_t>(key);
-    SLUICE_ASSIGN_OR_RETURN(
-        Result result, Query("identifying the server session", kIdentifySessionSql,
-                             {absl::StrCat(bits >> 32), absl::StrCat(bits & 0xffffffffu),
-                              std::string(set_marker)}));
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("identifying the server session", kIdentifySessionSql,
+                                  {absl::StrCat(bits >> 32), absl::StrCat(bits & 0xffffffffu),
+                                   std::string(set_marker)}));
     const PGresult* r = result.get();
     SessionIdentity identity;
     if (PQntuples(r) != 1 || !absl::SimpleAtoi(PQgetvalue(r, 0, 0), &identity.server_pid)) {
@@ -765,10 +765,9 @@ class PgStore final : public Store {
     }
     SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, kLeaseTable));
     if (!exists) {
-      SLUICE_RETURN_IF_ERROR(
-          CreateTolerating(absl::StrCat("creating ", names.lease),
-                           Fill(kCreateLeaseTableSql, names),
-                           [&] { return TableExists(tables.schema, kLeaseTable); }));
+      SLUICE_RETURN_IF_ERROR(CreateTolerating(
+          absl::StrCat("creating ", names.lease), Fill(kCreateLeaseTableSql, names),
+          [&] { return TableExists(tables.schema, kLeaseTable); }));
     }
     return absl::OkStatus();
   }
@@ -777,10 +776,9 @@ class PgStore final : public Store {
                                        absl::string_view holder, absl::Duration ttl) override {
     SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
     SLUICE_ASSIGN_OR_RETURN(const std::string ttl_us, TtlMicros(ttl));
-    absl::StatusOr<Result> result =
-        InLeaseTransaction(absl::StrCat("taking the lease ", key, " in ", names.lease),
-                           Fill(kAcquireLeaseSql, names),
-                           {absl::StrCat(key), std::string(holder), ttl_us});
+    absl::StatusOr<Result> result = InLeaseTransaction(
+        absl::StrCat("taking the lease ", key, " in ", names.lease), Fill(kAcquireLeaseSql, names),
+        {absl::StrCat(key), std::string(holder), ttl_us});
     // The row is locked by a holder committing a revision: it is not free.
     if (IsLockTimeout(result.status())) return false;
     if (!result.ok()) return result.status();
@@ -814,10 +812,9 @@ class PgStore final : public Store {
     SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
     if (!exists) return std::optional<Lease>();
     SLUICE_ASSIGN_OR_RETURN(
-        Result result,
-        Query(absl::StrCat("reading the lease ", key, " in ", names.lease),
-              Fill(absl::StrCat("SELECT ", kLeaseColumns, kReadLeaseSql), names),
-              {absl::StrCat(key)}));
+        Result result, Query(absl::StrCat("reading the lease ", key, " in ", names.lease),
+                             Fill(absl::StrCat("SELECT ", kLeaseColumns, kReadLeaseSql), names),
+                             {absl::StrCat(key)}));
     return LeaseOf(result.get(), names);
   }
 
@@ -832,8 +829,9 @@ class PgStore final : public Store {
     SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
     if (!exists) return false;
     SLUICE_ASSIGN_OR_RETURN(
-        Result result, Query(absl::StrCat("checking the lease ", key, " in ", names.lease),
-                             Fill(kHoldsLeaseSql, names), {absl::StrCat(key), std::string(holder)}));
+        Result result,
+        Query(absl::StrCat("checking the lease ", key, " in ", names.lease),
+              Fill(kHoldsLeaseSql, names), {absl::StrCat(key), std::string(holder)}));
     return SingleBool(result.get());
   }
 
@@ -843,10 +841,9 @@ class PgStore final : public Store {
     SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
     if (!exists) return std::optional<Lease>();
     SLUICE_ASSIGN_OR_RETURN(
-        Result result,
-        Query(absl::StrCat("deleting the expired lease ", key, " in ", names.lease),
-              Fill(absl::StrCat(kDeleteExpiredLeaseSql, kLeaseColumns), names),
-              {absl::StrCat(key)}));
+        Result result, Query(absl::StrCat("deleting the expired lease ", key, " in ", names.lease),
+                             Fill(absl::StrCat(kDeleteExpiredLeaseSql, kLeaseColumns), names),
+                             {absl::StrCat(key)}));
     return LeaseOf(result.get(), names);
   }
 
@@ -879,8 +876,7 @@ class PgStore final : public Store {
           absl::StrCat("pg_catalog.set_config('lock_timeout', '", *lock_timeout, "', true)"));
     }
     if (settings.empty()) return Simple(kBeginSql, "BEGIN");
-    const std::string sql =
-        absl::StrCat(kBeginSql, "; SELECT ", absl::StrJoin(settings, ", "));
+    const std::string sql = absl::StrCat(kBeginSql, "; SELECT ", absl::StrJoin(settings, ", "));
     absl::Status status = Simple(sql.c_str(), "BEGIN");
     if (!status.ok()) (void)Rollback();
     return status;
@@ -1133,8 +1129,7 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
       // server session that ran this statement, and the next statement may run on another).
       int pid = PQbackendPID(conn);
       Result pid_result(PQexec(conn, kBackendPidSql));
-      if (PQresultStatus(pid_result.get()) == PGRES_TUPLES_OK &&
-          PQntuples(pid_result.get()) == 1) {
+      if (PQresultStatus(pid_result.get()) == PGRES_TUPLES_OK && PQntuples(pid_result.get()) == 1) {
         (void)absl::SimpleAtoi(PQgetvalue(pid_result.get(), 0, 0), &pid);
       }
       if (attempt > 1) log::Info("connected to the database", {{"target", target}});
