@@ -296,12 +296,18 @@ class MemoryStore final : public Store {
     SLUICE_RETURN_IF_ERROR(CheckTtl(ttl));
     absl::MutexLock lock(&db_.mutex_);
     SLUICE_RETURN_IF_ERROR(StartLeaseTransaction("RenewLease", tables));
+    // As PostgreSQL's UPDATE: a row that does not match is passed over without waiting for its
+    // lock; one that does is waited for, and checked again.
+    auto renewable = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.holder == holder &&
+             it->second.expires_at > absl::Now();
+    };
+    if (!renewable()) return false;
     if (!WaitForLeaseRow(key)) return MemoryDatabase::LockTimeoutError();
-    const absl::Time now = absl::Now();
+    if (!renewable()) return false;
     auto it = db_.leases_.find(key);
-    if (it == db_.leases_.end() || it->second.holder != holder || it->second.expires_at <= now) {
-      return false;
-    }
+    const absl::Time now = absl::Now();
     it->second.heartbeat_at = now;
     it->second.expires_at = now + ttl;
     return true;
@@ -313,9 +319,13 @@ class MemoryStore final : public Store {
     if (aborted_) return InAbortedTransaction();
     SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("ReleaseLease")));
     if (db_.lease_tables_.count(tables.schema) == 0) return absl::OkStatus();
+    auto held = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.holder == holder;
+    };
+    if (!held()) return absl::OkStatus();
     if (!WaitForLeaseRow(key)) return Failing(MemoryDatabase::LockTimeoutError());
-    auto it = db_.leases_.find(key);
-    if (it != db_.leases_.end() && it->second.holder == holder) db_.leases_.erase(it);
+    if (held()) db_.leases_.erase(key);
     return absl::OkStatus();
   }
 
@@ -355,6 +365,11 @@ class MemoryStore final : public Store {
     if (aborted_) return InAbortedTransaction();
     SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("DeleteExpiredLease")));
     if (db_.lease_tables_.count(tables.schema) == 0) return std::optional<Lease>();
+    auto expired = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.expires_at <= absl::Now();
+    };
+    if (!expired()) return std::optional<Lease>();
     if (!WaitForLeaseRow(key)) return Failing(MemoryDatabase::LockTimeoutError());
     std::optional<Lease> lease = db_.LeaseLocked(key);
     if (!lease.has_value() || lease->remaining > absl::ZeroDuration()) {

@@ -14,10 +14,13 @@
 // As in PgStore, TryAcquireLease and RenewLease are transactions of their own (they fail inside
 // another), and HoldsLeaseInTransaction locks the row until the caller's transaction ends: while
 // another session holds that lock, TryAcquireLease waits up to a second for it and then returns
-// false, RenewLease, ReleaseLease and DeleteExpiredLease wait up to a second and then fail with
-// LockTimeoutError() (PostgreSQL would wait for ever in the last two; a bound keeps a
-// single-threaded test from hanging). Unlike PostgreSQL, ReleaseLease and DeleteExpiredLease
-// called inside a transaction take effect at once, and a rollback does not undo them.
+// false; RenewLease, ReleaseLease and DeleteExpiredLease, when the row is one they would change
+// (otherwise they return at once, as PostgreSQL's UPDATE/DELETE do), wait up to a second and then
+// fail with LockTimeoutError() (PostgreSQL would wait for ever in the last two; a bound keeps a
+// single-threaded test from hanging). Unlike PostgreSQL, two sessions' HoldsLeaseInTransaction do
+// not share the row lock (the second waits like the others), and ReleaseLease and
+// DeleteExpiredLease called inside a transaction take effect at once: a rollback does not undo
+// them.
 //
 // Example:
 //   store::MemoryDatabase db;
