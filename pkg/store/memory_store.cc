@@ -183,8 +183,9 @@ class MemoryStore final : public Store {
     absl::MutexLock lock(&db_.mutex_);
     ++db_.lock_attempts_;
     MemoryDatabase::LockHold& hold = db_.locks_[key];
-    if (hold.count > 0 && hold.pid != pid_) return false;
-    hold.pid = pid_;
+    const int owner = LockOwner();
+    if (hold.count > 0 && hold.pid != owner) return false;
+    hold.pid = owner;
     ++hold.count;
     return true;
   }
@@ -192,7 +193,7 @@ class MemoryStore final : public Store {
   absl::Status Unlock(int64_t key) override {
     absl::MutexLock lock(&db_.mutex_);
     auto it = db_.locks_.find(key);
-    if (it == db_.locks_.end() || it->second.pid != pid_) {
+    if (it == db_.locks_.end() || it->second.pid != LockOwner()) {
       return absl::FailedPreconditionError(
           absl::StrCat("advisory lock ", key, " was not held by this session"));
     }
@@ -232,10 +233,13 @@ class MemoryStore final : public Store {
   absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) override {
     absl::MutexLock lock(&db_.mutex_);
     auto it = db_.locks_.find(key);
-    if (it == db_.locks_.end() || it->second.pid == pid_) return std::optional<LockHolder>();
+    if (it == db_.locks_.end() || it->second.pid == LockOwner()) {
+      return std::optional<LockHolder>();
+    }
     LockHolder holder;
     holder.pid = it->second.pid;
-    holder.application_name = db_.sessions_[holder.pid].application_name;
+    auto session = db_.sessions_.find(holder.pid);  // none for the pooler's server session
+    if (session != db_.sessions_.end()) holder.application_name = session->second.application_name;
     return std::optional<LockHolder>(std::move(holder));
   }
 
@@ -255,7 +259,9 @@ class MemoryStore final : public Store {
       if (!set_marker.empty()) db_.pooled_marker_ = std::string(set_marker);
       identity.server_pid = kPooledServerPid;
       identity.marker = db_.pooled_marker_;
-      identity.holds_lock = false;
+      auto it = db_.locks_.find(key);
+      identity.holds_lock = db_.pooled_locks_ == MemoryDatabase::PooledLocks::kOnTheSharedSession &&
+                            it != db_.locks_.end() && it->second.pid == kPooledServerPid;
       return identity;
     }
     MemoryDatabase::Session& session = db_.sessions_[pid_];
@@ -387,6 +393,15 @@ class MemoryStore final : public Store {
   }
 
  private:
+  // Returns the session that advisory locks taken now belong to: this one, or the pooler's shared
+  // server session (SimulateTransactionPoolingForTest with kOnTheSharedSession).
+  int LockOwner() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    return db_.transaction_pooling_ &&
+                   db_.pooled_locks_ == MemoryDatabase::PooledLocks::kOnTheSharedSession
+               ? kPooledServerPid
+               : pid_;
+  }
+
   MemoryDatabase::Data& Current() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
     return transaction_.has_value() ? *transaction_ : db_.data_;
   }
@@ -646,9 +661,10 @@ void MemoryDatabase::FailNextLeaseCallForTest(absl::Status status, absl::string_
   lease_failures_.push_back({std::move(status), std::string(method), times});
 }
 
-void MemoryDatabase::SimulateTransactionPoolingForTest(bool on) {
+void MemoryDatabase::SimulateTransactionPoolingForTest(bool on, PooledLocks locks) {
   absl::MutexLock lock(&mutex_);
   transaction_pooling_ = on;
+  pooled_locks_ = locks;
 }
 
 }  // namespace sluice::store

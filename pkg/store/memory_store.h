@@ -109,19 +109,33 @@ class MemoryDatabase {
   // loses its connection (absl::UnavailableError). Inside a transaction the failure aborts it.
   void FailNextLeaseCallForTest(absl::Status status, absl::string_view method = "", int times = 1);
 
-  // Makes IdentifySession answer as through a transaction pooler (PgBouncer, pool_mode =
-  // transaction) that reuses its most recently used server session (LIFO) while sessions do not
+  // Where advisory locks go behind the simulated transaction pooler (see below).
+  enum class PooledLocks {
+    // TryLock's lock stays on the server session of that statement, which is not the one the next
+    // statement gets: IdentifySession's `holds_lock` is false. TryLock, Unlock and LockHolderOf
+    // keep working per connection (the lock is held somewhere; only IdentifySession tells that it
+    // is not held by the session asking).
+    kLostBetweenStatements,
+    // What PgBouncer really does when it reuses one server session for everybody (measured with
+    // PgBouncer 1.18, pool_mode = transaction, one client at a time): the lock belongs to the
+    // shared server session, so every connection's TryLock succeeds (re-entrantly), every
+    // connection's IdentifySession reports `holds_lock` true, and a connection's end does not
+    // release it. This is the failure of issue #9: two runners both "hold" the lock.
+    kOnTheSharedSession,
+  };
+  // Makes the sessions behave as through a transaction pooler (PgBouncer, pool_mode =
+  // transaction) that reuses its most recently used server session (LIFO) while clients do not
   // overlap: every statement of every connection lands on one shared server session. Then
-  // - `server_pid` is that shared session's pid, the same for every connection (and never any
-  //   connection's BackendPid());
-  // - `marker` is the shared session's: a marker set through one connection is what every
+  // IdentifySession reports
+  // - `server_pid`: that shared session's pid, the same for every connection (and never any
+  //   connection's BackendPid(), which stays what the client was told at connect);
+  // - `marker`: the shared session's: a marker set through one connection is what every
   //   connection reads next, and setting one overwrites the other's;
-  // - `holds_lock` is false: an advisory lock taken with TryLock stayed on the server session of
-  //   that statement, which is not the one the next statement gets.
-  // TryLock, Unlock and LockHolderOf keep working per connection (the lock is held somewhere, by
-  // someone: only a check through IdentifySession tells it is not this session). Switching it off
-  // returns to direct connections: each connection its own session with its own pid and marker.
-  void SimulateTransactionPoolingForTest(bool on);
+  // - `holds_lock`: as `locks` says.
+  // Switching it off returns to direct connections: each connection its own session with its own
+  // pid, marker and locks (locks taken on the shared session stay there).
+  void SimulateTransactionPoolingForTest(bool on,
+                                         PooledLocks locks = PooledLocks::kLostBetweenStatements);
 
  private:
   friend class MemoryStore;
@@ -176,6 +190,7 @@ class MemoryDatabase {
   std::deque<InjectedFailure> lease_failures_ ABSL_GUARDED_BY(mutex_);  // containing: method
   absl::CondVar lease_unlocked_;
   bool transaction_pooling_ ABSL_GUARDED_BY(mutex_) = false;
+  PooledLocks pooled_locks_ ABSL_GUARDED_BY(mutex_) = PooledLocks::kLostBetweenStatements;
   std::string pooled_marker_ ABSL_GUARDED_BY(mutex_);  // the shared server session's marker
   int next_pid_ ABSL_GUARDED_BY(mutex_) = 1000;
   int lock_attempts_ ABSL_GUARDED_BY(mutex_) = 0;

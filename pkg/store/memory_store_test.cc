@@ -398,5 +398,27 @@ TEST(MemoryStoreSessionTest, SimulatedTransactionPoolingSharesOneServerSession) 
   EXPECT_TRUE(direct->holds_lock);
 }
 
+TEST(MemoryStoreSessionTest, SimulatedPoolingCanKeepLocksOnTheSharedSession) {
+  MemoryDatabase db;
+  std::unique_ptr<Store> first = db.Connect("first");
+  std::unique_ptr<Store> second = db.Connect("second");
+  db.SimulateTransactionPoolingForTest(true, MemoryDatabase::PooledLocks::kOnTheSharedSession);
+  EXPECT_TRUE(*first->TryLock(7));
+  EXPECT_TRUE(first->IdentifySession(7, "")->holds_lock);
+  EXPECT_TRUE(second->IdentifySession(7, "")->holds_lock) << "the lock is the shared session's";
+  EXPECT_TRUE(*second->TryLock(7)) << "both runners hold it: what detection must catch";
+  EXPECT_FALSE(second->LockHolderOf(7)->has_value());
+  first.reset();
+  EXPECT_TRUE(second->IdentifySession(7, "")->holds_lock) << "the server session lives on";
+
+  db.SimulateTransactionPoolingForTest(false);
+  std::unique_ptr<Store> third = db.Connect("third");
+  EXPECT_FALSE(*third->TryLock(7)) << "still held by the pooler's server session";
+  absl::StatusOr<std::optional<LockHolder>> holder = third->LockHolderOf(7);
+  ASSERT_THAT(holder, IsOk());
+  ASSERT_TRUE(holder->has_value());
+  EXPECT_NE((*holder)->pid, third->BackendPid());
+}
+
 }  // namespace
 }  // namespace sluice::store
