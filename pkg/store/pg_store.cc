@@ -820,7 +820,7 @@ class PgStore final : public Store {
 
   absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
                                                absl::string_view holder) override {
-    if (PQtransactionStatus(conn_) != PQTRANS_INTRANS) {
+    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) {
       return absl::FailedPreconditionError(
           "HoldsLeaseInTransaction needs an open transaction: outside one, its row lock would "
           "end with the statement");
