@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "pkg/base/status_macros.h"
 #include "pkg/failure/migration_failure.h"
 
 namespace sluice::store {
@@ -14,6 +15,20 @@ namespace {
 
 std::string VersionTableKey(const TableNames& tables) {
   return absl::StrCat(tables.schema, ".", tables.version_table);
+}
+
+// How long a lease statement waits for the row lock of HoldsLeaseInTransaction (PgStore's
+// lock_timeout for TryAcquireLease and RenewLease).
+constexpr absl::Duration kLeaseLockWait = absl::Seconds(1);
+// The pid of the one server session behind the simulated transaction pooler.
+constexpr int kPooledServerPid = 900;
+
+absl::Status CheckTtl(absl::Duration ttl) {
+  if (ttl <= absl::ZeroDuration() || ttl == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a lease TTL must be positive and finite, not ", absl::FormatDuration(ttl)));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -168,8 +183,9 @@ class MemoryStore final : public Store {
     absl::MutexLock lock(&db_.mutex_);
     ++db_.lock_attempts_;
     MemoryDatabase::LockHold& hold = db_.locks_[key];
-    if (hold.count > 0 && hold.pid != pid_) return false;
-    hold.pid = pid_;
+    const int owner = LockOwner();
+    if (hold.count > 0 && hold.pid != owner) return false;
+    hold.pid = owner;
     ++hold.count;
     return true;
   }
@@ -177,7 +193,7 @@ class MemoryStore final : public Store {
   absl::Status Unlock(int64_t key) override {
     absl::MutexLock lock(&db_.mutex_);
     auto it = db_.locks_.find(key);
-    if (it == db_.locks_.end() || it->second.pid != pid_) {
+    if (it == db_.locks_.end() || it->second.pid != LockOwner()) {
       return absl::FailedPreconditionError(
           absl::StrCat("advisory lock ", key, " was not held by this session"));
     }
@@ -217,10 +233,13 @@ class MemoryStore final : public Store {
   absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) override {
     absl::MutexLock lock(&db_.mutex_);
     auto it = db_.locks_.find(key);
-    if (it == db_.locks_.end() || it->second.pid == pid_) return std::optional<LockHolder>();
+    if (it == db_.locks_.end() || it->second.pid == LockOwner()) {
+      return std::optional<LockHolder>();
+    }
     LockHolder holder;
     holder.pid = it->second.pid;
-    holder.application_name = db_.sessions_[holder.pid].application_name;
+    auto session = db_.sessions_.find(holder.pid);  // none for the pooler's server session
+    if (session != db_.sessions_.end()) holder.application_name = session->second.application_name;
     return std::optional<LockHolder>(std::move(holder));
   }
 
@@ -231,6 +250,141 @@ class MemoryStore final : public Store {
 
   int BackendPid() const override { return pid_; }
 
+  absl::StatusOr<SessionIdentity> IdentifySession(int64_t key,
+                                                  absl::string_view set_marker) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    SessionIdentity identity;
+    if (db_.transaction_pooling_) {
+      if (!set_marker.empty()) db_.pooled_marker_ = std::string(set_marker);
+      identity.server_pid = kPooledServerPid;
+      identity.marker = db_.pooled_marker_;
+      auto it = db_.locks_.find(key);
+      identity.holds_lock = db_.pooled_locks_ == MemoryDatabase::PooledLocks::kOnTheSharedSession &&
+                            it != db_.locks_.end() && it->second.pid == kPooledServerPid;
+      return identity;
+    }
+    MemoryDatabase::Session& session = db_.sessions_[pid_];
+    if (!set_marker.empty()) session.marker = std::string(set_marker);
+    identity.server_pid = pid_;
+    identity.marker = session.marker;
+    auto it = db_.locks_.find(key);
+    identity.holds_lock = it != db_.locks_.end() && it->second.pid == pid_;
+    return identity;
+  }
+
+  absl::Status EnsureLeaseTable(const TableNames& tables) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    db_.lease_tables_.insert(tables.schema);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> TryAcquireLease(const TableNames& tables, int64_t key,
+                                       absl::string_view holder, absl::Duration ttl) override {
+    SLUICE_RETURN_IF_ERROR(CheckTtl(ttl));
+    absl::MutexLock lock(&db_.mutex_);
+    SLUICE_RETURN_IF_ERROR(StartLeaseTransaction("TryAcquireLease", tables));
+    if (!WaitForLeaseRow(key)) return false;  // lock timeout: held by a committing holder
+    const absl::Time now = absl::Now();
+    auto it = db_.leases_.find(key);
+    if (it != db_.leases_.end() && it->second.expires_at > now) return false;
+    MemoryDatabase::LeaseRow& row = db_.leases_[key];
+    row.holder = std::string(holder);
+    row.acquired_at = now;
+    row.heartbeat_at = now;
+    row.expires_at = now + ttl;
+    return true;
+  }
+
+  absl::StatusOr<bool> RenewLease(const TableNames& tables, int64_t key, absl::string_view holder,
+                                  absl::Duration ttl) override {
+    SLUICE_RETURN_IF_ERROR(CheckTtl(ttl));
+    absl::MutexLock lock(&db_.mutex_);
+    SLUICE_RETURN_IF_ERROR(StartLeaseTransaction("RenewLease", tables));
+    // As PostgreSQL's UPDATE: a row that does not match is passed over without waiting for its
+    // lock; one that does is waited for, and checked again.
+    auto renewable = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.holder == holder &&
+             it->second.expires_at > absl::Now();
+    };
+    if (!renewable()) return false;
+    if (!WaitForLeaseRow(key)) return MemoryDatabase::LockTimeoutError();
+    if (!renewable()) return false;
+    auto it = db_.leases_.find(key);
+    const absl::Time now = absl::Now();
+    it->second.heartbeat_at = now;
+    it->second.expires_at = now + ttl;
+    return true;
+  }
+
+  absl::Status ReleaseLease(const TableNames& tables, int64_t key,
+                            absl::string_view holder) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("ReleaseLease")));
+    if (db_.lease_tables_.count(tables.schema) == 0) return absl::OkStatus();
+    auto held = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.holder == holder;
+    };
+    if (!held()) return absl::OkStatus();
+    if (!WaitForLeaseRow(key)) return Failing(MemoryDatabase::LockTimeoutError());
+    if (held()) db_.leases_.erase(key);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables, int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("ReadLease")));
+    if (db_.lease_tables_.count(tables.schema) == 0) return std::optional<Lease>();
+    return db_.LeaseLocked(key);
+  }
+
+  absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
+                                               absl::string_view holder) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (!transaction_.has_value()) {
+      return absl::FailedPreconditionError(
+          "HoldsLeaseInTransaction needs an open transaction: outside one, its row lock would "
+          "end with the statement");
+    }
+    if (aborted_) return InAbortedTransaction();
+    SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("HoldsLeaseInTransaction")));
+    if (db_.lease_tables_.count(tables.schema) == 0) return false;
+    auto it = db_.leases_.find(key);
+    if (it == db_.leases_.end()) return false;
+    // FOR SHARE: shared with other sessions' FOR SHARE; here one holder at a time is enough (the
+    // lease has one holder), so a second session's lock waits like a takeover would.
+    if (!WaitForLeaseRow(key)) return Failing(MemoryDatabase::LockTimeoutError());
+    it = db_.leases_.find(key);
+    if (it == db_.leases_.end()) return false;
+    it->second.locked_by = pid_;
+    return it->second.holder == holder && it->second.expires_at > absl::Now();
+  }
+
+  absl::StatusOr<std::optional<Lease>> DeleteExpiredLease(const TableNames& tables,
+                                                          int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    SLUICE_RETURN_IF_ERROR(Failing(InjectedLeaseFailure("DeleteExpiredLease")));
+    if (db_.lease_tables_.count(tables.schema) == 0) return std::optional<Lease>();
+    auto expired = [&] {
+      auto it = db_.leases_.find(key);
+      return it != db_.leases_.end() && it->second.expires_at <= absl::Now();
+    };
+    if (!expired()) return std::optional<Lease>();
+    if (!WaitForLeaseRow(key)) return Failing(MemoryDatabase::LockTimeoutError());
+    std::optional<Lease> lease = db_.LeaseLocked(key);
+    if (!lease.has_value() || lease->remaining > absl::ZeroDuration()) {
+      return std::optional<Lease>();
+    }
+    db_.leases_.erase(key);
+    return lease;
+  }
+
   absl::StatusOr<std::vector<std::string>> InvalidIndexes() override {
     absl::MutexLock lock(&db_.mutex_);
     if (aborted_) return InAbortedTransaction();
@@ -239,6 +393,15 @@ class MemoryStore final : public Store {
   }
 
  private:
+  // Returns the session that advisory locks taken now belong to: this one, or the pooler's shared
+  // server session (SimulateTransactionPoolingForTest with kOnTheSharedSession).
+  int LockOwner() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    return db_.transaction_pooling_ &&
+                   db_.pooled_locks_ == MemoryDatabase::PooledLocks::kOnTheSharedSession
+               ? kPooledServerPid
+               : pid_;
+  }
+
   MemoryDatabase::Data& Current() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
     return transaction_.has_value() ? *transaction_ : db_.data_;
   }
@@ -255,7 +418,51 @@ class MemoryStore final : public Store {
         "25P02", "current transaction is aborted, commands ignored until end of transaction block");
   }
 
-  void EndTransaction() {
+  // Checks what PgStore checks before the transaction of TryAcquireLease and RenewLease: no
+  // transaction open, an injected failure, the lease table.
+  absl::Status StartLeaseTransaction(absl::string_view method, const TableNames& tables)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    if (transaction_.has_value()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(method, " runs in a transaction of its own, not inside another one"));
+    }
+    SLUICE_RETURN_IF_ERROR(InjectedLeaseFailure(method));
+    if (db_.lease_tables_.count(tables.schema) == 0) {
+      return MissingTable(absl::StrCat(tables.schema, ".sluice_lock"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Returns the failure injected for the next call of `method`, if any (consuming it).
+  absl::Status InjectedLeaseFailure(absl::string_view method)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    for (auto it = db_.lease_failures_.begin(); it != db_.lease_failures_.end(); ++it) {
+      if (!it->containing.empty() && it->containing != method) continue;
+      absl::Status status = it->status;
+      if (--it->times <= 0) db_.lease_failures_.erase(it);
+      return status;
+    }
+    return absl::OkStatus();
+  }
+
+  // Waits up to kLeaseLockWait until no other session holds the lease row `key` FOR SHARE;
+  // returns whether none does.
+  bool WaitForLeaseRow(int64_t key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    const absl::Time deadline = absl::Now() + kLeaseLockWait;
+    for (;;) {
+      auto it = db_.leases_.find(key);
+      if (it == db_.leases_.end() || it->second.locked_by == 0 || it->second.locked_by == pid_) {
+        return true;
+      }
+      if (db_.lease_unlocked_.WaitWithDeadline(&db_.mutex_, deadline)) {
+        it = db_.leases_.find(key);
+        return it == db_.leases_.end() || it->second.locked_by == 0 || it->second.locked_by == pid_;
+      }
+    }
+  }
+
+  void EndTransaction() ABSL_EXCLUSIVE_LOCKS_REQUIRED(db_.mutex_) {
+    db_.UnlockLeaseRows(pid_);
     transaction_.reset();
     pending_notifications_.clear();
     aborted_ = false;
@@ -336,7 +543,31 @@ void MemoryDatabase::Close(int pid) {
   for (auto it = locks_.begin(); it != locks_.end();) {
     it = it->second.pid == pid ? locks_.erase(it) : std::next(it);
   }
+  UnlockLeaseRows(pid);
   sessions_.erase(pid);
+}
+
+void MemoryDatabase::UnlockLeaseRows(int pid) {
+  bool any = false;
+  for (auto& [key, row] : leases_) {
+    if (row.locked_by == pid) {
+      row.locked_by = 0;
+      any = true;
+    }
+  }
+  if (any) lease_unlocked_.SignalAll();
+}
+
+std::optional<Lease> MemoryDatabase::LeaseLocked(int64_t key) {
+  auto it = leases_.find(key);
+  if (it == leases_.end()) return std::nullopt;
+  Lease lease;
+  lease.holder = it->second.holder;
+  lease.acquired_at = it->second.acquired_at;
+  lease.heartbeat_at = it->second.heartbeat_at;
+  lease.expires_at = it->second.expires_at;
+  lease.remaining = it->second.expires_at - absl::Now();
+  return lease;
 }
 
 void MemoryDatabase::FailNextExecuteForTest(absl::Status status, absl::string_view containing,
@@ -399,6 +630,41 @@ std::vector<std::string> MemoryDatabase::EffectsForTest() {
 int MemoryDatabase::LockAttemptsForTest() {
   absl::MutexLock lock(&mutex_);
   return lock_attempts_;
+}
+
+void MemoryDatabase::ExpireLeaseForTest(int64_t key) {
+  absl::MutexLock lock(&mutex_);
+  auto it = leases_.find(key);
+  if (it != leases_.end()) it->second.expires_at = absl::Now();
+}
+
+void MemoryDatabase::SetLeaseHolderForTest(int64_t key, absl::string_view holder,
+                                           absl::Duration ttl) {
+  absl::MutexLock lock(&mutex_);
+  if (lease_tables_.empty()) lease_tables_.insert(TableNames().schema);
+  const absl::Time now = absl::Now();
+  LeaseRow& row = leases_[key];
+  row.holder = std::string(holder);
+  row.acquired_at = now;
+  row.heartbeat_at = now;
+  row.expires_at = now + ttl;
+}
+
+std::optional<Lease> MemoryDatabase::LeaseForTest(int64_t key) {
+  absl::MutexLock lock(&mutex_);
+  return LeaseLocked(key);
+}
+
+void MemoryDatabase::FailNextLeaseCallForTest(absl::Status status, absl::string_view method,
+                                              int times) {
+  absl::MutexLock lock(&mutex_);
+  lease_failures_.push_back({std::move(status), std::string(method), times});
+}
+
+void MemoryDatabase::SimulateTransactionPoolingForTest(bool on, PooledLocks locks) {
+  absl::MutexLock lock(&mutex_);
+  transaction_pooling_ = on;
+  pooled_locks_ = locks;
 }
 
 }  // namespace sluice::store

@@ -54,8 +54,24 @@ constexpr char kSavepointSql[] = "SAVEPOINT sluice_ensure_tables";
 constexpr char kReleaseSavepointSql[] = "RELEASE SAVEPOINT sluice_ensure_tables";
 constexpr char kRollbackToSavepointSql[] = "ROLLBACK TO SAVEPOINT sluice_ensure_tables";
 
+// client_connection_check_interval (PostgreSQL 14 and later): a backend whose client died
+// mid-statement (kill -9) ends within a second instead of running the statement to completion
+// while holding its locks. Set for each transaction as it begins, never at connect: behind a
+// transaction pooler a session setting would be lost, or left on a server session that another
+// client gets next.
+constexpr char kConnectionCheckInterval[] = "1s";
+constexpr int kConnectionCheckMinServerVersion = 140000;
+
+// $1: the lock_timeout setting, $2: whether for the transaction only (true) or the session.
 constexpr char kSetLockTimeoutSql[] =
     "SELECT pg_catalog.set_config('lock_timeout', $1, $2::boolean)";
+// The same, together with client_connection_check_interval.
+constexpr char kSetLockTimeoutAndConnectionCheckSql[] =
+    "SELECT pg_catalog.set_config('lock_timeout', $1, $2::boolean),"
+    " pg_catalog.set_config('client_connection_check_interval', '1s', $2::boolean)";
+
+// The real backend pid: behind PgBouncer, PQbackendPID is a value PgBouncer made up.
+constexpr char kBackendPidSql[] = "SELECT pg_catalog.pg_backend_pid()";
 
 constexpr char kSchemaExistsSql[] = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1";
 constexpr char kTableExistsSql[] =
@@ -99,9 +115,6 @@ constexpr char kSelectHistorySql[] =
     " FROM {history} ORDER BY id";
 
 constexpr char kNotifySql[] = "SELECT pg_catalog.pg_notify($1, '')";
-// A backend whose client died mid-statement (kill -9) ends within a second instead of running the
-// statement to completion while holding its locks (PostgreSQL 14 and later; ignored before).
-constexpr char kConnectionCheckSql[] = "SET client_connection_check_interval = '1s'";
 
 constexpr char kTryLockSql[] = "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)";
 constexpr char kUnlockSql[] = "SELECT pg_catalog.pg_advisory_unlock($1::bigint)";
@@ -123,6 +136,70 @@ constexpr char kBlockingSessionsSql[] =
     " coalesce(a.query, '')"
     " FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1::integer)) AS b(pid)"
     " JOIN pg_catalog.pg_stat_activity a ON a.pid = b.pid ORDER BY a.pid";
+// $1, $2: the high and low 32 bits of an advisory lock key (see kLockHolderSql); $3: the marker
+// to set, or '' to read it. Returns the backend pid, the session's marker (a session-level
+// setting), and whether this session holds the advisory lock.
+constexpr char kIdentifySessionSql[] =
+    "SELECT pg_catalog.pg_backend_pid(),"
+    " CASE WHEN $3::text = ''"
+    " THEN coalesce(pg_catalog.current_setting('sluice.session_marker', true), '')"
+    " ELSE pg_catalog.set_config('sluice.session_marker', $3::text, false) END,"
+    " EXISTS (SELECT 1 FROM pg_catalog.pg_locks l"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())"
+    " AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1)";
+
+// --- the lease (lock mode `lease`) ---
+// All times are the server's, from clock_timestamp() (now() is the transaction's start). A TTL
+// travels as microseconds ($3). TryAcquire and Renew run in a transaction of their own with a
+// short lock_timeout: a holder committing a revision holds the row FOR SHARE
+// (kHoldsLeaseSql) until that commit.
+constexpr char kCreateLeaseTableSql[] =
+    "CREATE TABLE IF NOT EXISTS {lease} (lock_key bigint PRIMARY KEY, holder text NOT NULL,"
+    " acquired_at timestamptz NOT NULL, heartbeat_at timestamptz NOT NULL,"
+    " expires_at timestamptz NOT NULL)";
+// Inserts the row, or takes it over when it has expired; returns a row when $2 got the lease. ON
+// CONFLICT locks the existing row before it evaluates the WHERE, so the expiry is judged by the
+// clock at that moment, and the new times are taken after it too.
+constexpr char kAcquireLeaseSql[] =
+    "INSERT INTO {lease} AS l (lock_key, holder, acquired_at, heartbeat_at, expires_at)"
+    " SELECT $1::bigint, $2::text, n.t, n.t, n.t + $3::bigint * interval '1 microsecond'"
+    " FROM (SELECT pg_catalog.clock_timestamp() AS t) AS n"
+    " ON CONFLICT (lock_key) DO UPDATE"
+    " SET (holder, acquired_at, heartbeat_at, expires_at) ="
+    " (SELECT $2::text, n.t, n.t, n.t + $3::bigint * interval '1 microsecond'"
+    "  FROM (SELECT pg_catalog.clock_timestamp() AS t) AS n)"
+    " WHERE l.expires_at <= pg_catalog.clock_timestamp()"
+    " RETURNING l.holder";
+constexpr char kRenewLeaseSql[] =
+    "UPDATE {lease} SET (heartbeat_at, expires_at) ="
+    " (SELECT n.t, n.t + $3::bigint * interval '1 microsecond'"
+    "  FROM (SELECT pg_catalog.clock_timestamp() AS t) AS n)"
+    " WHERE lock_key = $1::bigint AND holder = $2::text"
+    " AND expires_at > pg_catalog.clock_timestamp()"
+    " RETURNING holder";
+constexpr char kReleaseLeaseSql[] =
+    "DELETE FROM {lease} WHERE lock_key = $1::bigint AND holder = $2::text";
+// The columns of a Lease: holder, the three times as microseconds since the Unix epoch, and the
+// microseconds left until expires_at.
+constexpr char kLeaseColumns[] =
+    "holder, (extract(epoch FROM acquired_at) * 1000000)::bigint,"
+    " (extract(epoch FROM heartbeat_at) * 1000000)::bigint,"
+    " (extract(epoch FROM expires_at) * 1000000)::bigint,"
+    " (extract(epoch FROM expires_at - pg_catalog.clock_timestamp()) * 1000000)::bigint";
+// SELECT <kLeaseColumns> ...
+constexpr char kReadLeaseSql[] = " FROM {lease} WHERE lock_key = $1::bigint";
+// DELETE ... RETURNING <kLeaseColumns>
+constexpr char kDeleteExpiredLeaseSql[] =
+    "DELETE FROM {lease} WHERE lock_key = $1::bigint"
+    " AND expires_at <= pg_catalog.clock_timestamp() RETURNING ";
+// In the caller's transaction: FOR SHARE keeps the row (so the lease) from being taken over,
+// renewed or deleted until that transaction ends. No row: not held.
+constexpr char kHoldsLeaseSql[] =
+    "SELECT holder = $2::text AND expires_at > pg_catalog.clock_timestamp()"
+    " FROM {lease} WHERE lock_key = $1::bigint FOR SHARE";
+
 constexpr char kInvalidIndexesSql[] =
     "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname)"
     " FROM pg_catalog.pg_index i"
@@ -131,6 +208,9 @@ constexpr char kInvalidIndexesSql[] =
     " WHERE NOT i.indisvalid ORDER BY 1";
 
 constexpr char kHistoryTable[] = "sluice_history";
+constexpr char kLeaseTable[] = "sluice_lock";
+// How long TryAcquireLease and RenewLease wait for the lease row's lock.
+constexpr absl::Duration kLeaseLockTimeout = absl::Seconds(1);
 constexpr int kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
 
 constexpr absl::Duration kInitialBackoff = absl::Milliseconds(100);
@@ -348,13 +428,15 @@ struct Names {
   std::string version_table;  // "schema"."table"
   std::string version_pkc;    // "table_pkc"
   std::string history;        // "schema"."sluice_history"
+  std::string lease;          // "schema"."sluice_lock"
 };
 
 std::string Fill(absl::string_view sql, const Names& names) {
   return absl::StrReplaceAll(sql, {{"{schema}", names.schema},
                                    {"{version_table}", names.version_table},
                                    {"{version_pkc}", names.version_pkc},
-                                   {"{history}", names.history}});
+                                   {"{history}", names.history},
+                                   {"{lease}", names.lease}});
 }
 
 using Params = std::vector<std::optional<std::string>>;
@@ -363,7 +445,8 @@ using Params = std::vector<std::optional<std::string>>;
 
 class PgStore final : public Store {
  public:
-  explicit PgStore(PGconn* conn) : conn_(conn), pid_(PQbackendPID(conn)) {
+  // `pid` is the backend's, from the server (see ConnectPg).
+  PgStore(PGconn* conn, int pid) : conn_(conn), pid_(pid) {
     PQsetNoticeReceiver(
         conn_,
         [](void* self, const PGresult* result) {
@@ -401,16 +484,11 @@ class PgStore final : public Store {
     return StatusFromResult(conn_, result.get(), sql, "");
   }
 
-  absl::Status Begin() override { return Simple(kBeginSql, "BEGIN"); }
+  absl::Status Begin() override { return BeginTransaction(std::nullopt); }
 
   absl::Status BeginWithLockTimeout(absl::Duration timeout) override {
     SLUICE_ASSIGN_OR_RETURN(const std::string setting, LockTimeoutSetting(timeout));
-    // One round trip; the setting is digits and "ms", so it needs no quoting beyond the literal's.
-    const std::string sql =
-        absl::StrCat("BEGIN; SELECT pg_catalog.set_config('lock_timeout', '", setting, "', true)");
-    absl::Status status = Simple(sql.c_str(), "BEGIN");
-    if (!status.ok()) (void)Rollback();
-    return status;
+    return BeginTransaction(setting);
   }
 
   absl::Status Commit() override {
@@ -433,7 +511,12 @@ class PgStore final : public Store {
   absl::Status SetLockTimeout(absl::Duration timeout) override {
     SLUICE_ASSIGN_OR_RETURN(const std::string setting, LockTimeoutSetting(timeout));
     const bool in_transaction = PQtransactionStatus(conn_) != PQTRANS_IDLE;
-    return Query("setting lock_timeout", kSetLockTimeoutSql,
+    // Outside a transaction (statements that cannot run in one) both settings are the session's:
+    // `RESET lock_timeout` undoes the first; client_connection_check_interval stays, as it did
+    // when it was set at connect.
+    return Query("setting lock_timeout",
+                 ConnectionCheckSupported() ? kSetLockTimeoutAndConnectionCheckSql
+                                            : kSetLockTimeoutSql,
                  {setting, in_transaction ? "true" : "false"})
         .status();
   }
@@ -651,6 +734,119 @@ class PgStore final : public Store {
 
   int BackendPid() const override { return pid_; }
 
+  absl::StatusOr<SessionIdentity> IdentifySession(int64_t key,
+                                                  absl::string_view set_marker) override {
+    if (set_marker.find('\0') != absl::string_view::npos) {
+      return absl::InvalidArgumentError("session marker holds a NUL byte");
+    }
+    const uint64_t bits = static_cast<uint64_t>(key);
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("identifying the server session", kIdentifySessionSql,
+                                  {absl::StrCat(bits >> 32), absl::StrCat(bits & 0xffffffffu),
+                                   std::string(set_marker)}));
+    const PGresult* r = result.get();
+    SessionIdentity identity;
+    if (PQntuples(r) != 1 || !absl::SimpleAtoi(PQgetvalue(r, 0, 0), &identity.server_pid)) {
+      return absl::InternalError("pg_backend_pid() returned no pid");
+    }
+    identity.marker = PQgetvalue(r, 0, 1);
+    identity.holds_lock = std::strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+    return identity;
+  }
+
+  absl::Status EnsureLeaseTable(const TableNames& tables) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(bool exists, SchemaExists(tables.schema));
+    if (!exists) {
+      SLUICE_RETURN_IF_ERROR(
+          CreateTolerating(absl::StrCat("creating schema ", names.schema),
+                           sql::EnsureTablesSql(tables.schema, tables.version_table)[0],
+                           [&] { return SchemaExists(tables.schema); }));
+    }
+    SLUICE_ASSIGN_OR_RETURN(exists, TableExists(tables.schema, kLeaseTable));
+    if (!exists) {
+      SLUICE_RETURN_IF_ERROR(CreateTolerating(
+          absl::StrCat("creating ", names.lease), Fill(kCreateLeaseTableSql, names),
+          [&] { return TableExists(tables.schema, kLeaseTable); }));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> TryAcquireLease(const TableNames& tables, int64_t key,
+                                       absl::string_view holder, absl::Duration ttl) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const std::string ttl_us, TtlMicros(ttl));
+    absl::StatusOr<Result> result = InLeaseTransaction(
+        absl::StrCat("taking the lease ", key, " in ", names.lease), Fill(kAcquireLeaseSql, names),
+        {absl::StrCat(key), std::string(holder), ttl_us});
+    // The row is locked by a holder committing a revision: it is not free.
+    if (IsLockTimeout(result.status())) return false;
+    if (!result.ok()) return result.status();
+    return PQntuples(result->get()) == 1;
+  }
+
+  absl::StatusOr<bool> RenewLease(const TableNames& tables, int64_t key, absl::string_view holder,
+                                  absl::Duration ttl) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const std::string ttl_us, TtlMicros(ttl));
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result,
+        InLeaseTransaction(absl::StrCat("renewing the lease ", key, " in ", names.lease),
+                           Fill(kRenewLeaseSql, names),
+                           {absl::StrCat(key), std::string(holder), ttl_us}));
+    return PQntuples(result.get()) == 1;
+  }
+
+  absl::Status ReleaseLease(const TableNames& tables, int64_t key,
+                            absl::string_view holder) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
+    if (!exists) return absl::OkStatus();
+    return Query(absl::StrCat("releasing the lease ", key, " in ", names.lease),
+                 Fill(kReleaseLeaseSql, names), {absl::StrCat(key), std::string(holder)})
+        .status();
+  }
+
+  absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables, int64_t key) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
+    if (!exists) return std::optional<Lease>();
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result, Query(absl::StrCat("reading the lease ", key, " in ", names.lease),
+                             Fill(absl::StrCat("SELECT ", kLeaseColumns, kReadLeaseSql), names),
+                             {absl::StrCat(key)}));
+    return LeaseOf(result.get(), names);
+  }
+
+  absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
+                                               absl::string_view holder) override {
+    if (PQtransactionStatus(conn_) == PQTRANS_IDLE) {
+      return absl::FailedPreconditionError(
+          "HoldsLeaseInTransaction needs an open transaction: outside one, its row lock would "
+          "end with the statement");
+    }
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
+    if (!exists) return false;
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result,
+        Query(absl::StrCat("checking the lease ", key, " in ", names.lease),
+              Fill(kHoldsLeaseSql, names), {absl::StrCat(key), std::string(holder)}));
+    return SingleBool(result.get());
+  }
+
+  absl::StatusOr<std::optional<Lease>> DeleteExpiredLease(const TableNames& tables,
+                                                          int64_t key) override {
+    SLUICE_ASSIGN_OR_RETURN(const Names names, NamesFor(tables));
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, LeaseTableExists(tables));
+    if (!exists) return std::optional<Lease>();
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result, Query(absl::StrCat("deleting the expired lease ", key, " in ", names.lease),
+                             Fill(absl::StrCat(kDeleteExpiredLeaseSql, kLeaseColumns), names),
+                             {absl::StrCat(key)}));
+    return LeaseOf(result.get(), names);
+  }
+
   absl::StatusOr<std::vector<std::string>> InvalidIndexes() override {
     SLUICE_ASSIGN_OR_RETURN(Result result,
                             Query("looking up invalid indexes", kInvalidIndexesSql, {}));
@@ -662,6 +858,89 @@ class PgStore final : public Store {
   }
 
  private:
+  bool ConnectionCheckSupported() const {
+    return PQserverVersion(conn_) >= kConnectionCheckMinServerVersion;
+  }
+
+  // Begins a transaction with the settings of every transaction (client_connection_check_interval)
+  // and `lock_timeout` if given, in one round trip. The settings are digits and units, so they need
+  // no quoting beyond the literals'.
+  absl::Status BeginTransaction(const std::optional<std::string>& lock_timeout) {
+    std::vector<std::string> settings;
+    if (ConnectionCheckSupported()) {
+      settings.push_back(absl::StrCat("pg_catalog.set_config('client_connection_check_interval', '",
+                                      kConnectionCheckInterval, "', true)"));
+    }
+    if (lock_timeout.has_value()) {
+      settings.push_back(
+          absl::StrCat("pg_catalog.set_config('lock_timeout', '", *lock_timeout, "', true)"));
+    }
+    if (settings.empty()) return Simple(kBeginSql, "BEGIN");
+    const std::string sql = absl::StrCat(kBeginSql, "; SELECT ", absl::StrJoin(settings, ", "));
+    absl::Status status = Simple(sql.c_str(), "BEGIN");
+    if (!status.ok()) (void)Rollback();
+    return status;
+  }
+
+  // Runs `sql` in a short transaction of its own whose lock_timeout is kLeaseLockTimeout; returns
+  // its result. Not inside the caller's transaction: its COMMIT would be this one's.
+  absl::StatusOr<Result> InLeaseTransaction(absl::string_view what, const std::string& sql,
+                                            const Params& params) {
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, ": runs in a transaction of its own, not inside another one"));
+    }
+    InternalStatement internal(*this);
+    SLUICE_ASSIGN_OR_RETURN(const std::string setting, LockTimeoutSetting(kLeaseLockTimeout));
+    SLUICE_RETURN_IF_ERROR(BeginTransaction(setting));
+    absl::StatusOr<Result> result = Query(what, sql, params);
+    if (!result.ok()) {
+      (void)Rollback();
+      return result.status();
+    }
+    SLUICE_RETURN_IF_ERROR(Commit());
+    return result;
+  }
+
+  static bool IsLockTimeout(const absl::Status& status) {
+    std::optional<failure::MigrationFailure> error = failure::MigrationFailureOf(status);
+    return error.has_value() && error->sqlstate == "55P03";
+  }
+
+  static absl::StatusOr<std::string> TtlMicros(absl::Duration ttl) {
+    if (ttl <= absl::ZeroDuration() || ttl == absl::InfiniteDuration()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("a lease TTL must be positive and finite, not ", absl::FormatDuration(ttl)));
+    }
+    return absl::StrCat(absl::ToInt64Microseconds(ttl));
+  }
+
+  // Returns whether the lease table of `tables` exists. Once seen, it is not looked up again.
+  absl::StatusOr<bool> LeaseTableExists(const TableNames& tables) {
+    if (lease_tables_seen_.count(tables.schema) > 0) return true;
+    SLUICE_ASSIGN_OR_RETURN(const bool exists, TableExists(tables.schema, kLeaseTable));
+    if (exists) lease_tables_seen_.insert(tables.schema);
+    return exists;
+  }
+
+  // Returns the Lease in the first row of `result` (kLeaseColumns), if any.
+  static absl::StatusOr<std::optional<Lease>> LeaseOf(const PGresult* r, const Names& names) {
+    if (PQntuples(r) == 0) return std::optional<Lease>();
+    int64_t micros[4] = {0, 0, 0, 0};
+    for (int i = 0; i < 4; ++i) {
+      if (!absl::SimpleAtoi(PQgetvalue(r, 0, i + 1), &micros[i])) {
+        return absl::InternalError(absl::StrCat("unexpected row in ", names.lease));
+      }
+    }
+    Lease lease;
+    lease.holder = PQgetvalue(r, 0, 0);
+    lease.acquired_at = absl::FromUnixMicros(micros[0]);
+    lease.heartbeat_at = absl::FromUnixMicros(micros[1]);
+    lease.expires_at = absl::FromUnixMicros(micros[2]);
+    lease.remaining = absl::Microseconds(micros[3]);
+    return std::optional<Lease>(std::move(lease));
+  }
+
   // Marks the statements run during its lifetime as sluice's own, for LogNotice.
   class InternalStatement {
    public:
@@ -797,6 +1076,8 @@ class PgStore final : public Store {
     SLUICE_ASSIGN_OR_RETURN(names.version_pkc, QuoteIdentifier(pkc));
     names.version_table = absl::StrCat(names.schema, ".", table);
     names.history = absl::StrCat(names.schema, ".", history);
+    SLUICE_ASSIGN_OR_RETURN(const std::string lease, QuoteIdentifier(kLeaseTable));
+    names.lease = absl::StrCat(names.schema, ".", lease);
     return names;
   }
 
@@ -806,6 +1087,7 @@ class PgStore final : public Store {
 
   PGconn* conn_;
   std::set<std::string> version_tables_seen_;
+  std::set<std::string> lease_tables_seen_;  // by schema
   int pid_;
   bool internal_statement_ = false;
 };
@@ -841,9 +1123,17 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
     values.push_back(nullptr);
     PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (conn != nullptr && PQstatus(conn) == CONNECTION_OK) {
-      Result(PQexec(conn, kConnectionCheckSql));
+      // PQbackendPID is the server's pid on a direct connection, but a made-up value behind
+      // PgBouncer; asking the server costs the round trip that the session-level SET of
+      // client_connection_check_interval used to (behind a transaction pooler the answer is the
+      // server session that ran this statement, and the next statement may run on another).
+      int pid = PQbackendPID(conn);
+      Result pid_result(PQexec(conn, kBackendPidSql));
+      if (PQresultStatus(pid_result.get()) == PGRES_TUPLES_OK && PQntuples(pid_result.get()) == 1) {
+        (void)absl::SimpleAtoi(PQgetvalue(pid_result.get(), 0, 0), &pid);
+      }
       if (attempt > 1) log::Info("connected to the database", {{"target", target}});
-      return std::unique_ptr<Store>(new PgStore(conn));
+      return std::unique_ptr<Store>(new PgStore(conn, pid));
     }
     const std::string reason =
         conn == nullptr

@@ -821,3 +821,423 @@ TEST_F(PgStoreNotifyTest, WaiterWakesOnNotificationAndTimesOutWithoutOne) {
 
 }  // namespace
 }  // namespace sluice::store
+
+// --- per-transaction settings, session identity and the lease (issue #9) -----------------------
+
+namespace sluice::store {
+namespace {
+
+class PgLeaseTest : public PgStoreTest {
+ protected:
+  // Returns a statement that fails unless setting `name` is `value` in the session that runs it.
+  static std::string ExpectSetting(const std::string& name, const std::string& value) {
+    return "DO $$ BEGIN IF current_setting('" + name + "') <> '" + value +
+           "' THEN RAISE EXCEPTION '" + name + " is %', current_setting('" + name +
+           "'); END IF; END $$";
+  }
+
+  // Makes lease `key` expire, as if its holder had stopped renewing it (on a connection of its
+  // own: it waits for a row lock a transaction holds).
+  void ExpireLease(int64_t key) {
+    Query(
+        absl::StrCat("UPDATE sluice_lock SET expires_at = clock_timestamp() - interval '1s'"
+                     " WHERE lock_key = ",
+                     key));
+  }
+
+  // Returns the lease `key` as `store` reads it, failing the test when there is none.
+  static Lease ReadLeaseOf(Store& store, int64_t key) {
+    absl::StatusOr<std::optional<Lease>> lease = store.ReadLease(kTables, key);
+    EXPECT_THAT(lease, IsOk());
+    EXPECT_TRUE(lease.ok() && lease->has_value()) << "no lease " << key;
+    return lease.ok() && lease->has_value() ? **lease : Lease{};
+  }
+
+  static inline const TableNames kTables{};
+  static constexpr absl::Duration kTtl = absl::Seconds(30);
+};
+
+TEST_F(PgLeaseTest, ConnectSetsNoSessionSettingsAndBeginSetsThemForItsTransactionOnly) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  const std::string off = ExpectSetting("client_connection_check_interval", "0");
+  const std::string on = ExpectSetting("client_connection_check_interval", "1s");
+  SLUICE_EXPECT_OK(store->Execute(off));
+
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_EXPECT_OK(store->Execute(on));
+  SLUICE_ASSERT_OK(store->Commit());
+  SLUICE_EXPECT_OK(store->Execute(off));
+
+  SLUICE_ASSERT_OK(store->BeginWithLockTimeout(absl::Milliseconds(700)));
+  SLUICE_EXPECT_OK(store->Execute(on));
+  SLUICE_EXPECT_OK(store->Execute(ExpectSetting("lock_timeout", "700ms")));
+  SLUICE_ASSERT_OK(store->Rollback());
+  SLUICE_EXPECT_OK(store->Execute(off));
+  SLUICE_EXPECT_OK(store->Execute(ExpectSetting("lock_timeout", "0")));
+
+  // Inside a transaction SetLockTimeout sets both for the transaction only.
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->SetLockTimeout(absl::Milliseconds(300)));
+  SLUICE_EXPECT_OK(store->Execute(on));
+  SLUICE_ASSERT_OK(store->Commit());
+  SLUICE_EXPECT_OK(store->Execute(off));
+  SLUICE_EXPECT_OK(store->Execute(ExpectSetting("lock_timeout", "0")));
+
+  // Outside one (statements that cannot run in a transaction) both are the session's, and
+  // `RESET lock_timeout` undoes lock_timeout as the engine does.
+  SLUICE_ASSERT_OK(store->SetLockTimeout(absl::Milliseconds(300)));
+  SLUICE_EXPECT_OK(store->Execute(on));
+  SLUICE_EXPECT_OK(store->Execute(ExpectSetting("lock_timeout", "300ms")));
+  SLUICE_ASSERT_OK(store->Execute("RESET lock_timeout"));
+  SLUICE_EXPECT_OK(store->Execute(ExpectSetting("lock_timeout", "0")));
+}
+
+TEST_F(PgLeaseTest, BackendPidIsTheServersPid) {
+  std::unique_ptr<Store> store = Connect("pid-check");
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(QueryValue("SELECT pid FROM pg_stat_activity WHERE application_name = 'pid-check'"),
+            absl::StrCat(store->BackendPid()));
+}
+
+TEST_F(PgLeaseTest, IdentifySessionOnDirectConnections) {
+  std::unique_ptr<Store> first = Connect("first");
+  std::unique_ptr<Store> second = Connect("second");
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  const int64_t key = std::numeric_limits<int64_t>::min() + 5;  // both halves of the key matter
+
+  absl::StatusOr<SessionIdentity> identity = first->IdentifySession(key, "");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_EQ(identity->server_pid, first->BackendPid());
+  EXPECT_EQ(identity->marker, "");
+  EXPECT_FALSE(identity->holds_lock);
+
+  identity = first->IdentifySession(key, "runner-1:abc");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_EQ(identity->marker, "runner-1:abc");
+  // The marker is the session's: it sticks across statements and transactions.
+  SLUICE_ASSERT_OK(first->Begin());
+  SLUICE_ASSERT_OK(first->Commit());
+  identity = first->IdentifySession(key, "");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_EQ(identity->marker, "runner-1:abc");
+  EXPECT_EQ(identity->server_pid, first->BackendPid());
+
+  EXPECT_THAT(first->TryLock(key), IsOkAndHolds(true));
+  identity = first->IdentifySession(key, "");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_TRUE(identity->holds_lock);
+  identity = first->IdentifySession(key + 1, "");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_FALSE(identity->holds_lock) << "another key";
+
+  // Another connection is another session: its own pid and marker, and not the lock holder.
+  absl::StatusOr<SessionIdentity> other = second->IdentifySession(key, "");
+  SLUICE_ASSERT_OK(other);
+  EXPECT_NE(other->server_pid, identity->server_pid);
+  EXPECT_EQ(other->server_pid, second->BackendPid());
+  EXPECT_EQ(other->marker, "");
+  EXPECT_FALSE(other->holds_lock);
+
+  SLUICE_ASSERT_OK(first->Unlock(key));
+  identity = first->IdentifySession(key, "");
+  SLUICE_ASSERT_OK(identity);
+  EXPECT_FALSE(identity->holds_lock);
+}
+
+TEST_F(PgLeaseTest, LeaseTableShape) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  SLUICE_ASSERT_OK(store->EnsureLeaseTable(kTables));
+  SLUICE_ASSERT_OK(store->EnsureLeaseTable(kTables));  // idempotent
+  EXPECT_EQ(QueryValue("SELECT string_agg(column_name || ' ' || data_type || ' ' || is_nullable,"
+                       " ', ' ORDER BY ordinal_position) FROM information_schema.columns"
+                       " WHERE table_schema = 'public' AND table_name = 'sluice_lock'"),
+            "lock_key bigint NO, holder text NO, acquired_at timestamp with time zone NO, "
+            "heartbeat_at timestamp with time zone NO, expires_at timestamp with time zone NO");
+  EXPECT_EQ(QueryValue("SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+                       " WHERE conrelid = 'public.sluice_lock'::regclass AND contype = 'p'"),
+            "PRIMARY KEY (lock_key)");
+
+  // Another schema, with a name that needs quoting, is created too, also inside a transaction.
+  const TableNames odd{"Odd \"schema\"", "alembic_version"};
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->EnsureLeaseTable(odd));
+  SLUICE_ASSERT_OK(store->Commit());
+  EXPECT_EQ(QueryValue("SELECT to_regclass('\"Odd \"\"schema\"\"\".sluice_lock') IS NOT NULL"),
+            "t");
+  EXPECT_THAT(store->TryAcquireLease(odd, 1, "a", kTtl), IsOkAndHolds(true));
+  EXPECT_THAT(store->TryAcquireLease(kTables, 1, "b", kTtl), IsOkAndHolds(true))
+      << "each schema has its own lease table";
+}
+
+TEST_F(PgLeaseTest, EnsureLeaseTableIsSafeFromConcurrentRunners) {
+  constexpr int kRunners = 16;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kRunners; ++i) {
+    stores.push_back(Connect(absl::StrCat("runner-", i)));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  for (int round = 0; round < 4; ++round) {
+    // Round 0 creates the table in an existing schema; the others create the schema too.
+    const TableNames tables{round == 0 ? "public" : absl::StrCat("race", round), "alembic_version"};
+    std::vector<absl::Status> statuses(kRunners);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kRunners; ++i) {
+      threads.emplace_back([&, i] {
+        ++ready;
+        while (ready < kRunners) {
+        }
+        statuses[i] = stores[i]->EnsureLeaseTable(tables);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (const absl::Status& status : statuses) SLUICE_EXPECT_OK(status);
+    EXPECT_THAT(stores[0]->TryAcquireLease(tables, 7, "runner-0", kTtl), IsOkAndHolds(true));
+  }
+}
+
+TEST_F(PgLeaseTest, AcquireRenewReadRelease) {
+  std::unique_ptr<Store> a = Connect("a");
+  std::unique_ptr<Store> b = Connect("b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const int64_t key = LockKeyFor(kTables);
+
+  // No table yet: nothing to read, release or delete; acquiring says what is missing.
+  EXPECT_THAT(a->ReadLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  SLUICE_EXPECT_OK(a->ReleaseLease(kTables, key, "a"));
+  EXPECT_THAT(a->DeleteExpiredLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", kTtl),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "sluice_lock"));
+
+  SLUICE_ASSERT_OK(a->EnsureLeaseTable(kTables));
+  EXPECT_THAT(a->ReadLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", kTtl), IsOkAndHolds(true));
+  EXPECT_THAT(b->TryAcquireLease(kTables, key, "b", kTtl), IsOkAndHolds(false));
+  EXPECT_THAT(b->TryAcquireLease(kTables, key + 1, "b", kTtl), IsOkAndHolds(true))
+      << "another key is another lease";
+
+  const Lease taken = ReadLeaseOf(*b, key);
+  EXPECT_EQ(taken.holder, "a");
+  EXPECT_EQ(taken.acquired_at, taken.heartbeat_at);
+  EXPECT_EQ(taken.expires_at - taken.acquired_at, kTtl);
+  EXPECT_GT(taken.remaining, absl::ZeroDuration());
+  EXPECT_LE(taken.remaining, kTtl);
+  // The server's clock (clock_timestamp(), not the transaction's start).
+  EXPECT_EQ(QueryValue(absl::StrCat("SELECT acquired_at = 'epoch'::timestamptz + ",
+                                    absl::ToUnixMicros(taken.acquired_at),
+                                    " * interval '1 microsecond' FROM sluice_lock"
+                                    " WHERE lock_key = ",
+                                    key)),
+            "t");
+
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", absl::Seconds(60)), IsOkAndHolds(true));
+  const Lease renewed = ReadLeaseOf(*a, key);
+  EXPECT_EQ(renewed.holder, "a");
+  EXPECT_EQ(renewed.acquired_at, taken.acquired_at);
+  EXPECT_GE(renewed.heartbeat_at, taken.heartbeat_at);
+  EXPECT_EQ(renewed.expires_at - renewed.heartbeat_at, absl::Seconds(60));
+  EXPECT_THAT(b->RenewLease(kTables, key, "b", kTtl), IsOkAndHolds(false)) << "not b's";
+
+  // Releasing someone else's lease does nothing; releasing one's own frees it.
+  SLUICE_ASSERT_OK(b->ReleaseLease(kTables, key, "b"));
+  EXPECT_EQ(ReadLeaseOf(*b, key).holder, "a");
+  SLUICE_ASSERT_OK(a->ReleaseLease(kTables, key, "a"));
+  EXPECT_THAT(a->ReadLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", kTtl), IsOkAndHolds(false));
+  EXPECT_THAT(b->TryAcquireLease(kTables, key, "b", kTtl), IsOkAndHolds(true));
+
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", absl::ZeroDuration()),
+              StatusIs(absl::StatusCode::kInvalidArgument, "TTL"));
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", -absl::Seconds(1)),
+              StatusIs(absl::StatusCode::kInvalidArgument, "TTL"));
+}
+
+TEST_F(PgLeaseTest, AnExpiredLeaseIsTakenOverAndItsHolderCannotRenewIt) {
+  std::unique_ptr<Store> a = Connect("a");
+  std::unique_ptr<Store> b = Connect("b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const int64_t key = 42;
+  SLUICE_ASSERT_OK(a->EnsureLeaseTable(kTables));
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", kTtl), IsOkAndHolds(true));
+  const Lease before = ReadLeaseOf(*b, key);
+
+  ExpireLease(key);
+  EXPECT_LE(ReadLeaseOf(*b, key).remaining, absl::ZeroDuration());
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", kTtl), IsOkAndHolds(false)) << "expired";
+  EXPECT_THAT(b->TryAcquireLease(kTables, key, "b", kTtl), IsOkAndHolds(true));
+  const Lease after = ReadLeaseOf(*a, key);
+  EXPECT_EQ(after.holder, "b");
+  EXPECT_GE(after.acquired_at, before.acquired_at);
+  EXPECT_GT(after.remaining, absl::ZeroDuration());
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", kTtl), IsOkAndHolds(false)) << "taken over";
+  SLUICE_ASSERT_OK(a->ReleaseLease(kTables, key, "a"));
+  EXPECT_EQ(ReadLeaseOf(*a, key).holder, "b") << "a's release must not free b's lease";
+}
+
+TEST_F(PgLeaseTest, DeleteExpiredLeaseDeletesOnlyAnExpiredOne) {
+  std::unique_ptr<Store> a = Connect("a");
+  std::unique_ptr<Store> admin = Connect("admin");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(admin, nullptr);
+  const int64_t key = 42;
+  SLUICE_ASSERT_OK(a->EnsureLeaseTable(kTables));
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", kTtl), IsOkAndHolds(true));
+  EXPECT_THAT(admin->DeleteExpiredLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  EXPECT_EQ(ReadLeaseOf(*admin, key).holder, "a");
+
+  ExpireLease(key);
+  absl::StatusOr<std::optional<Lease>> deleted = admin->DeleteExpiredLease(kTables, key);
+  SLUICE_ASSERT_OK(deleted);
+  ASSERT_TRUE(deleted->has_value());
+  EXPECT_EQ((*deleted)->holder, "a");
+  EXPECT_LE((*deleted)->remaining, absl::ZeroDuration());
+  EXPECT_THAT(admin->ReadLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+  EXPECT_THAT(admin->DeleteExpiredLease(kTables, key), IsOkAndHolds(::testing::Eq(std::nullopt)));
+}
+
+TEST_F(PgLeaseTest, HoldsLeaseInTransaction) {
+  std::unique_ptr<Store> a = Connect("a");
+  ASSERT_NE(a, nullptr);
+  const int64_t key = 42;
+  // Outside a transaction the row lock would not outlive the statement.
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "a"),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "transaction"));
+  SLUICE_ASSERT_OK(a->Begin());
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "a"), IsOkAndHolds(false)) << "no table";
+  SLUICE_ASSERT_OK(a->Commit());
+
+  SLUICE_ASSERT_OK(a->EnsureLeaseTable(kTables));
+  SLUICE_ASSERT_OK(a->Begin());
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "a"), IsOkAndHolds(false)) << "no row";
+  SLUICE_ASSERT_OK(a->Commit());
+  EXPECT_THAT(a->TryAcquireLease(kTables, key, "a", kTtl), IsOkAndHolds(true));
+  // Lease statements run in transactions of their own, never inside the caller's.
+  SLUICE_ASSERT_OK(a->Begin());
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "a"), IsOkAndHolds(true));
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "b"), IsOkAndHolds(false));
+  EXPECT_THAT(a->RenewLease(kTables, key, "a", kTtl),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "transaction of its own"));
+  // While the row is locked, the holder's heartbeat on another connection waits about a second
+  // for it and fails (an error, not "lost"); a rival's takeover reports "not taken".
+  std::unique_ptr<Store> heartbeat = Connect("heartbeat");
+  ASSERT_NE(heartbeat, nullptr);
+  absl::StatusOr<bool> renewed = heartbeat->RenewLease(kTables, key, "a", kTtl);
+  EXPECT_FALSE(renewed.ok());
+  EXPECT_EQ(ErrorOf(renewed.status()).sqlstate, "55P03");
+  EXPECT_THAT(heartbeat->TryAcquireLease(kTables, key, "rival", kTtl), IsOkAndHolds(false));
+  SLUICE_ASSERT_OK(a->Commit());
+  EXPECT_THAT(heartbeat->RenewLease(kTables, key, "a", kTtl), IsOkAndHolds(true));
+
+  ExpireLease(key);
+  SLUICE_ASSERT_OK(a->Begin());
+  EXPECT_THAT(a->HoldsLeaseInTransaction(kTables, key, "a"), IsOkAndHolds(false)) << "expired";
+  SLUICE_ASSERT_OK(a->Rollback());
+}
+
+// A holder committing a revision locks its lease row (HoldsLeaseInTransaction): until that
+// transaction ends, nobody takes the lease over, even once it has expired, and the holder's own
+// heartbeat fails (it does not report the lease lost); after the COMMIT the takeover works.
+TEST_F(PgLeaseTest, TheGuardOfATransactionBlocksATakeoverUntilItEnds) {
+  std::unique_ptr<Store> work = Connect("holder-work");
+  std::unique_ptr<Store> heartbeat = Connect("holder-heartbeat");
+  std::unique_ptr<Store> rival = Connect("rival");
+  ASSERT_NE(work, nullptr);
+  ASSERT_NE(heartbeat, nullptr);
+  ASSERT_NE(rival, nullptr);
+  const int64_t key = 42;
+  constexpr absl::Duration kShortTtl = absl::Seconds(2);
+  SLUICE_ASSERT_OK(work->EnsureLeaseTable(kTables));
+  SLUICE_ASSERT_OK(work->Execute("CREATE TABLE applied (revision text)"));
+  EXPECT_THAT(heartbeat->TryAcquireLease(kTables, key, "holder", kShortTtl), IsOkAndHolds(true));
+
+  SLUICE_ASSERT_OK(work->Begin());
+  SLUICE_ASSERT_OK(work->Execute("INSERT INTO applied VALUES ('r1')"));
+  ASSERT_THAT(work->HoldsLeaseInTransaction(kTables, key, "holder"), IsOkAndHolds(true))
+      << "the lease expired within its " << kShortTtl << " TTL before the guard: a slow machine";
+
+  // Wait (bounded) until the lease has expired by the server's clock.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (ReadLeaseOf(*rival, key).remaining > absl::ZeroDuration() && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_LE(ReadLeaseOf(*rival, key).remaining, absl::ZeroDuration());
+
+  // Expired, but locked: the rival's attempt times out on the row lock and reports "not taken".
+  EXPECT_THAT(rival->TryAcquireLease(kTables, key, "rival", kTtl), IsOkAndHolds(false));
+  EXPECT_EQ(ReadLeaseOf(*rival, key).holder, "holder");
+  // The holder's own heartbeat finds it expired: lost, although the transaction that checked it
+  // in time can still commit.
+  EXPECT_THAT(heartbeat->RenewLease(kTables, key, "holder", kShortTtl), IsOkAndHolds(false));
+
+  // A forced delete of the expired lease waits for the COMMIT (bounded wait in a thread).
+  std::atomic<bool> deleted{false};
+  absl::StatusOr<std::optional<Lease>> deleted_lease;
+  std::thread deleter([&] {
+    deleted_lease = rival->DeleteExpiredLease(kTables, key);
+    deleted = true;
+  });
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_FALSE(deleted) << "deleted a lease row locked by a transaction";
+
+  SLUICE_ASSERT_OK(work->Commit());
+  deleter.join();
+  SLUICE_ASSERT_OK(deleted_lease);
+  ASSERT_TRUE(deleted_lease->has_value());
+  EXPECT_EQ((*deleted_lease)->holder, "holder");
+  EXPECT_EQ(Count("applied"), 1);
+  EXPECT_THAT(rival->TryAcquireLease(kTables, key, "rival", kTtl), IsOkAndHolds(true));
+  EXPECT_THAT(heartbeat->RenewLease(kTables, key, "holder", kShortTtl), IsOkAndHolds(false));
+  SLUICE_ASSERT_OK(work->Begin());
+  EXPECT_THAT(work->HoldsLeaseInTransaction(kTables, key, "holder"), IsOkAndHolds(false));
+  SLUICE_ASSERT_OK(work->Rollback());
+}
+
+TEST_F(PgLeaseTest, SixteenRunnersAtOnceGiveOneHolder) {
+  constexpr int kRunners = 16;
+  std::vector<std::unique_ptr<Store>> stores;
+  for (int i = 0; i < kRunners; ++i) {
+    stores.push_back(Connect(absl::StrCat("runner-", i)));
+    ASSERT_NE(stores.back(), nullptr);
+  }
+  SLUICE_ASSERT_OK(stores[0]->EnsureLeaseTable(kTables));
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    const int64_t key = 100 + round;
+    // Round 1 races for a lease that exists but has expired; the others for a free key.
+    if (round == 1) {
+      EXPECT_THAT(stores[0]->TryAcquireLease(kTables, key, "gone", kTtl), IsOkAndHolds(true));
+      ExpireLease(key);
+    }
+    std::vector<absl::StatusOr<bool>> results(kRunners, false);
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kRunners; ++i) {
+      threads.emplace_back([&, i] {
+        ++ready;
+        while (ready < kRunners) {
+        }
+        results[i] = stores[i]->TryAcquireLease(kTables, key, absl::StrCat("runner-", i), kTtl);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    int winners = 0;
+    std::string winner;
+    for (int i = 0; i < kRunners; ++i) {
+      SLUICE_ASSERT_OK(results[i]);
+      if (*results[i]) {
+        ++winners;
+        winner = absl::StrCat("runner-", i);
+      }
+    }
+    EXPECT_EQ(winners, 1);
+    EXPECT_EQ(ReadLeaseOf(*stores[0], key).holder, winner);
+  }
+}
+
+}  // namespace
+}  // namespace sluice::store

@@ -56,6 +56,26 @@ struct LockHolder {
 // Returns `holder` for logs and status messages: "NAME (pid N, ADDRESS, connected since T)".
 std::string DescribeLockHolder(const LockHolder& holder);
 
+// The lease of lock mode `lease`: one row per lock key in `<schema>.sluice_lock`, for databases
+// reached through a pooler that does not keep a server session per client (where a session-level
+// advisory lock is lost between transactions). Times are the server's.
+struct Lease {
+  std::string holder;  // the holder's lease name: pod or host name plus a random suffix
+  absl::Time acquired_at;
+  absl::Time heartbeat_at;
+  absl::Time expires_at;
+  absl::Duration remaining;  // until expires_at by the server's clock; <= 0 when expired
+};
+
+// The server session a connection reaches at the moment of asking: how sluice tells whether its
+// lock connection is one server session or is handed a different one per transaction by a
+// pooler.
+struct SessionIdentity {
+  int server_pid = 0;       // pg_backend_pid()
+  std::string marker;       // the session's `sluice.session_marker` setting; empty when unset
+  bool holds_lock = false;  // whether this session holds the advisory lock asked about
+};
+
 // A session that blocks a statement (from pg_blocking_pids).
 struct BlockingSession {
   int pid = 0;
@@ -73,13 +93,20 @@ class Store {
   // failure::MigrationFailure payload with what it said (SQLSTATE, message, detail, hint, line).
   virtual absl::Status Execute(absl::string_view sql) = 0;
 
-  // Transactions on this connection.
+  // Transactions on this connection. Settings sluice needs are made for the transaction (SET
+  // LOCAL) as it begins, in the same round trip, never for the session: a pooler in transaction
+  // mode would lose them, or leave them on a server session another client gets next.
+  // `client_connection_check_interval` (1s) is set in every transaction, so that a backend whose
+  // client died mid-statement (kill -9) ends within a second instead of running on while holding
+  // its locks.
   virtual absl::Status Begin() = 0;
-  // Begins a transaction with `lock_timeout` set for it, in one round trip.
+  // Begins a transaction with `lock_timeout` set for it too.
   virtual absl::Status BeginWithLockTimeout(absl::Duration timeout) = 0;
   virtual absl::Status Commit() = 0;
   virtual absl::Status Rollback() = 0;
-  // Sets `lock_timeout` for the current transaction (SET LOCAL) or session (outside one).
+  // Sets `lock_timeout` for the current transaction (SET LOCAL) or, outside one, for the session
+  // together with client_connection_check_interval (for statements that cannot run in a
+  // transaction; only on a connection known to be one server session).
   virtual absl::Status SetLockTimeout(absl::Duration timeout) = 0;
 
   // Creates the schema (if missing), the version table and the history table, idempotently.
@@ -127,6 +154,39 @@ class Store {
   virtual absl::StatusOr<std::vector<BlockingSession>> BlockingSessionsOf(int pid) = 0;
   // Returns this connection's backend pid.
   virtual int BackendPid() const = 0;
+  // Returns the server session this connection reaches now (see SessionIdentity) and whether it
+  // holds advisory lock `key`. A non-empty `set_marker` first sets the session's marker to it
+  // (a session-level setting: it stays with the server session, wherever a pooler hands that).
+  virtual absl::StatusOr<SessionIdentity> IdentifySession(int64_t key,
+                                                          absl::string_view set_marker) = 0;
+
+  // The lease (lock mode `lease`). Every statement is one transaction of its own, or runs inside
+  // the caller's: nothing depends on the server session staying the same.
+  // Creates the schema (if missing) and `<schema>.sluice_lock`, idempotently, also when other
+  // runners do so at the same time.
+  virtual absl::Status EnsureLeaseTable(const TableNames& tables) = 0;
+  // Takes the lease `key` for `holder` for `ttl` in one atomic statement that succeeds only when
+  // it is free or expired. Returns false when someone else holds it. Waits at most about a
+  // second for a row lock (a holder committing a revision holds one briefly).
+  virtual absl::StatusOr<bool> TryAcquireLease(const TableNames& tables, int64_t key,
+                                               absl::string_view holder, absl::Duration ttl) = 0;
+  // Extends `holder`'s unexpired lease to now + `ttl`. Returns false when it is no longer held
+  // by `holder` (expired, or taken over).
+  virtual absl::StatusOr<bool> RenewLease(const TableNames& tables, int64_t key,
+                                          absl::string_view holder, absl::Duration ttl) = 0;
+  // Deletes `holder`'s lease row, if it is still `holder`'s.
+  virtual absl::Status ReleaseLease(const TableNames& tables, int64_t key,
+                                    absl::string_view holder) = 0;
+  // Returns the lease row of `key`, if any (also when the table does not exist: none).
+  virtual absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables,
+                                                         int64_t key) = 0;
+  // Inside the caller's transaction: locks the lease row (FOR SHARE, so nobody can take it over
+  // before this transaction ends) and returns whether `holder` holds it unexpired.
+  virtual absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
+                                                       absl::string_view holder) = 0;
+  // Deletes the lease row of `key` only when it has expired; returns the row deleted, if any.
+  virtual absl::StatusOr<std::optional<Lease>> DeleteExpiredLease(const TableNames& tables,
+                                                                  int64_t key) = 0;
 
   // Returns whether every index in the database is valid (pg_index.indisvalid), naming the invalid
   // ones otherwise: after `CREATE INDEX CONCURRENTLY` an invalid index fails the revision.
