@@ -175,6 +175,13 @@ absl::Status Engine::Impl::ApplyEach(store::Store& work, const Plan& plan, RunRe
     result.steps.push_back(outcome);
     if (observer_ != nullptr) observer_->OnStepFinished(outcome);
     if (!status.ok()) {
+      // The lease was lost meanwhile: the step was rolled back because of that, not its SQL.
+      if (absl::Status held = lock_->CheckHeld(); !held.ok()) {
+        return WithFailureKind(
+            absl::Status(held.code(), absl::StrCat(held.message(), "; revision ",
+                                                   step.migration->revision, " was not recorded")),
+            FailureKind::kLockTimeout);
+      }
       RecordFailure(work, step, started, status);
       return status;
     }
@@ -197,8 +204,6 @@ void Engine::Impl::ApplyRows(std::vector<std::string>& versions, const Step& ste
 void Engine::Impl::RecordFailure(store::Store& work, const Step& step, absl::Time started,
                                  const absl::Status& status) {
   if (FailureKindOf(status) == FailureKind::kUnreachable) return;
-  // A runner that lost the lock records nothing: the history is the holder's.
-  if (!lock_->CheckHeld().ok()) return;
   store::HistoryRow row =
       HistoryRowFor(*step.migration, DirectionName(step.direction), started, kOutcomeFailed);
   row.error = std::string(status.message());
