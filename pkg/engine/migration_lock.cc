@@ -127,6 +127,8 @@ class SessionLock final : public MigrationLock {
 
 class LeaseLock final : public MigrationLock {
  public:
+  static constexpr char kTimeFormat[] = "%Y-%m-%dT%H:%M:%E3SZ";
+
   LeaseLock(const store::TableNames& tables, int64_t key, const std::string& holder_prefix,
             absl::Duration ttl, StoreFactory heartbeat_factory)
       : tables_(tables),
@@ -164,8 +166,9 @@ class LeaseLock final : public MigrationLock {
     if (!lease.has_value()) return std::optional<store::LockHolder>();
     store::LockHolder holder;
     holder.application_name = lease->holder;
-    holder.client_address = "lease";
-    holder.since = absl::FormatTime("%Y-%m-%d %H:%M:%E3S%Ez", lease->acquired_at, absl::UTCTimeZone());
+    holder.lease = true;
+    holder.since = absl::FormatTime(kTimeFormat, lease->acquired_at, absl::UTCTimeZone());
+    holder.last_heartbeat = absl::FormatTime(kTimeFormat, lease->heartbeat_at, absl::UTCTimeZone());
     return std::optional<store::LockHolder>(std::move(holder));
   }
   bool WakesWaiters() const override { return false; }
