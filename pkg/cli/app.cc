@@ -228,24 +228,32 @@ std::string JoinedOrBase(const std::vector<std::string>& versions) {
 
 int FailWith(const absl::Status& status) { return Fail(failure::ExitCodeFor(status), status); }
 
+// Returns the connection string given by `flag` (its value `url`), else by the file `file_flag`
+// names (`file`), else empty.
+absl::StatusOr<std::string> UrlFromFlags(const std::string& url, absl::string_view file_flag,
+                                         const std::string& file) {
+  if (!url.empty()) return url;
+  if (file.empty()) return std::string();
+  std::ifstream in(file);
+  if (!in) {
+    return failure::WithFailureKind(
+        absl::InvalidArgumentError(absl::StrCat("cannot read --", file_flag, " ", file)),
+        failure::FailureKind::kUsage);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(text.str()));
+}
+
 // Returns the connection string: --database-url, else --database-url-file, else DATABASE_URL,
 // else empty (libpq's PG* variables).
 absl::StatusOr<std::string> DatabaseUrl(const Context& context) {
   const Options& options = context.options();
-  if (!options.database_url.empty()) return options.database_url;
-  if (!options.database_url_file.empty()) {
-    std::ifstream file(options.database_url_file);
-    if (!file) {
-      return failure::WithFailureKind(
-          absl::InvalidArgumentError(
-              absl::StrCat("cannot read --database-url-file ", options.database_url_file)),
-          failure::FailureKind::kUsage);
-    }
-    std::stringstream text;
-    text << file.rdbuf();
-    return std::string(absl::StripAsciiWhitespace(text.str()));
-  }
-  if (std::optional<std::string> url = context.env("DATABASE_URL"); url.has_value()) return *url;
+  SLUICE_ASSIGN_OR_RETURN(
+      std::string url,
+      UrlFromFlags(options.database_url, "database-url-file", options.database_url_file));
+  if (!url.empty()) return url;
+  if (std::optional<std::string> env = context.env("DATABASE_URL"); env.has_value()) return *env;
   return std::string();
 }
 
@@ -272,6 +280,9 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
   engine_options.tables.version_table = options.version_table;
   engine_options.lock_key = options.lock_key;
   engine_options.lock_wait = options.lock_wait;
+  engine_options.lock_mode =
+      options.lock_mode == "lease" ? engine::LockMode::kLease : engine::LockMode::kSession;
+  engine_options.lease_ttl = options.lease_ttl;
   engine_options.ddl_lock_timeout = options.ddl_lock_timeout;
   engine_options.ddl_retries = options.ddl_retries;
   engine_options.single_transaction = options.single_transaction;
@@ -279,15 +290,26 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
   engine_options.fail_if_ahead = options.if_ahead == "fail";
   engine_options.applied_by = base::RunnerName(context.env);
   const absl::Duration connect_timeout = options.connect_timeout;
-  engine::StoreFactory factory = [url, connect_timeout](const std::string& application_name) {
-    store::ConnectOptions connect;
-    connect.url = url;
-    connect.application_name = absl::StrCat("sluice:", application_name);
-    connect.connect_timeout = connect_timeout;
-    return store::ConnectPg(connect);
+  const auto factory_for = [connect_timeout](const std::string& target) -> engine::StoreFactory {
+    return [target, connect_timeout](const std::string& application_name) {
+      store::ConnectOptions connect;
+      connect.url = target;
+      connect.application_name = absl::StrCat("sluice:", application_name);
+      connect.connect_timeout = connect_timeout;
+      return store::ConnectPg(connect);
+    };
   };
-  return std::make_unique<engine::Engine>(std::move(graph), std::move(factory),
-                                          std::move(engine_options), observer);
+  SLUICE_ASSIGN_OR_RETURN(std::string lock_url,
+                          UrlFromFlags(options.lock_database_url, "lock-database-url-file",
+                                       options.lock_database_url_file));
+  engine::StoreFactory lock_factory;
+  if (!lock_url.empty()) {
+    log::Debug("lock database", {{"url", store::RedactUrl(lock_url)}});
+    lock_factory = factory_for(lock_url);
+  }
+  return std::make_unique<engine::Engine>(std::move(graph), factory_for(url),
+                                          std::move(engine_options), observer,
+                                          std::move(lock_factory));
 }
 
 // Loads the manifests' graph and opens an engine on it.
@@ -425,10 +447,74 @@ int RunResolve(const Context& context) {
   return failure::kExitOk;
 }
 
+// Returns `time` as the logs print times (UTC, milliseconds).
+std::string LockTime(absl::Time time) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", time, absl::UTCTimeZone());
+}
+
+int RunLock(const Context& context) {
+  const std::string& action = context.args()[0];
+  if (action != "status" && action != "release") {
+    return UsageError("lock takes `status` (who holds the migration lock) or `release --force` "
+                      "(free a lease whose holder is gone)");
+  }
+  if (action == "release" && !context.options().force) {
+    return UsageError(
+        "lock release frees the lease of a runner that is gone and needs --force; a lease whose "
+        "heartbeat is fresh is never released (see `sluice lock status`)");
+  }
+  // The lock does not depend on the manifests: no graph to load.
+  absl::StatusOr<RevisionGraph> no_revisions = RevisionGraph::Build({});
+  if (!no_revisions.ok()) return FailWith(no_revisions.status());
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenEngine(
+      context, std::make_shared<const RevisionGraph>(*std::move(no_revisions)));
+  if (!session.ok()) return FailWith(session.status());
+  if (action == "release") {
+    absl::StatusOr<store::Lease> released = (*session)->ForceReleaseLease();
+    if (!released.ok()) return FailWith(released.status());
+    context.out << "released the lease of " << released->holder << " (held since "
+                << LockTime(released->acquired_at) << ", last heartbeat "
+                << LockTime(released->heartbeat_at) << ", expired "
+                << absl::FormatDuration(-released->remaining) << " ago)\n";
+    return failure::kExitOk;
+  }
+  absl::StatusOr<engine::LockStatus> status = (*session)->ReadLockStatus();
+  if (!status.ok()) return FailWith(status.status());
+  const Options& options = context.options();
+  context.out << "lock key " << status->key << " (" << options.schema << "."
+              << options.version_table << ")\n";
+  context.out << "advisory lock (lock mode session): "
+              << (status->session_holder.has_value()
+                      ? absl::StrCat("held by ", store::DescribeLockHolder(*status->session_holder))
+                      : "free")
+              << "\n";
+  context.out << "lease (lock mode lease, " << options.schema << ".sluice_lock): ";
+  if (!status->lease.has_value()) {
+    context.out << "free\n";
+  } else {
+    const store::Lease& lease = *status->lease;
+    const bool expired = lease.remaining <= absl::ZeroDuration();
+    context.out << (expired ? "expired; was held by " : "held by ") << lease.holder << " since "
+                << LockTime(lease.acquired_at) << ", last heartbeat "
+                << LockTime(lease.heartbeat_at)
+                << (expired ? absl::StrCat(", expired ", absl::FormatDuration(-lease.remaining),
+                                           " ago (`sluice lock release --force` frees it)")
+                            : absl::StrCat(", expires in ", absl::FormatDuration(lease.remaining),
+                                           " unless renewed"))
+                << "\n";
+  }
+  return failure::kExitOk;
+}
+
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
-  static const std::vector<std::string> kLocked = {"lock-key", "lock-wait"};
+  static const std::vector<std::string> kLockTarget = {"lock-key", "lock-mode",
+                                                       "lock-database-url",
+                                                       "lock-database-url-file"};
+  static const std::vector<std::string> kLocked = {"lock-key",          "lock-wait",
+                                                   "lock-mode",         "lease-ttl",
+                                                   "lock-database-url", "lock-database-url-file"};
   static const std::vector<std::string> kReport = {"report", "report-required", "report-timeout",
                                                    "kubeconfig"};
   static const std::vector<std::string> kApply = {"ddl-lock-timeout", "ddl-retries",
@@ -466,6 +552,9 @@ const std::vector<CommandSpec>& Commands() {
       {"validate", "validate",
        "check the manifests, the revision graph and, when a database is given, drift",
        flags({{"single-head", "allow-drift"}, kDatabase}), 0, 0, RunValidate},
+      {"lock", "lock status | lock release --force",
+       "who holds the migration lock (either mode); free a lease whose holder is gone",
+       flags({{"force"}, kDatabase, kLockTarget}), 1, 1, RunLock},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;

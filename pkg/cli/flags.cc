@@ -115,6 +115,29 @@ const std::vector<FlagSpec>& Flags() {
       {"lock-wait", Kind::kDuration,
        "how long to wait for the migration lock before exiting 6 (default 10m)",
        SetDuration(&Options::lock_wait)},
+      {"lock-mode", Kind::kString,
+       "session (an advisory lock) or lease (a lease row with a heartbeat, for connection "
+       "poolers in transaction mode) (default session)",
+       SetChoice(&Options::lock_mode, {"session", "lease"})},
+      {"lease-ttl", Kind::kDuration,
+       "lock mode lease: how long a lease outlives its last heartbeat (default 30s, at least 1s)",
+       [](absl::string_view value, Options& options) -> absl::Status {
+         absl::StatusOr<absl::Duration> ttl = ParseDurationValue(value);
+         if (!ttl.ok()) return ttl.status();
+         if (*ttl < absl::Seconds(1)) {
+           return absl::InvalidArgumentError(absl::StrCat("\"", value, "\" is under 1s"));
+         }
+         options.lease_ttl = *ttl;
+         return absl::OkStatus();
+       }},
+      {"lock-database-url", Kind::kString,
+       "a connection of its own for the lock, e.g. direct to PostgreSQL while --database-url "
+       "goes through a pooler (else --lock-database-url-file; default: --database-url)",
+       SetString(&Options::lock_database_url)},
+      {"lock-database-url-file", Kind::kString, "file holding the lock's database URL",
+       SetString(&Options::lock_database_url_file)},
+      {"force", Kind::kBool, "lock release: free a lease whose holder is gone",
+       SetBool(&Options::force)},
       {"ddl-lock-timeout", Kind::kDuration, "lock_timeout inside each revision (default 10s)",
        SetDuration(&Options::ddl_lock_timeout)},
       {"ddl-retries", Kind::kInt, "retries of a revision that hit lock_timeout (default 3)",

@@ -27,6 +27,11 @@ struct Options {
   std::string version_table = "alembic_version";
   std::optional<int64_t> lock_key;
   absl::Duration lock_wait = absl::Minutes(10);
+  std::string lock_mode = "session";
+  absl::Duration lease_ttl = absl::Seconds(30);
+  std::string lock_database_url;
+  std::string lock_database_url_file;
+  bool force = false;
   absl::Duration ddl_lock_timeout = absl::Seconds(10);
   int ddl_retries = 3;
   std::string report;

@@ -76,6 +76,9 @@ absl::Status Engine::Impl::InTransaction(store::Store& work,
   SLUICE_RETURN_IF_ERROR(lock_timeout.has_value() ? work.BeginWithLockTimeout(*lock_timeout)
                                                   : work.Begin());
   absl::Status status = body();
+  // A lease lost meanwhile (lock mode lease) rolls the transaction back: a runner that is no
+  // longer the holder commits nothing.
+  if (status.ok() && locked_) status = lock_->CheckHeldInTransaction(work);
   if (status.ok()) status = work.Commit();
   if (!status.ok()) {
     absl::Status rollback = work.Rollback();
@@ -159,6 +162,7 @@ const std::string& Engine::Impl::SqlOf(const Step& step) const {
 
 absl::Status Engine::Impl::ApplyEach(store::Store& work, const Plan& plan, RunResult& result) {
   for (const Step& step : plan.steps) {
+    SLUICE_RETURN_IF_ERROR(lock_->CheckHeld());
     const absl::Time started = absl::Now();
     absl::Status status = step.migration->transactional
                               ? ApplyTransactional(work, step, started)
@@ -171,6 +175,13 @@ absl::Status Engine::Impl::ApplyEach(store::Store& work, const Plan& plan, RunRe
     result.steps.push_back(outcome);
     if (observer_ != nullptr) observer_->OnStepFinished(outcome);
     if (!status.ok()) {
+      // The lease was lost meanwhile: the step was rolled back because of that, not its SQL.
+      if (absl::Status held = lock_->CheckHeld(); !held.ok()) {
+        return WithFailureKind(
+            absl::Status(held.code(), absl::StrCat(held.message(), "; revision ",
+                                                   step.migration->revision, " was not recorded")),
+            FailureKind::kLockTimeout);
+      }
       RecordFailure(work, step, started, status);
       return status;
     }
@@ -222,10 +233,18 @@ absl::Status Engine::Impl::ApplyStatementByStatement(store::Store& work, const S
                            FailureKind::kInvalidManifests);
   }
   SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> invalid_before, work.InvalidIndexes());
-  SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
-  absl::Cleanup reset = [&work] { (void)work.Execute("RESET lock_timeout"); };
+  // These statements run outside a transaction, so lock_timeout can only be set for the session:
+  // done where the work connection is known to be one server session. Through a pooler in
+  // transaction mode the setting would land on a pooled server session another client gets next
+  // and be missing from the next statement's, so there they run with the server's lock_timeout.
+  const bool session_settings = lock_->SessionSettingsStick();
+  if (session_settings) SLUICE_RETURN_IF_ERROR(work.SetLockTimeout(options_.ddl_lock_timeout));
+  absl::Cleanup reset = [&work, session_settings] {
+    if (session_settings) (void)work.Execute("RESET lock_timeout");
+  };
   for (size_t i = 0; i < statements->size(); ++i) {
     const sql::Statement& statement = (*statements)[i];
+    SLUICE_RETURN_IF_ERROR(lock_->CheckHeld());
     absl::Status status = WithLockRetries(step, [&] { return work.Execute(statement.text); });
     if (!status.ok()) {
       return DescribeFailure(
@@ -247,7 +266,8 @@ absl::Status Engine::Impl::ApplyStatementByStatement(store::Store& work, const S
             "them with DROP INDEX CONCURRENTLY and run the revision again")),
         1);
   }
-  return RecordStep(work, step, started);  // one statement: atomic on its own
+  // In a transaction of its own, so that the lock is checked before it commits.
+  return InTransaction(work, std::nullopt, [&] { return RecordStep(work, step, started); });
 }
 
 absl::Status Engine::Impl::ApplyInOneTransaction(store::Store& work, const Plan& plan,

@@ -64,14 +64,19 @@ manifest::Migration MigrationFromHistory(const store::HistoryRow& row) {
 }  // namespace internal
 
 Engine::Impl::Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
-                   EngineOptions options, Observer* observer)
+                   EngineOptions options, Observer* observer, StoreFactory lock_factory)
     : manifest_graph_(std::move(graph)),
       graph_(manifest_graph_.get()),
       factory_(std::move(factory)),
+      lock_factory_(lock_factory ? std::move(lock_factory) : factory_),
       options_(std::move(options)),
       observer_(observer),
       lock_key_(options_.lock_key.value_or(store::LockKeyFor(options_.tables))) {
   for (const Migration* m : manifest_graph_->TopologicalOrder()) manifest_ids_.insert(m->revision);
+  lock_ = options_.lock_mode == LockMode::kLease
+              ? NewLeaseLock(options_.tables, lock_key_, options_.applied_by, options_.lease_ttl,
+                             lock_factory_)
+              : NewSessionLock(lock_key_, /*work_shares_lock_target=*/!lock_factory);
 }
 
 Engine::Impl::~Impl() {
@@ -161,6 +166,41 @@ absl::StatusOr<RunResult> Engine::Impl::Stamp(absl::string_view target, bool pur
   return result;
 }
 
+absl::StatusOr<LockStatus> Engine::Impl::ReadLockStatus() {
+  SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
+  LockStatus status;
+  status.key = lock_key_;
+  SLUICE_ASSIGN_OR_RETURN(status.session_holder, control->LockHolderOf(lock_key_));
+  SLUICE_ASSIGN_OR_RETURN(status.lease, control->ReadLease(options_.tables, lock_key_));
+  return status;
+}
+
+absl::StatusOr<store::Lease> Engine::Impl::ForceReleaseLease() {
+  SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
+  SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> deleted,
+                          control->DeleteExpiredLease(options_.tables, lock_key_));
+  if (deleted.has_value()) {
+    log::Info("released the expired migration lease",
+              {{"holder", deleted->holder}, {"key", absl::StrCat(lock_key_)}});
+    return *std::move(deleted);
+  }
+  SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> lease,
+                          control->ReadLease(options_.tables, lock_key_));
+  if (!lease.has_value()) {
+    return WithFailureKind(absl::NotFoundError(absl::StrCat(
+                               "there is no migration lease (key ", lock_key_, ") in ",
+                               options_.tables.schema, ".sluice_lock: nothing to release")),
+                           FailureKind::kUsage);
+  }
+  return WithFailureKind(
+      absl::FailedPreconditionError(absl::StrCat(
+          "the migration lease is held by ", lease->holder,
+          ", whose heartbeat is fresh: it expires in ", absl::FormatDuration(lease->remaining),
+          " unless renewed. Its holder is alive; a lease is released by force only once its "
+          "holder has stopped renewing it")),
+      FailureKind::kLockTimeout);
+}
+
 absl::Status Engine::Impl::Resolve(absl::string_view revision, bool applied) {
   SLUICE_RETURN_IF_ERROR(TakeLock());
   SLUICE_ASSIGN_OR_RETURN(store::Store * work, WorkConnection());
@@ -177,7 +217,9 @@ absl::Status Engine::Impl::Resolve(absl::string_view revision, bool applied) {
   }
   const store::HistoryRow failed = *state.unresolved_failure;
   if (!applied) {
-    SLUICE_RETURN_IF_ERROR(work->SetHistoryOutcome(options_.tables, failed.id, kOutcomeResolved));
+    SLUICE_RETURN_IF_ERROR(InTransaction(*work, std::nullopt, [&] {
+      return work->SetHistoryOutcome(options_.tables, failed.id, kOutcomeResolved);
+    }));
     log::Info("marked the failed revision as rolled back; the next upgrade runs it again",
               {{"revision", failed.revision}});
     return absl::OkStatus();
@@ -228,7 +270,7 @@ RunResult Engine::Impl::Summarize(const Plan& plan, const DatabaseState& state) 
 
 absl::StatusOr<store::Store*> Engine::Impl::ControlConnection() {
   if (control_ == nullptr) {
-    SLUICE_ASSIGN_OR_RETURN(control_, factory_(options_.applied_by));
+    SLUICE_ASSIGN_OR_RETURN(control_, lock_factory_(options_.applied_by));
   }
   return control_.get();
 }
@@ -241,9 +283,9 @@ absl::StatusOr<store::Store*> Engine::Impl::WorkConnection() {
 }
 
 Engine::Engine(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
-               EngineOptions options, Observer* observer)
+               EngineOptions options, Observer* observer, StoreFactory lock_factory)
     : impl_(std::make_unique<Impl>(std::move(graph), std::move(factory), std::move(options),
-                                   observer)) {}
+                                   observer, std::move(lock_factory))) {}
 Engine::~Engine() = default;
 
 absl::StatusOr<RunResult> Engine::Upgrade(absl::string_view target) {
@@ -263,6 +305,8 @@ absl::StatusOr<std::vector<store::HistoryRow>> Engine::History() { return impl_-
 absl::Status Engine::Resolve(absl::string_view revision, bool applied) {
   return impl_->Resolve(revision, applied);
 }
+absl::StatusOr<LockStatus> Engine::ReadLockStatus() { return impl_->ReadLockStatus(); }
+absl::StatusOr<store::Lease> Engine::ForceReleaseLease() { return impl_->ForceReleaseLease(); }
 const graph::RevisionGraph& Engine::Graph() const { return impl_->Graph(); }
 
 }  // namespace sluice::engine

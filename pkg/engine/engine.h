@@ -25,8 +25,15 @@ namespace sluice::engine {
 using StoreFactory = std::function<absl::StatusOr<std::unique_ptr<store::Store>>(
     const std::string& application_name)>;
 
+// How runners exclude each other (--lock-mode): a session-level advisory lock on the lock
+// connection, or a lease row with a heartbeat that works through transaction-pooling proxies.
+enum class LockMode { kSession, kLease };
+
 struct EngineOptions {
   store::TableNames tables;
+  LockMode lock_mode = LockMode::kSession;
+  // How long a lease lasts unless its heartbeat (every third of it) renews it (--lease-ttl).
+  absl::Duration lease_ttl = absl::Seconds(30);
   std::optional<int64_t> lock_key;  // default: store::LockKeyFor(tables)
   absl::Duration lock_wait = absl::Minutes(10);
   absl::Duration ddl_lock_timeout = absl::Seconds(10);
@@ -73,6 +80,13 @@ class Observer {
   virtual void OnStepFinished(const StepOutcome& /*step*/) {}
 };
 
+// Who holds the migration lock, in either mode (`sluice lock status`).
+struct LockStatus {
+  int64_t key = 0;
+  std::optional<store::LockHolder> session_holder;  // the advisory lock's holder, if any
+  std::optional<store::Lease> lease;                // the lease row, if any (maybe expired)
+};
+
 // The state of an applied revision with respect to its manifest.
 enum class Verification { kVerified, kUnverified, kDrifted };
 
@@ -94,9 +108,10 @@ struct DatabaseState {
 class Engine {
  public:
   // `graph` is the manifests' graph, built once by the caller and shared with it; `factory` opens
-  // connections.
+  // connections; `lock_factory`, when given, opens the lock's connections instead (a direct
+  // connection for the advisory lock while the work goes through a pooler: --lock-database-url).
   Engine(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
-         EngineOptions options, Observer* observer = nullptr);
+         EngineOptions options, Observer* observer = nullptr, StoreFactory lock_factory = nullptr);
   ~Engine();
 
   // Applies revisions up to `target`. A runner that finds the database already at the target exits
@@ -115,6 +130,12 @@ class Engine {
   // Resolves a failed non-transactional revision: `applied` records it as applied (finished by
   // hand); otherwise it is marked rolled back, to be run again by the next upgrade.
   absl::Status Resolve(absl::string_view revision, bool applied);
+
+  // Returns who holds the migration lock, in either mode, without taking it.
+  absl::StatusOr<LockStatus> ReadLockStatus();
+  // Deletes the lease when its holder is gone (its lease expired: no heartbeat renewed it within
+  // its TTL); refuses, with kind kLockTimeout, while it is fresh. Returns the lease deleted.
+  absl::StatusOr<store::Lease> ForceReleaseLease();
 
   // Returns the graph of the manifests plus the revisions known only from the database's history
   // (after any call above that read the database; the manifests' graph before, and whenever the

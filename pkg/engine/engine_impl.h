@@ -1,5 +1,5 @@
 // Internal to pkg/engine: the engine's implementation class, shared by the files that implement
-// it (engine.cc: commands and connections; lock.cc: the advisory lock and the fast no-op;
+// it (engine.cc: commands and connections; lock.cc: waiting for the lock and the fast no-op;
 // database_state.cc: state and drift; apply.cc: applying steps). Not part of the module's API.
 #ifndef SLUICE_PKG_ENGINE_ENGINE_IMPL_H_
 #define SLUICE_PKG_ENGINE_ENGINE_IMPL_H_
@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "pkg/engine/blocker_watcher.h"
 #include "pkg/engine/engine.h"
+#include "pkg/engine/migration_lock.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/migration.h"
 #include "pkg/store/store.h"
@@ -46,7 +47,7 @@ manifest::Migration MigrationFromHistory(const store::HistoryRow& row);
 class Engine::Impl {
  public:
   Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
-       EngineOptions options, Observer* observer);
+       EngineOptions options, Observer* observer, StoreFactory lock_factory);
   ~Impl();
   const graph::RevisionGraph& Graph() const { return *graph_; }
   absl::StatusOr<RunResult> Migrate(graph::Direction direction, absl::string_view target);
@@ -55,10 +56,10 @@ class Engine::Impl {
   absl::StatusOr<std::vector<std::string>> Pending(absl::string_view target);
   absl::StatusOr<DatabaseState> Inspect();
   absl::StatusOr<std::vector<store::HistoryRow>> History();
+  absl::StatusOr<LockStatus> ReadLockStatus();
+  absl::StatusOr<store::Lease> ForceReleaseLease();
 
  private:
-  std::string LockChannel() const { return absl::StrCat("sluice_lock_", lock_key_); }
-
   // Commands and connections (engine.cc).
   static std::string Joined(const std::vector<std::string>& items);
   static absl::Status AsUsage(absl::Status status);
@@ -67,8 +68,8 @@ class Engine::Impl {
   absl::StatusOr<store::Store*> ControlConnection();
   absl::StatusOr<store::Store*> WorkConnection();
 
-  // The advisory lock and the fast no-op (lock.cc).
-  // Releases the advisory lock, if held, and wakes the runners waiting for it.
+  // The migration lock (migration_lock.h) and the fast no-op (lock.cc).
+  // Releases the lock, if held (and wakes the runners waiting for it, where they can be woken).
   void ReleaseLock();
   absl::Status TakeLock();
   // Polls the lock. With `plan_for`, each poll also reads the version table and returns a result
@@ -128,10 +129,12 @@ class Engine::Impl {
   std::unique_ptr<graph::RevisionGraph> extended_graph_;
   std::set<std::string> manifest_ids_;
   StoreFactory factory_;
+  StoreFactory lock_factory_;  // factory_ unless the lock has a connection target of its own
   EngineOptions options_;
   Observer* observer_;
   const int64_t lock_key_;
-  std::unique_ptr<store::Store> control_;  // polls and holds the advisory lock
+  std::unique_ptr<MigrationLock> lock_;
+  std::unique_ptr<store::Store> control_;  // polls and holds the lock
   std::unique_ptr<store::Store> work_;     // runs the revisions
   std::unique_ptr<BlockerWatcher> watcher_;
   bool locked_ = false;

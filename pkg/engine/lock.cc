@@ -25,15 +25,8 @@ using graph::Plan;
 }  // namespace
 
 void Engine::Impl::ReleaseLock() {
-  if (locked_ && control_ != nullptr) {
-    absl::Status status = control_->Unlock(lock_key_);
-    // Wake the runners waiting for the lock now rather than at their next poll.
-    if (status.ok()) status = control_->Notify(LockChannel());
-    if (status.ok()) log::Debug("released the migration lock", {{"key", absl::StrCat(lock_key_)}});
-    if (!status.ok())
-      log::Warning("could not release the migration lock",
-                   {{"error", std::string(status.message())}});
-  }
+  if (locked_ && control_ != nullptr) lock_->Release(*control_);
+  locked_ = false;
 }
 
 absl::Status Engine::Impl::TakeLock() {
@@ -42,11 +35,12 @@ absl::Status Engine::Impl::TakeLock() {
   return absl::OkStatus();
 }
 
-// Polls the lock. With `plan_for`, each poll also reads the version table and returns a result
+// Polls the lock (in either mode). With `plan_for`, each poll also reads the version table and returns a result
 // without the lock when there is nothing left to do. Returns nullopt once the lock is held.
 absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
     const std::function<absl::StatusOr<Plan>(const std::vector<std::string>&)>& plan_for) {
   SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
+  store::Store* work = nullptr;
   const absl::Time deadline = absl::Now() + options_.lock_wait;
   absl::Duration interval = options_.lock_poll_initial;
   absl::Time next_holder_log = absl::InfinitePast();
@@ -79,14 +73,17 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
         return std::optional<RunResult>(std::move(result));
       }
     }
-    SLUICE_ASSIGN_OR_RETURN(bool locked, control->TryLock(lock_key_));
+    if (work == nullptr) {
+      SLUICE_ASSIGN_OR_RETURN(work, WorkConnection());
+    }
+    SLUICE_ASSIGN_OR_RETURN(bool locked, lock_->TryAcquire(*control, *work));
     if (locked) {
       locked_ = true;
       return std::optional<RunResult>();
     }
     const absl::Time now = absl::Now();
     if (now >= next_holder_log || now >= deadline) {
-      absl::StatusOr<std::optional<store::LockHolder>> holder = control->LockHolderOf(lock_key_);
+      absl::StatusOr<std::optional<store::LockHolder>> holder = lock_->Holder(*control);
       std::string who = "an unknown session";
       if (holder.ok() && holder->has_value()) {
         const store::LockHolder& h = **holder;
@@ -105,12 +102,16 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
                 {{"holder", who}, {"key", absl::StrCat(lock_key_)}});
       next_holder_log = now + absl::Seconds(5);
     }
-    if (!listening) {
-      SLUICE_RETURN_IF_ERROR(control->Listen(LockChannel()));
-      listening = true;
+    const absl::Duration wait = std::min(base::Jittered(interval), deadline - now);
+    if (lock_->WakesWaiters()) {
+      if (!listening) {
+        SLUICE_RETURN_IF_ERROR(control->Listen(LockChannel(lock_key_)));
+        listening = true;
+      }
+      SLUICE_RETURN_IF_ERROR(control->WaitForNotification(wait).status());
+    } else {
+      absl::SleepFor(wait);
     }
-    SLUICE_RETURN_IF_ERROR(
-        control->WaitForNotification(std::min(base::Jittered(interval), deadline - now)).status());
     interval = std::min(interval * 3 / 2, options_.lock_poll_max);
   }
 }

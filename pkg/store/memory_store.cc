@@ -60,6 +60,12 @@ class MemoryStore final : public Store {
     for (const auto& [containing, index] : db_.invalidate_on_execute_) {
       if (absl::StrContains(sql, containing)) data.invalid_indexes.insert(index);
     }
+    for (const auto& [containing, key] : db_.expire_lease_on_execute_) {
+      auto lease = db_.leases_.find(key);
+      if (absl::StrContains(sql, containing) && lease != db_.leases_.end()) {
+        lease->second.expires_at = absl::Now();
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -594,6 +600,11 @@ void MemoryDatabase::InvalidateIndexOnExecuteForTest(absl::string_view containin
                                                      absl::string_view index) {
   absl::MutexLock lock(&mutex_);
   invalidate_on_execute_[std::string(containing)] = std::string(index);
+}
+
+void MemoryDatabase::ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key) {
+  absl::MutexLock lock(&mutex_);
+  expire_lease_on_execute_[std::string(containing)] = key;
 }
 
 void MemoryDatabase::SetVersionsForTest(const TableNames& tables,

@@ -73,6 +73,9 @@ class MemoryDatabase {
   // Sets the indexes that InvalidIndexes() reports from the next Execute of SQL containing
   // `containing` on (as after a CREATE INDEX CONCURRENTLY that did not finish).
   void InvalidateIndexOnExecuteForTest(absl::string_view containing, absl::string_view index);
+  // Expires lease `key` (as ExpireLeaseForTest) when SQL containing `containing` is executed: a
+  // lease that runs out while a revision runs.
+  void ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key);
 
   // Sets the version table's rows and creates the tables, as a database that was migrated before.
   void SetVersionsForTest(const TableNames& tables, std::vector<std::string> versions);
@@ -183,6 +186,7 @@ class MemoryDatabase {
   Data data_ ABSL_GUARDED_BY(mutex_);
   std::deque<InjectedFailure> failures_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::string> invalidate_on_execute_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, int64_t> expire_lease_on_execute_ ABSL_GUARDED_BY(mutex_);
   std::map<int, Session> sessions_ ABSL_GUARDED_BY(mutex_);
   std::map<int64_t, LockHold> locks_ ABSL_GUARDED_BY(mutex_);
   std::set<std::string> lease_tables_ ABSL_GUARDED_BY(mutex_);          // by schema

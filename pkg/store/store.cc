@@ -36,6 +36,12 @@ std::string DescribeLockHolder(const LockHolder& holder) {
   std::string who =
       holder.application_name.empty() ? "(no application_name)" : holder.application_name;
   std::vector<std::string> details;
+  if (holder.lease) {
+    details.push_back(absl::StrCat("lease taken at ", holder.since));
+    details.push_back(absl::StrCat("last heartbeat ", holder.last_heartbeat));
+    absl::StrAppend(&who, " (", absl::StrJoin(details, ", "), ")");
+    return who;
+  }
   if (holder.pid != 0) details.push_back(absl::StrCat("pid ", holder.pid));
   details.push_back(holder.client_address.empty() ? "local" : holder.client_address);
   if (!holder.since.empty()) details.push_back(absl::StrCat("connected since ", holder.since));

@@ -46,14 +46,19 @@ struct HistoryRow {
 };
 
 // Who holds the advisory lock, from pg_stat_activity.
+// Who holds the migration lock: the advisory lock's session (from pg_stat_activity), or the
+// lease's holder (lock mode lease: `lease` set, no pid or address).
 struct LockHolder {
-  std::string application_name;
+  std::string application_name;  // the lease's holder name for a lease
   std::string client_address;
-  std::string since;  // backend start, as PostgreSQL prints it
+  std::string since;  // backend start, as PostgreSQL prints it; when the lease was taken
   int pid = 0;
+  bool lease = false;
+  std::string last_heartbeat;  // a lease's last renewal
 };
 
-// Returns `holder` for logs and status messages: "NAME (pid N, ADDRESS, connected since T)".
+// Returns `holder` for logs and status messages: "NAME (pid N, ADDRESS, connected since T)", or
+// for a lease "NAME (lease taken at T, last heartbeat T)".
 std::string DescribeLockHolder(const LockHolder& holder);
 
 // The lease of lock mode `lease`: one row per lock key in `<schema>.sluice_lock`, for databases

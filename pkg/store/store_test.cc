@@ -38,6 +38,24 @@ struct RedactCase {
 
 class RedactUrlTest : public ::testing::TestWithParam<RedactCase> {};
 
+TEST(DescribeLockHolderTest, NamesTheSessionOrTheLease) {
+  LockHolder session;
+  session.application_name = "sluice:pod-1";
+  session.client_address = "10.0.0.7";
+  session.since = "2026-12-01 03:00:00+00";
+  session.pid = 4242;
+  EXPECT_EQ(DescribeLockHolder(session),
+            "sluice:pod-1 (pid 4242, 10.0.0.7, connected since 2026-12-01 03:00:00+00)");
+  LockHolder lease;
+  lease.application_name = "pod-2-0a1b2c3d";
+  lease.lease = true;
+  lease.since = "2026-12-01T03:00:00.000Z";
+  lease.last_heartbeat = "2026-12-01T03:00:10.000Z";
+  EXPECT_EQ(DescribeLockHolder(lease),
+            "pod-2-0a1b2c3d (lease taken at 2026-12-01T03:00:00.000Z, last heartbeat "
+            "2026-12-01T03:00:10.000Z)");
+}
+
 TEST_P(RedactUrlTest, HidesThePassword) {
   EXPECT_EQ(RedactUrl(GetParam().input), GetParam().expected);
 }
