@@ -162,17 +162,23 @@ TEST_F(PoolerTest, SessionLockThroughTransactionPoolingIsRefused) {
   ExpectNothingApplied();
 }
 
+// Runners at once make the pooler hand server sessions around between them, so that one runner's
+// statements may land in one server session by chance; each must still be refused. A few rounds,
+// since a detection that can be fooled is fooled only in some of them.
 TEST_F(PoolerTest, SessionLockThroughTransactionPoolingIsRefusedByEveryConcurrentRunner) {
   WriteLinear(3);
   UseDatabaseUrl(transaction_pooled());
-  std::vector<ProcessResult> results = RunConcurrently(4, {"upgrade", "head"});
-  for (const ProcessResult& r : results) {
-    EXPECT_EQ(r.exit_code, kExitLockNotAcquired) << Describe(r);
-    EXPECT_THAT(r.err, HasSubstr("transaction"));
-    EXPECT_THAT(r.err, HasSubstr("--lock-database-url"));
-    EXPECT_THAT(r.err, HasSubstr("--lock-mode=lease"));
+  for (int round = 1; round <= 3 && !HasFailure(); ++round) {
+    SCOPED_TRACE(absl::StrCat("round ", round));
+    std::vector<ProcessResult> results = RunConcurrently(4, {"upgrade", "head"});
+    for (const ProcessResult& r : results) {
+      EXPECT_EQ(r.exit_code, kExitLockNotAcquired) << Describe(r);
+      EXPECT_THAT(r.err, HasSubstr("transaction"));
+      EXPECT_THAT(r.err, HasSubstr("--lock-database-url"));
+      EXPECT_THAT(r.err, HasSubstr("--lock-mode=lease"));
+    }
+    ExpectNothingApplied();
   }
-  ExpectNothingApplied();
 }
 
 // b. The lease through transaction pooling: sixteen runners, each revision applied exactly once.
