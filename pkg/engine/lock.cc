@@ -22,6 +22,8 @@ using failure::FailureKind;
 using failure::WithFailureKind;
 using graph::Plan;
 
+constexpr absl::Duration kPollMaxWithoutNotifications = absl::Milliseconds(50);
+
 }  // namespace
 
 void Engine::Impl::ReleaseLock() {
@@ -40,9 +42,13 @@ absl::Status Engine::Impl::TakeLock() {
 absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
     const std::function<absl::StatusOr<Plan>(const std::vector<std::string>&)>& plan_for) {
   SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
-  store::Store* work = nullptr;
   const absl::Time deadline = absl::Now() + options_.lock_wait;
   absl::Duration interval = options_.lock_poll_initial;
+  // A waiter that cannot be woken by a notification (the lease, through a pooler) learns of the
+  // hand-over only by polling, so it polls more often: its polls are plain reads that lock nothing.
+  const absl::Duration poll_max =
+      lock_->WakesWaiters() ? options_.lock_poll_max
+                            : std::min(options_.lock_poll_max, kPollMaxWithoutNotifications);
   absl::Time next_holder_log = absl::InfinitePast();
   bool listening = false;
   std::vector<store::HistoryRow> no_history;
@@ -73,10 +79,8 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
         return std::optional<RunResult>(std::move(result));
       }
     }
-    if (work == nullptr) {
-      SLUICE_ASSIGN_OR_RETURN(work, WorkConnection());
-    }
-    SLUICE_ASSIGN_OR_RETURN(bool locked, lock_->TryAcquire(*control, *work));
+    SLUICE_ASSIGN_OR_RETURN(bool locked,
+                            lock_->TryAcquire(*control, [this] { return WorkConnection(); }));
     if (locked) {
       locked_ = true;
       return std::optional<RunResult>();
@@ -112,7 +116,7 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
     } else {
       absl::SleepFor(wait);
     }
-    interval = std::min(interval * 3 / 2, options_.lock_poll_max);
+    interval = std::min(interval * 3 / 2, poll_max);
   }
 }
 

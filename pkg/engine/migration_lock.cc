@@ -46,8 +46,11 @@ class SessionLock final : public MigrationLock {
   SessionLock(int64_t key, bool work_shares_lock_target)
       : key_(key), work_shares_lock_target_(work_shares_lock_target) {}
 
-  absl::StatusOr<bool> TryAcquire(store::Store& control, store::Store& work) override {
-    if (server_pid_ == 0) SLUICE_RETURN_IF_ERROR(CheckOneSession(control, work));
+  absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) override {
+    if (server_pid_ == 0) {
+      SLUICE_ASSIGN_OR_RETURN(store::Store * work_connection, work());
+      SLUICE_RETURN_IF_ERROR(CheckOneSession(control, *work_connection));
+    }
     SLUICE_ASSIGN_OR_RETURN(bool locked, control.TryLock(key_));
     if (!locked) return false;
     // The lock belongs to the server session that ran pg_try_advisory_lock: it must be ours still.
@@ -139,11 +142,16 @@ class LeaseLock final : public MigrationLock {
 
   ~LeaseLock() override { StopHeartbeat(); }
 
-  absl::StatusOr<bool> TryAcquire(store::Store& control, store::Store& /*work*/) override {
+  absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& /*work*/) override {
     if (!table_ready_) {
       SLUICE_RETURN_IF_ERROR(control.EnsureLeaseTable(tables_));
       table_ready_ = true;
     }
+    // Look before taking: the taking statement locks the row even when it finds the lease fresh
+    // (ON CONFLICT locks the row, then checks its WHERE), which would make the holder's heartbeat
+    // and its check before each commit wait behind every poller.
+    SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> current, control.ReadLease(tables_, key_));
+    if (current.has_value() && current->remaining > absl::ZeroDuration()) return false;
     const absl::Time sent = absl::Now();
     SLUICE_ASSIGN_OR_RETURN(bool acquired, control.TryAcquireLease(tables_, key_, holder_, ttl_));
     if (!acquired) return false;
