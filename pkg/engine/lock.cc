@@ -121,9 +121,9 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
       // it), and polls less meanwhile, which leaves the holder more of the machine.
       const absl::Duration per_revision =
           (now - first_seen->second) / static_cast<double>(first_seen->first - pending);
-      wait = std::min({std::max(per_revision * static_cast<double>(pending),
-                                kPollMinWithoutNotifications),
-                       options_.lock_poll_max, deadline - now});
+      wait = std::min(
+          {std::max(per_revision * static_cast<double>(pending), kPollMinWithoutNotifications),
+           options_.lock_poll_max, deadline - now});
     }
     if (lock_->WakesWaiters()) {
       if (!listening) {

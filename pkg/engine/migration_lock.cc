@@ -55,8 +55,7 @@ class SessionLock final : public MigrationLock {
     if (!locked) return false;
     // The lock belongs to the server session that ran pg_try_advisory_lock: it must be ours still.
     absl::StatusOr<store::SessionIdentity> now = control.IdentifySession(key_, "");
-    if (!now.ok() || now->server_pid != server_pid_ || now->marker != marker_ ||
-        !now->holds_lock) {
+    if (!now.ok() || now->server_pid != server_pid_ || now->marker != marker_ || !now->holds_lock) {
       (void)control.Unlock(key_);
       if (!now.ok()) return now.status();
       return LockFailure(absl::StrCat(
@@ -74,9 +73,7 @@ class SessionLock final : public MigrationLock {
   bool WakesWaiters() const override { return true; }
   bool SessionSettingsStick() const override { return work_shares_lock_target_; }
   absl::Status CheckHeld() override { return absl::OkStatus(); }
-  absl::Status CheckHeldInTransaction(store::Store& /*work*/) override {
-    return absl::OkStatus();
-  }
+  absl::Status CheckHeldInTransaction(store::Store& /*work*/) override { return absl::OkStatus(); }
 
   void Release(store::Store& control) override {
     if (!held_) return;
@@ -112,9 +109,8 @@ class SessionLock final : public MigrationLock {
       seen = "a setting it made for its session was gone by its next statement";
     }
     if (!seen.empty()) {
-      return LockFailure(
-          absl::StrCat("the lock connection is not one server session (", seen, "). ",
-                       kPoolerFixes));
+      return LockFailure(absl::StrCat("the lock connection is not one server session (", seen,
+                                      "). ", kPoolerFixes));
     }
     server_pid_ = first.server_pid;
     marker_ = marker;
@@ -223,8 +219,8 @@ class LeaseLock final : public MigrationLock {
 
  private:
   absl::Status LostError(const std::string& reason) const {
-    return LockFailure(absl::StrCat("this runner (", holder_, ") lost the migration lease: ", reason,
-                                    "; it stops without committing anything more"));
+    return LockFailure(absl::StrCat("this runner (", holder_, ") lost the migration lease: ",
+                                    reason, "; it stops without committing anything more"));
   }
 
   void StopHeartbeat() {
@@ -302,8 +298,7 @@ std::unique_ptr<MigrationLock> NewSessionLock(int64_t key, bool work_shares_lock
 std::unique_ptr<MigrationLock> NewLeaseLock(const store::TableNames& tables, int64_t key,
                                             const std::string& holder_prefix, absl::Duration ttl,
                                             StoreFactory heartbeat_factory) {
-  return std::make_unique<LeaseLock>(tables, key, holder_prefix, ttl,
-                                     std::move(heartbeat_factory));
+  return std::make_unique<LeaseLock>(tables, key, holder_prefix, ttl, std::move(heartbeat_factory));
 }
 
 }  // namespace sluice::engine

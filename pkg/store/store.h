@@ -183,8 +183,7 @@ class Store {
   virtual absl::Status ReleaseLease(const TableNames& tables, int64_t key,
                                     absl::string_view holder) = 0;
   // Returns the lease row of `key`, if any (also when the table does not exist: none).
-  virtual absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables,
-                                                         int64_t key) = 0;
+  virtual absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables, int64_t key) = 0;
   // Inside the caller's transaction: locks the lease row (FOR SHARE, so nobody can take it over
   // before this transaction ends) and returns whether `holder` holds it unexpired.
   virtual absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
