@@ -249,9 +249,8 @@ absl::StatusOr<std::string> UrlFromFlags(const std::string& url, absl::string_vi
 // else empty (libpq's PG* variables).
 absl::StatusOr<std::string> DatabaseUrl(const Context& context) {
   const Options& options = context.options();
-  SLUICE_ASSIGN_OR_RETURN(
-      std::string url,
-      UrlFromFlags(options.database_url, "database-url-file", options.database_url_file));
+  SLUICE_ASSIGN_OR_RETURN(std::string url, UrlFromFlags(options.database_url, "database-url-file",
+                                                        options.database_url_file));
   if (!url.empty()) return url;
   if (std::optional<std::string> env = context.env("DATABASE_URL"); env.has_value()) return *env;
   return std::string();
@@ -455,8 +454,9 @@ std::string LockTime(absl::Time time) {
 int RunLock(const Context& context) {
   const std::string& action = context.args()[0];
   if (action != "status" && action != "release") {
-    return UsageError("lock takes `status` (who holds the migration lock) or `release --force` "
-                      "(free a lease whose holder is gone)");
+    return UsageError(
+        "lock takes `status` (who holds the migration lock) or `release --force` "
+        "(free a lease whose holder is gone)");
   }
   if (action == "release" && !context.options().force) {
     return UsageError(
@@ -466,8 +466,8 @@ int RunLock(const Context& context) {
   // The lock does not depend on the manifests: no graph to load.
   absl::StatusOr<RevisionGraph> no_revisions = RevisionGraph::Build({});
   if (!no_revisions.ok()) return FailWith(no_revisions.status());
-  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenEngine(
-      context, std::make_shared<const RevisionGraph>(*std::move(no_revisions)));
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session =
+      OpenEngine(context, std::make_shared<const RevisionGraph>(*std::move(no_revisions)));
   if (!session.ok()) return FailWith(session.status());
   if (action == "release") {
     absl::StatusOr<store::Lease> released = (*session)->ForceReleaseLease();
@@ -509,8 +509,7 @@ int RunLock(const Context& context) {
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
-  static const std::vector<std::string> kLockTarget = {"lock-key", "lock-mode",
-                                                       "lock-database-url",
+  static const std::vector<std::string> kLockTarget = {"lock-key", "lock-mode", "lock-database-url",
                                                        "lock-database-url-file"};
   static const std::vector<std::string> kLocked = {"lock-key",          "lock-wait",
                                                    "lock-mode",         "lease-ttl",

@@ -163,6 +163,21 @@ TEST_F(AppTest, UsageErrorsAndHelp) {
   EXPECT_THAT(out_.str(), HasSubstr("Commands:"));
 }
 
+TEST_F(AppTest, LockCommandUsage) {
+  EXPECT_EQ(RunSluice({"lock"}), failure::kExitUsage);
+  EXPECT_EQ(RunSluice({"lock", "steal"}), failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("lock takes `status`"));
+  EXPECT_EQ(RunSluice({"lock", "release"}), failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("needs --force"));
+  ASSERT_EQ(RunSluice({"lock", "--help"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("Usage: sluice lock status | lock release --force"),
+                                HasSubstr("--force"), HasSubstr("--lock-mode VALUE"),
+                                HasSubstr("--lock-database-url VALUE")));
+  ASSERT_EQ(RunSluice({"upgrade", "--help"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("--lock-mode VALUE"), HasSubstr("--lease-ttl DURATION"),
+                                HasSubstr("--lock-database-url-file VALUE")));
+}
+
 TEST_F(AppTest, VersionFlagIsTheVersionCommand) {
   ASSERT_EQ(RunSluice({"version"}), failure::kExitOk) << log_.str();
   const std::string version = out_.str();

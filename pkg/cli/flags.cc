@@ -1,7 +1,9 @@
 #include "pkg/cli/flags.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -278,7 +280,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(const std::vector<std::string>& arg
 }
 
 std::string FlagHelp(const std::vector<std::string>& names) {
-  std::string out;
+  std::vector<std::pair<std::string, const FlagSpec*>> rows;
+  size_t width = 0;
   for (const std::string& name : names) {
     const FlagSpec* flag = FindFlag(name);
     if (flag == nullptr) continue;
@@ -297,7 +300,13 @@ std::string FlagHelp(const std::vector<std::string>& names) {
         absl::StrAppend(&left, " VALUE");
         break;
     }
-    absl::StrAppendFormat(&out, "  %-28s %s [%s]\n", left, flag->help, EnvName(flag->name));
+    width = std::max(width, left.size());
+    rows.emplace_back(std::move(left), flag);
+  }
+  std::string out;
+  for (const auto& [left, flag] : rows) {
+    absl::StrAppend(&out, "  ", left, std::string(width + 1 - left.size(), ' '), flag->help, " [",
+                    EnvName(flag->name), "]\n");
   }
   return out;
 }

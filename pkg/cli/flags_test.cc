@@ -52,6 +52,25 @@ TEST(ParseCommandLineTest, UnknownFlagWithoutCommandPointsAtGeneralHelp) {
                        "unknown flag --frobnicate; see `sluice --help`"));
 }
 
+TEST(ParseCommandLineTest, LockModeLeaseTtlAndTheLocksOwnDatabase) {
+  auto parsed = ParseCommandLine({"upgrade", "--lock-mode", "lease", "--lease-ttl", "5s"},
+                                 FakeEnv({{"SLUICE_LOCK_DATABASE_URL", "postgresql://db/app"}}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->options.lock_mode, "lease");
+  EXPECT_EQ(parsed->options.lease_ttl, absl::Seconds(5));
+  EXPECT_EQ(parsed->options.lock_database_url, "postgresql://db/app");
+
+  auto defaults = ParseCommandLine({"upgrade"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(defaults);
+  EXPECT_EQ(defaults->options.lock_mode, "session");
+  EXPECT_EQ(defaults->options.lease_ttl, absl::Seconds(30));
+
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--lock-mode=pooled"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "session, lease"));
+  EXPECT_THAT(ParseCommandLine({"upgrade", "--lease-ttl=500ms"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "under 1s"));
+}
+
 TEST(ParseCommandLineTest, RelativeTargetsAreNotFlags) {
   auto parsed = ParseCommandLine({"downgrade", "-1"}, FakeEnv({}));
   SLUICE_ASSERT_OK(parsed);

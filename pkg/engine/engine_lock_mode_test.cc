@@ -100,6 +100,24 @@ INSTANTIATE_TEST_SUITE_P(BothPoolerBehaviours, SessionLockBehindAPoolerTest,
                          ::testing::Values(PooledLocks::kLostBetweenStatements,
                                            PooledLocks::kOnTheSharedSession));
 
+TEST_F(EngineTest, ARunnerWhoseAdvisoryLockWentElsewhereCommitsNothingMore) {
+  // After "a", the lock connection's session ends and another runner takes the lock: this runner's
+  // check before committing "b" finds the lock held for another runner.
+  std::unique_ptr<store::Store> other = db_.Connect("other-runner");
+  AfterStep observer([&](const std::string& revision) {
+    if (revision != "a") return;
+    db_.DropAdvisoryLockForTest(LockKey());
+    ASSERT_THAT(other->TryLockAs(LockKey(), 7), IsOk());
+  });
+  absl::StatusOr<RunResult> result = MakeEngine(ThreeRevisions(), &observer)->Upgrade("head");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(failure::ExitCodeFor(result.status()), failure::kExitLockTimeout);
+  EXPECT_THAT(std::string(result.status().message()), HasSubstr("for 1 runners"));
+  EXPECT_THAT(Versions(), ElementsAre("a"));
+  EXPECT_THAT(AppliedRevisions(History()), ElementsAre("a:applied"));
+  EXPECT_THAT(db_.EffectsForTest(), ElementsAre("CREATE TABLE a (id int);"));
+}
+
 class LeaseTest : public EngineTest {
  protected:
   LeaseTest() { options_.lock_mode = LockMode::kLease; }

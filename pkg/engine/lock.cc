@@ -22,6 +22,9 @@ using failure::FailureKind;
 using failure::WithFailureKind;
 using graph::Plan;
 
+constexpr absl::Duration kPollMaxWithoutNotifications = absl::Milliseconds(50);
+constexpr absl::Duration kPollMinWithoutNotifications = absl::Milliseconds(5);
+
 }  // namespace
 
 void Engine::Impl::ReleaseLock() {
@@ -35,17 +38,27 @@ absl::Status Engine::Impl::TakeLock() {
   return absl::OkStatus();
 }
 
-// Polls the lock (in either mode). With `plan_for`, each poll also reads the version table and returns a result
-// without the lock when there is nothing left to do. Returns nullopt once the lock is held.
+// Polls the lock (in either mode). With `plan_for`, each poll also reads the version table and
+// returns a result without the lock when there is nothing left to do. Returns nullopt once the
+// lock is held.
 absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
     const std::function<absl::StatusOr<Plan>(const std::vector<std::string>&)>& plan_for) {
   SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
-  store::Store* work = nullptr;
   const absl::Time deadline = absl::Now() + options_.lock_wait;
   absl::Duration interval = options_.lock_poll_initial;
+  // A waiter that cannot be woken by a notification (the lease, through a pooler) learns of the
+  // hand-over only by polling, so it polls more often: its polls are plain reads that lock nothing.
+  const absl::Duration poll_max =
+      lock_->WakesWaiters() ? options_.lock_poll_max
+                            : std::min(options_.lock_poll_max, kPollMaxWithoutNotifications);
   absl::Time next_holder_log = absl::InfinitePast();
   bool listening = false;
-  std::vector<store::HistoryRow> no_history;
+  // The holder's progress as this waiter saw it: the first poll's pending count and time, and the
+  // latest count. Without notifications, a waiter that sees the holder advance expects it to be
+  // done when the pending revisions will have run at the pace seen so far, and polls then rather
+  // than up to a whole interval later.
+  std::optional<std::pair<size_t, absl::Time>> first_seen;
+  size_t pending = 0;
   while (true) {
     if (plan_for) {
       SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> versions,
@@ -72,11 +85,11 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
         if (observer_ != nullptr) observer_->OnPlanned(result, {});
         return std::optional<RunResult>(std::move(result));
       }
+      pending = plan->steps.size();
+      if (!first_seen.has_value()) first_seen.emplace(pending, absl::Now());
     }
-    if (work == nullptr) {
-      SLUICE_ASSIGN_OR_RETURN(work, WorkConnection());
-    }
-    SLUICE_ASSIGN_OR_RETURN(bool locked, lock_->TryAcquire(*control, *work));
+    SLUICE_ASSIGN_OR_RETURN(bool locked,
+                            lock_->TryAcquire(*control, [this] { return WorkConnection(); }));
     if (locked) {
       locked_ = true;
       return std::optional<RunResult>();
@@ -102,7 +115,16 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
                 {{"holder", who}, {"key", absl::StrCat(lock_key_)}});
       next_holder_log = now + absl::Seconds(5);
     }
-    const absl::Duration wait = std::min(base::Jittered(interval), deadline - now);
+    absl::Duration wait = std::min(base::Jittered(interval), deadline - now);
+    if (!lock_->WakesWaiters() && first_seen.has_value() && pending < first_seen->first) {
+      // Sleeps until then, up to the usual cap (so a holder that stops early is noticed within
+      // it), and polls less meanwhile, which leaves the holder more of the machine.
+      const absl::Duration per_revision =
+          (now - first_seen->second) / static_cast<double>(first_seen->first - pending);
+      wait = std::min(
+          {std::max(per_revision * static_cast<double>(pending), kPollMinWithoutNotifications),
+           options_.lock_poll_max, deadline - now});
+    }
     if (lock_->WakesWaiters()) {
       if (!listening) {
         SLUICE_RETURN_IF_ERROR(control->Listen(LockChannel(lock_key_)));
@@ -112,7 +134,7 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
     } else {
       absl::SleepFor(wait);
     }
-    interval = std::min(interval * 3 / 2, options_.lock_poll_max);
+    interval = std::min(interval * 3 / 2, poll_max);
   }
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
@@ -44,22 +45,32 @@ constexpr char kPoolerFixes[] =
 class SessionLock final : public MigrationLock {
  public:
   SessionLock(int64_t key, bool work_shares_lock_target)
-      : key_(key), work_shares_lock_target_(work_shares_lock_target) {}
+      : key_(key), work_shares_lock_target_(work_shares_lock_target), runner_(RandomRunnerMark()) {}
 
-  absl::StatusOr<bool> TryAcquire(store::Store& control, store::Store& work) override {
-    if (server_pid_ == 0) SLUICE_RETURN_IF_ERROR(CheckOneSession(control, work));
-    SLUICE_ASSIGN_OR_RETURN(bool locked, control.TryLock(key_));
+  absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) override {
+    if (server_pid_ == 0) {
+      SLUICE_ASSIGN_OR_RETURN(store::Store * work_connection, work());
+      SLUICE_RETURN_IF_ERROR(CheckOneSession(control, *work_connection));
+    }
+    SLUICE_ASSIGN_OR_RETURN(bool locked, control.TryLockAs(key_, runner_));
     if (!locked) return false;
-    // The lock belongs to the server session that ran pg_try_advisory_lock: it must be ours still.
+    // The lock belongs to the server session that ran pg_try_advisory_lock: it must be ours still,
+    // and hold no other runner's mark.
     absl::StatusOr<store::SessionIdentity> now = control.IdentifySession(key_, "");
-    if (!now.ok() || now->server_pid != server_pid_ || now->marker != marker_ ||
-        !now->holds_lock) {
-      (void)control.Unlock(key_);
-      if (!now.ok()) return now.status();
-      return LockFailure(absl::StrCat(
+    absl::Status refused;
+    if (!now.ok()) {
+      refused = now.status();
+    } else if (now->server_pid != server_pid_ || now->marker != marker_ || !now->holds_lock) {
+      refused = LockFailure(absl::StrCat(
           "the lock connection is not one server session: the advisory lock was taken by backend ",
           server_pid_, " but the next statement ran in backend ", now->server_pid,
           now->holds_lock ? "" : ", which does not hold it", ". ", kPoolerFixes));
+    } else {
+      refused = CheckOnlyThisRunnerHolds(control);
+    }
+    if (!refused.ok()) {
+      (void)control.UnlockAs(key_, runner_);
+      return refused;
     }
     held_ = true;
     return true;
@@ -70,15 +81,25 @@ class SessionLock final : public MigrationLock {
   }
   bool WakesWaiters() const override { return true; }
   bool SessionSettingsStick() const override { return work_shares_lock_target_; }
-  absl::Status CheckHeld() override { return absl::OkStatus(); }
-  absl::Status CheckHeldInTransaction(store::Store& /*work*/) override {
-    return absl::OkStatus();
+  absl::Status CheckHeld() override { return lost_; }
+
+  // Before each commit: the lock's session still holds it for this runner alone. This catches
+  // what the one-session check at the start cannot rule out: a transaction pooler that handed the
+  // lock's server session to another runner later (that runner's TryLockAs succeeds re-entrantly
+  // and leaves its mark there), or a lock connection that died, letting another runner take the
+  // lock elsewhere.
+  absl::Status CheckHeldInTransaction(store::Store& work) override {
+    SLUICE_RETURN_IF_ERROR(lost_);
+    absl::Status held = CheckOnlyThisRunnerHolds(work);
+    if (!held.ok() && failure::FailureKindOf(held) == FailureKind::kLockTimeout) lost_ = held;
+    return held;
   }
 
   void Release(store::Store& control) override {
     if (!held_) return;
     held_ = false;
-    absl::Status status = control.Unlock(key_);
+    absl::Status status = control.UnlockAs(key_, runner_);
+    if (!lost_.ok()) return;  // where the lock went, unlocking it is best effort
     // Wake the runners waiting for the lock now rather than at their next poll.
     if (status.ok()) status = control.Notify(LockChannel(key_));
     if (status.ok()) log::Debug("released the migration lock", {{"key", absl::StrCat(key_)}});
@@ -89,6 +110,13 @@ class SessionLock final : public MigrationLock {
   }
 
  private:
+  static uint32_t RandomRunnerMark() {
+    thread_local std::mt19937 random{std::random_device{}()};
+    uint32_t mark = 0;
+    while (mark == 0) mark = static_cast<uint32_t>(random());
+    return mark;
+  }
+
   // A server session keeps its pid and its settings, and no other client connection shares it. A
   // pooler in transaction mode hands each transaction whichever server session is free (PgBouncer
   // the one used last), so the lock connection's statements land in different sessions, or the
@@ -109,20 +137,38 @@ class SessionLock final : public MigrationLock {
       seen = "a setting it made for its session was gone by its next statement";
     }
     if (!seen.empty()) {
-      return LockFailure(
-          absl::StrCat("the lock connection is not one server session (", seen, "). ",
-                       kPoolerFixes));
+      return LockFailure(absl::StrCat("the lock connection is not one server session (", seen,
+                                      "). ", kPoolerFixes));
     }
     server_pid_ = first.server_pid;
     marker_ = marker;
     return absl::OkStatus();
   }
 
+  absl::Status CheckOnlyThisRunnerHolds(store::Store& connection) {
+    SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> runners, connection.RunnersHoldingLock(key_));
+    if (runners.size() == 1 && runners[0] == runner_) return absl::OkStatus();
+    if (runners.empty()) {
+      return LockFailure(absl::StrCat(
+          "this runner no longer holds the migration lock (key ", key_,
+          "): its lock connection's session ended, or it was never the lock's session. ",
+          kPoolerFixes));
+    }
+    return LockFailure(
+        absl::StrCat("the server session that holds the migration lock (key ", key_,
+                     ") holds it for ", runners.size(),
+                     " runners: the lock connection is not one server session, and the lock "
+                     "was taken again in its session by another runner. ",
+                     kPoolerFixes));
+  }
+
   const int64_t key_;
   const bool work_shares_lock_target_;
-  int server_pid_ = 0;  // the lock connection's backend, once shown to be one session
+  const uint32_t runner_;  // this runner's mark beside the lock (TryLockAs)
+  int server_pid_ = 0;     // the lock connection's backend, once shown to be one session
   std::string marker_;
   bool held_ = false;
+  absl::Status lost_;  // why the lock is no longer this runner's, once seen
 };
 
 class LeaseLock final : public MigrationLock {
@@ -139,11 +185,16 @@ class LeaseLock final : public MigrationLock {
 
   ~LeaseLock() override { StopHeartbeat(); }
 
-  absl::StatusOr<bool> TryAcquire(store::Store& control, store::Store& /*work*/) override {
+  absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& /*work*/) override {
     if (!table_ready_) {
       SLUICE_RETURN_IF_ERROR(control.EnsureLeaseTable(tables_));
       table_ready_ = true;
     }
+    // Look before taking: the taking statement locks the row even when it finds the lease fresh
+    // (ON CONFLICT locks the row, then checks its WHERE), which would make the holder's heartbeat
+    // and its check before each commit wait behind every poller.
+    SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> current, control.ReadLease(tables_, key_));
+    if (current.has_value() && current->remaining > absl::ZeroDuration()) return false;
     const absl::Time sent = absl::Now();
     SLUICE_ASSIGN_OR_RETURN(bool acquired, control.TryAcquireLease(tables_, key_, holder_, ttl_));
     if (!acquired) return false;
@@ -215,8 +266,8 @@ class LeaseLock final : public MigrationLock {
 
  private:
   absl::Status LostError(const std::string& reason) const {
-    return LockFailure(absl::StrCat("this runner (", holder_, ") lost the migration lease: ", reason,
-                                    "; it stops without committing anything more"));
+    return LockFailure(absl::StrCat("this runner (", holder_, ") lost the migration lease: ",
+                                    reason, "; it stops without committing anything more"));
   }
 
   void StopHeartbeat() {
@@ -294,8 +345,7 @@ std::unique_ptr<MigrationLock> NewSessionLock(int64_t key, bool work_shares_lock
 std::unique_ptr<MigrationLock> NewLeaseLock(const store::TableNames& tables, int64_t key,
                                             const std::string& holder_prefix, absl::Duration ttl,
                                             StoreFactory heartbeat_factory) {
-  return std::make_unique<LeaseLock>(tables, key, holder_prefix, ttl,
-                                     std::move(heartbeat_factory));
+  return std::make_unique<LeaseLock>(tables, key, holder_prefix, ttl, std::move(heartbeat_factory));
 }
 
 }  // namespace sluice::engine

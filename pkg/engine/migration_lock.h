@@ -12,6 +12,7 @@
 #define SLUICE_PKG_ENGINE_MIGRATION_LOCK_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -28,9 +29,12 @@ class MigrationLock {
  public:
   virtual ~MigrationLock() = default;
 
-  // Tries once to take the lock through `control` (the lock connection); `work` is the connection
-  // that runs the revisions. Returns whether the lock is now held.
-  virtual absl::StatusOr<bool> TryAcquire(store::Store& control, store::Store& work) = 0;
+  // Returns the connection that runs the revisions, opening it on first use.
+  using WorkConnection = std::function<absl::StatusOr<store::Store*>()>;
+
+  // Tries once to take the lock through `control` (the lock connection); `work` gives the
+  // connection that runs the revisions. Returns whether the lock is now held.
+  virtual absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) = 0;
   // Returns who holds the lock, if anyone else does (for logs and the observer).
   virtual absl::StatusOr<std::optional<store::LockHolder>> Holder(store::Store& control) = 0;
   // Whether waiters can be woken by LISTEN/NOTIFY (not through a transaction pooler).

@@ -207,6 +207,34 @@ class MemoryStore final : public Store {
     return absl::OkStatus();
   }
 
+  absl::StatusOr<bool> TryLockAs(int64_t key, uint32_t runner) override {
+    SLUICE_ASSIGN_OR_RETURN(bool locked, TryLock(key));
+    if (!locked) return false;
+    absl::MutexLock lock(&db_.mutex_);
+    db_.runner_marks_[LockOwner()].insert(runner);
+    return true;
+  }
+
+  absl::Status UnlockAs(int64_t key, uint32_t runner) override {
+    SLUICE_RETURN_IF_ERROR(Unlock(key));
+    absl::MutexLock lock(&db_.mutex_);
+    std::multiset<uint32_t>& marks = db_.runner_marks_[LockOwner()];
+    auto mark = marks.find(runner);
+    if (mark != marks.end()) marks.erase(mark);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<uint32_t>> RunnersHoldingLock(int64_t key) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    auto it = db_.locks_.find(key);
+    if (it == db_.locks_.end()) return std::vector<uint32_t>();
+    const std::multiset<uint32_t>& marks = db_.runner_marks_[it->second.pid];
+    // Distinct, as pg_locks lists a lock once however often its session took it.
+    std::set<uint32_t> distinct(marks.begin(), marks.end());
+    return std::vector<uint32_t>(distinct.begin(), distinct.end());
+  }
+
   absl::Status Listen(absl::string_view channel) override {
     absl::MutexLock lock(&db_.mutex_);
     db_.sessions_[pid_].channels.insert(std::string(channel));
@@ -549,6 +577,7 @@ void MemoryDatabase::Close(int pid) {
   for (auto it = locks_.begin(); it != locks_.end();) {
     it = it->second.pid == pid ? locks_.erase(it) : std::next(it);
   }
+  runner_marks_.erase(pid);
   UnlockLeaseRows(pid);
   sessions_.erase(pid);
 }
@@ -605,6 +634,14 @@ void MemoryDatabase::InvalidateIndexOnExecuteForTest(absl::string_view containin
 void MemoryDatabase::ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key) {
   absl::MutexLock lock(&mutex_);
   expire_lease_on_execute_[std::string(containing)] = key;
+}
+
+void MemoryDatabase::DropAdvisoryLockForTest(int64_t key) {
+  absl::MutexLock lock(&mutex_);
+  auto it = locks_.find(key);
+  if (it == locks_.end()) return;
+  runner_marks_.erase(it->second.pid);
+  locks_.erase(it);
 }
 
 void MemoryDatabase::SetVersionsForTest(const TableNames& tables,

@@ -83,6 +83,9 @@ class MemoryDatabase {
   // id.
   int64_t AppendHistoryForTest(const TableNames& tables, HistoryRow row);
 
+  // Drops advisory lock `key` and its holder's runner marks, as when the session holding it ended
+  // (its connection died, or an administrator terminated it) while its client ran on.
+  void DropAdvisoryLockForTest(int64_t key);
   // Returns the version table's committed rows, sorted.
   std::vector<std::string> VersionsForTest(const TableNames& tables);
   // Returns the committed history rows, oldest first.
@@ -189,6 +192,8 @@ class MemoryDatabase {
   std::map<std::string, int64_t> expire_lease_on_execute_ ABSL_GUARDED_BY(mutex_);
   std::map<int, Session> sessions_ ABSL_GUARDED_BY(mutex_);
   std::map<int64_t, LockHold> locks_ ABSL_GUARDED_BY(mutex_);
+  // The runner marks (TryLockAs) each session holds, by pid.
+  std::map<int, std::multiset<uint32_t>> runner_marks_ ABSL_GUARDED_BY(mutex_);
   std::set<std::string> lease_tables_ ABSL_GUARDED_BY(mutex_);          // by schema
   std::map<int64_t, LeaseRow> leases_ ABSL_GUARDED_BY(mutex_);          // by lock key
   std::deque<InjectedFailure> lease_failures_ ABSL_GUARDED_BY(mutex_);  // containing: method

@@ -118,6 +118,25 @@ constexpr char kNotifySql[] = "SELECT pg_catalog.pg_notify($1, '')";
 
 constexpr char kTryLockSql[] = "SELECT pg_catalog.pg_try_advisory_lock($1::bigint)";
 constexpr char kUnlockSql[] = "SELECT pg_catalog.pg_advisory_unlock($1::bigint)";
+// The lock and the runner's mark in one statement, so that both land in one server session; the
+// mark only when the lock was taken (CASE evaluates in order; AND need not).
+constexpr char kTryLockAsSql[] =
+    "SELECT CASE WHEN pg_catalog.pg_try_advisory_lock($1::bigint)"
+    " THEN pg_catalog.pg_try_advisory_lock($2::integer, $3::integer) ELSE false END";
+constexpr char kUnlockAsSql[] =
+    "SELECT pg_catalog.pg_advisory_unlock($1::bigint),"
+    " pg_catalog.pg_advisory_unlock($2::integer, $3::integer)";
+// The runner marks (two-key advisory locks: classid = mark space, objid = runner, objsubid = 2)
+// held by the session that holds the bigint lock (classid, objid) = ($1, $2), objsubid = 1.
+constexpr char kRunnersHoldingLockSql[] =
+    "SELECT m.objid::bigint FROM pg_catalog.pg_locks k JOIN pg_catalog.pg_locks m ON m.pid = k.pid"
+    " WHERE k.locktype = 'advisory' AND k.granted AND k.classid = $1::oid AND k.objid = $2::oid"
+    " AND k.objsubid = 1"
+    " AND k.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())"
+    " AND m.locktype = 'advisory' AND m.granted AND m.database = k.database"
+    " AND m.classid = $3::oid AND m.objsubid = 2"
+    " ORDER BY 1";
 constexpr char kUnlockAllSql[] = "SELECT pg_catalog.pg_advisory_unlock_all()";
 // pg_advisory_lock(bigint) locks (classid, objid, objsubid) = (high 32 bits, low 32 bits, 1).
 constexpr char kLockHolderSql[] =
@@ -665,6 +684,44 @@ class PgStore final : public Store {
           absl::StrCat("advisory lock ", key, " was not held by this session"));
     }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<bool> TryLockAs(int64_t key, uint32_t runner) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query(absl::StrCat("taking advisory lock ", key), kTryLockAsSql,
+                                  {absl::StrCat(key), absl::StrCat(kRunnerMarkSpace),
+                                   absl::StrCat(static_cast<int32_t>(runner))}));
+    return SingleBool(result.get());
+  }
+
+  absl::Status UnlockAs(int64_t key, uint32_t runner) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query(absl::StrCat("releasing advisory lock ", key), kUnlockAsSql,
+                                  {absl::StrCat(key), absl::StrCat(kRunnerMarkSpace),
+                                   absl::StrCat(static_cast<int32_t>(runner))}));
+    if (!SingleBool(result.get())) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("advisory lock ", key, " was not held by this session"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<uint32_t>> RunnersHoldingLock(int64_t key) override {
+    const uint64_t bits = static_cast<uint64_t>(key);
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query(absl::StrCat("reading which runners hold advisory lock ", key),
+                                  kRunnersHoldingLockSql,
+                                  {absl::StrCat(bits >> 32), absl::StrCat(bits & 0xffffffffu),
+                                   absl::StrCat(static_cast<uint32_t>(kRunnerMarkSpace))}));
+    std::vector<uint32_t> runners;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      uint32_t runner = 0;
+      if (!absl::SimpleAtoi(PQgetvalue(result.get(), row, 0), &runner)) {
+        return absl::InternalError("pg_locks returned a bad objid");
+      }
+      runners.push_back(runner);
+    }
+    return runners;
   }
 
   absl::Status Listen(absl::string_view channel) override {

@@ -900,6 +900,32 @@ TEST_F(PgLeaseTest, BackendPidIsTheServersPid) {
             absl::StrCat(store->BackendPid()));
 }
 
+TEST_F(PgLeaseTest, TheLocksSessionHoldsTheMarksOfTheRunnersThatTookItThere) {
+  std::unique_ptr<Store> first = Connect("first");
+  std::unique_ptr<Store> second = Connect("second");
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  const int64_t key = std::numeric_limits<int64_t>::min() + 7;
+  const uint32_t high_mark = 0xfedcba98u;  // above INT32_MAX: the mark is an unsigned objid
+
+  EXPECT_THAT(second->RunnersHoldingLock(key), IsOkAndHolds(::testing::IsEmpty()));
+  EXPECT_THAT(first->TryLockAs(key, high_mark), IsOkAndHolds(true));
+  EXPECT_THAT(second->TryLockAs(key, 12), IsOkAndHolds(false));
+  EXPECT_THAT(second->RunnersHoldingLock(key), IsOkAndHolds(ElementsAre(high_mark)));
+  // The same session taking it again (as a pooler's shared server session would for a second
+  // runner) adds that runner's mark.
+  EXPECT_THAT(first->TryLockAs(key, 12), IsOkAndHolds(true));
+  EXPECT_THAT(second->RunnersHoldingLock(key), IsOkAndHolds(ElementsAre(12u, high_mark)));
+  SLUICE_ASSERT_OK(first->UnlockAs(key, 12));
+  SLUICE_ASSERT_OK(second->Begin());  // also readable inside a transaction (the commit check)
+  EXPECT_THAT(second->RunnersHoldingLock(key), IsOkAndHolds(ElementsAre(high_mark)));
+  SLUICE_ASSERT_OK(second->Commit());
+  SLUICE_ASSERT_OK(first->UnlockAs(key, high_mark));
+  EXPECT_THAT(second->RunnersHoldingLock(key), IsOkAndHolds(::testing::IsEmpty()));
+  EXPECT_THAT(second->TryLockAs(key, 12), IsOkAndHolds(true));
+  EXPECT_FALSE(first->UnlockAs(key, 12).ok()) << "not the holder";
+}
+
 TEST_F(PgLeaseTest, IdentifySessionOnDirectConnections) {
   std::unique_ptr<Store> first = Connect("first");
   std::unique_ptr<Store> second = Connect("second");

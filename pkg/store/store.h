@@ -144,6 +144,17 @@ class Store {
   virtual absl::StatusOr<bool> TryLock(int64_t key) = 0;
   // Releases the advisory lock `key`.
   virtual absl::Status Unlock(int64_t key) = 0;
+  // Tries once to take advisory lock `key` together with the runner's mark, the advisory lock
+  // (kRunnerMarkSpace, `runner`), in one statement, so that both belong to the same server
+  // session: the session that holds `key` also holds the marks of the runners that took it
+  // there. Returns whether `key` was taken.
+  virtual absl::StatusOr<bool> TryLockAs(int64_t key, uint32_t runner) = 0;
+  // Releases `key` and the runner's mark, in one statement.
+  virtual absl::Status UnlockAs(int64_t key, uint32_t runner) = 0;
+  // Returns the runner marks held by the server session that holds advisory lock `key`, sorted;
+  // empty when nobody holds it. One mark: one runner holds it. Several: a pooler handed that
+  // server session to several runners, each of which took the lock there (re-entrantly).
+  virtual absl::StatusOr<std::vector<uint32_t>> RunnersHoldingLock(int64_t key) = 0;
   // Subscribes this connection to notifications on `channel` (LISTEN), so that runners waiting for
   // the lock wake as soon as the holder lets go instead of at their next poll.
   virtual absl::Status Listen(absl::string_view channel) = 0;
@@ -183,8 +194,7 @@ class Store {
   virtual absl::Status ReleaseLease(const TableNames& tables, int64_t key,
                                     absl::string_view holder) = 0;
   // Returns the lease row of `key`, if any (also when the table does not exist: none).
-  virtual absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables,
-                                                         int64_t key) = 0;
+  virtual absl::StatusOr<std::optional<Lease>> ReadLease(const TableNames& tables, int64_t key) = 0;
   // Inside the caller's transaction: locks the lease row (FOR SHARE, so nobody can take it over
   // before this transaction ends) and returns whether `holder` holds it unexpired.
   virtual absl::StatusOr<bool> HoldsLeaseInTransaction(const TableNames& tables, int64_t key,
@@ -205,6 +215,10 @@ struct ConnectOptions {
   std::string application_name;  // shown in pg_stat_activity (the holder's pod or host name)
   absl::Duration connect_timeout = absl::Seconds(30);  // total time to keep retrying
 };
+
+// The first key of the two-key advisory locks that mark which runner took a lock (TryLockAs):
+// "sluc" as a big-endian int32.
+inline constexpr int32_t kRunnerMarkSpace = 0x736c7563;
 
 // Returns `url` with any password replaced by `***`, for every kind of connection string accepted.
 std::string RedactUrl(absl::string_view url);
