@@ -470,12 +470,17 @@ int RunLock(const Context& context) {
       OpenEngine(context, std::make_shared<const RevisionGraph>(*std::move(no_revisions)));
   if (!session.ok()) return FailWith(session.status());
   if (action == "release") {
-    absl::StatusOr<store::Lease> released = (*session)->ForceReleaseLease();
+    absl::StatusOr<std::optional<store::Lease>> released = (*session)->ForceReleaseLease();
     if (!released.ok()) return FailWith(released.status());
-    context.out << "released the lease of " << released->holder << " (held since "
-                << LockTime(released->acquired_at) << ", last heartbeat "
-                << LockTime(released->heartbeat_at) << ", expired "
-                << absl::FormatDuration(-released->remaining) << " ago)\n";
+    if (!released->has_value()) {
+      context.out << "there is no migration lease: nothing to release\n";
+      return failure::kExitOk;
+    }
+    const store::Lease& lease = **released;
+    context.out << "released the lease of " << lease.holder << " (held since "
+                << LockTime(lease.acquired_at) << ", last heartbeat "
+                << LockTime(lease.heartbeat_at) << ", expired "
+                << absl::FormatDuration(-lease.remaining) << " ago)\n";
     return failure::kExitOk;
   }
   absl::StatusOr<engine::LockStatus> status = (*session)->ReadLockStatus();

@@ -175,23 +175,18 @@ absl::StatusOr<LockStatus> Engine::Impl::ReadLockStatus() {
   return status;
 }
 
-absl::StatusOr<store::Lease> Engine::Impl::ForceReleaseLease() {
+absl::StatusOr<std::optional<store::Lease>> Engine::Impl::ForceReleaseLease() {
   SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
   SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> deleted,
                           control->DeleteExpiredLease(options_.tables, lock_key_));
   if (deleted.has_value()) {
     log::Info("released the expired migration lease",
               {{"holder", deleted->holder}, {"key", absl::StrCat(lock_key_)}});
-    return *std::move(deleted);
+    return deleted;
   }
   SLUICE_ASSIGN_OR_RETURN(std::optional<store::Lease> lease,
                           control->ReadLease(options_.tables, lock_key_));
-  if (!lease.has_value()) {
-    return WithFailureKind(absl::NotFoundError(absl::StrCat(
-                               "there is no migration lease (key ", lock_key_, ") in ",
-                               options_.tables.schema, ".sluice_lock: nothing to release")),
-                           FailureKind::kUsage);
-  }
+  if (!lease.has_value()) return lease;
   return WithFailureKind(
       absl::FailedPreconditionError(absl::StrCat(
           "the migration lease is held by ", lease->holder,
@@ -306,7 +301,9 @@ absl::Status Engine::Resolve(absl::string_view revision, bool applied) {
   return impl_->Resolve(revision, applied);
 }
 absl::StatusOr<LockStatus> Engine::ReadLockStatus() { return impl_->ReadLockStatus(); }
-absl::StatusOr<store::Lease> Engine::ForceReleaseLease() { return impl_->ForceReleaseLease(); }
+absl::StatusOr<std::optional<store::Lease>> Engine::ForceReleaseLease() {
+  return impl_->ForceReleaseLease();
+}
 const graph::RevisionGraph& Engine::Graph() const { return impl_->Graph(); }
 
 }  // namespace sluice::engine

@@ -134,8 +134,9 @@ class Engine {
   // Returns who holds the migration lock, in either mode, without taking it.
   absl::StatusOr<LockStatus> ReadLockStatus();
   // Deletes the lease when its holder is gone (its lease expired: no heartbeat renewed it within
-  // its TTL); refuses, with kind kLockTimeout, while it is fresh. Returns the lease deleted.
-  absl::StatusOr<store::Lease> ForceReleaseLease();
+  // its TTL); refuses, with kind kLockTimeout, while it is fresh. Returns the lease deleted, none
+  // when there was none.
+  absl::StatusOr<std::optional<store::Lease>> ForceReleaseLease();
 
   // Returns the graph of the manifests plus the revisions known only from the database's history
   // (after any call above that read the database; the manifests' graph before, and whenever the

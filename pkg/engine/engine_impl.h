@@ -57,7 +57,7 @@ class Engine::Impl {
   absl::StatusOr<DatabaseState> Inspect();
   absl::StatusOr<std::vector<store::HistoryRow>> History();
   absl::StatusOr<LockStatus> ReadLockStatus();
-  absl::StatusOr<store::Lease> ForceReleaseLease();
+  absl::StatusOr<std::optional<store::Lease>> ForceReleaseLease();
 
  private:
   // Commands and connections (engine.cc).

@@ -478,8 +478,10 @@ class PgStore final : public Store {
     if (PQstatus(conn_) == CONNECTION_OK) {
       if (PQtransactionStatus(conn_) != PQTRANS_IDLE) Result(PQexec(conn_, kRollbackSql));
       // The server releases session locks when the backend exits, which happens after PQfinish
-      // returns; releasing them here lets the next holder take the lock at once.
-      Result(PQexec(conn_, kUnlockAllSql));
+      // returns; releasing them here lets the next holder take the lock at once. Only on a
+      // connection that took one: behind a transaction pooler this statement would run in
+      // whichever server session is free, and release locks of another client there.
+      if (took_advisory_lock_) Result(PQexec(conn_, kUnlockAllSql));
     }
     PQfinish(conn_);
   }
@@ -673,7 +675,9 @@ class PgStore final : public Store {
   absl::StatusOr<bool> TryLock(int64_t key) override {
     SLUICE_ASSIGN_OR_RETURN(Result result, Query(absl::StrCat("taking advisory lock ", key),
                                                  kTryLockSql, {absl::StrCat(key)}));
-    return SingleBool(result.get());
+    const bool locked = SingleBool(result.get());
+    took_advisory_lock_ = took_advisory_lock_ || locked;
+    return locked;
   }
 
   absl::Status Unlock(int64_t key) override {
@@ -691,7 +695,9 @@ class PgStore final : public Store {
                             Query(absl::StrCat("taking advisory lock ", key), kTryLockAsSql,
                                   {absl::StrCat(key), absl::StrCat(kRunnerMarkSpace),
                                    absl::StrCat(static_cast<int32_t>(runner))}));
-    return SingleBool(result.get());
+    const bool locked = SingleBool(result.get());
+    took_advisory_lock_ = took_advisory_lock_ || locked;
+    return locked;
   }
 
   absl::Status UnlockAs(int64_t key, uint32_t runner) override {
@@ -1147,6 +1153,7 @@ class PgStore final : public Store {
   std::set<std::string> lease_tables_seen_;  // by schema
   int pid_;
   bool internal_statement_ = false;
+  bool took_advisory_lock_ = false;  // a session-level advisory lock was taken on this connection
 };
 
 }  // namespace

@@ -363,6 +363,9 @@ TEST_F(PoolerTest, LockStatusNamesTheLeaseHolderAndReleaseFreesOnlyAnExpiredLeas
   r = Sluice({"lock", "status"});
   EXPECT_EQ(r.exit_code, 0) << Describe(r);
   EXPECT_THAT(r.out, Not(HasSubstr("pod-a")));
+  r = Sluice({"lock", "release", "--force"});  // nothing left: says so, and succeeds
+  EXPECT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("nothing to release"));
 
   // With the lease freed the next runner starts at once.
   r = Sluice(kLeaseUpgrade);
