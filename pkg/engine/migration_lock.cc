@@ -23,12 +23,14 @@ namespace {
 using failure::FailureKind;
 using failure::WithFailureKind;
 
+uint32_t RandomWord() {
+  thread_local std::mt19937 random{std::random_device{}()};
+  return static_cast<uint32_t>(random());
+}
+
 // Eight random hex digits: tells apart two runners of one name (a restarted pod) and the session
 // marker of one run from a stale one left on a pooled server session.
-std::string RandomSuffix() {
-  thread_local std::mt19937 random{std::random_device{}()};
-  return absl::StrFormat("%08x", static_cast<uint32_t>(random()));
-}
+std::string RandomSuffix() { return absl::StrFormat("%08x", RandomWord()); }
 
 absl::Status LockFailure(std::string message) {
   return WithFailureKind(absl::FailedPreconditionError(std::move(message)),
@@ -111,9 +113,8 @@ class SessionLock final : public MigrationLock {
 
  private:
   static uint32_t RandomRunnerMark() {
-    thread_local std::mt19937 random{std::random_device{}()};
     uint32_t mark = 0;
-    while (mark == 0) mark = static_cast<uint32_t>(random());
+    while (mark == 0) mark = RandomWord();
     return mark;
   }
 
@@ -161,19 +162,22 @@ class SessionLock final : public MigrationLock {
 
   absl::Status CheckOnlyThisRunnerHolds(store::Store& connection) {
     SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> runners, connection.RunnersHoldingLock(key_));
-    if (runners.size() == 1 && runners[0] == runner_) return absl::OkStatus();
-    if (runners.empty()) {
+    const bool ours = std::find(runners.begin(), runners.end(), runner_) != runners.end();
+    if (ours && runners.size() == 1) return absl::OkStatus();
+    if (ours) {
       return LockFailure(absl::StrCat(
-          "this runner no longer holds the migration lock (key ", key_,
-          "): its lock connection's session ended, or it was never the lock's session. ",
+          "the server session that holds the migration lock (key ", key_, ") holds it for ",
+          runners.size(),
+          " runners: the lock connection is not one server session, and other runners were "
+          "handed that session and took the lock in it. ",
           kPoolerFixes));
     }
-    return LockFailure(
-        absl::StrCat("the server session that holds the migration lock (key ", key_,
-                     ") holds it for ", runners.size(),
-                     " runners: the lock connection is not one server session, and the lock "
-                     "was taken again in its session by another runner. ",
-                     kPoolerFixes));
+    return LockFailure(absl::StrCat(
+        "this runner no longer holds the migration lock (key ", key_,
+        "): ", runners.empty() ? "nobody does" : "another runner does",
+        ". Its lock connection's server session ended (the connection was lost or the backend "
+        "terminated), or it never was one session. ",
+        kPoolerFixes));
   }
 
   const int64_t key_;
