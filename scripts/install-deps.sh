@@ -8,6 +8,9 @@ packages=(
   libabsl-dev libyaml-cpp-dev libpq-dev libcpprest-dev libssl-dev
   libgtest-dev libgmock-dev
   postgresql postgresql-client
+  # The static build (scripts/build-static.sh: dpkg-source unpacks Debian's source packages) and
+  # the image's root-filesystem tests (file, a DNS server on loopback).
+  dpkg-dev file dnsmasq-base
 )
 
 missing=()
