@@ -7,7 +7,7 @@
 # ship. Both are built here from Debian's own source packages, pinned (cpprest 2.10.18-1; postgresql-15
 # at the installed libpq-dev's version, so the headers we compile against match the library we link),
 # configured for what sluice needs, and kept in a cache folder that later builds reuse:
-#   SLUICE_STATIC_CACHE (default ~/.cache/sluice-static)/<recipe>/{include,lib}
+#   SLUICE_STATIC_CACHE (default ~/.cache/sluice-static)/deps-<recipe hash>/{include,lib}
 # A cold cache adds about 2-3 minutes on two cores; a warm one adds nothing. Fetching the sources adds
 # a deb-src entry for the archive apt already uses, which needs root (CI and the image's build stage
 # are root); a warm cache needs neither root nor the network.
@@ -24,7 +24,7 @@ deps_cflags="-Os -ffunction-sections -fdata-sections"
 recipe_revision=1
 key=$(printf '%s\n' "$cpprest_version" "$pq_version" "$deps_cflags" "$recipe_revision" \
   "$(gcc -dumpfullversion)" | sha256sum | cut -c1-12)
-cache_root=${SLUICE_STATIC_CACHE:-$HOME/.cache/sluice-static}
+cache_root=${SLUICE_STATIC_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/sluice-static}
 prefix=$cache_root/deps-$key
 
 log() { echo "build-static: $*" >&2; }

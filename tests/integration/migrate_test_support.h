@@ -70,7 +70,7 @@ class MigrateTest : public PgTest {
   std::filesystem::path manifests_;
 };
 
-// The path of the sluice binary under test.
+// The path of the sluice binary under test: SLUICE_TEST_BINARY when set, else this build's.
 std::string SluiceBinary();
 
 }  // namespace sluice::testing
