@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -88,25 +89,35 @@ class DnsServer {
       absl::SleepFor(absl::Milliseconds(200));
     }
     server->log_ = fs::temp_directory_path() / absl::StrCat("sluice-rootfs-dns-", getpid(), ".log");
-    fs::remove(server->log_);
-    server->process_ = std::make_unique<Process>(std::vector<std::string>{
-        "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
-        "--no-negcache", "--bind-interfaces", absl::StrCat("--listen-address=", kDnsAddress),
-        "--port=53", "--user=root",
-        "--pid-file=", absl::StrCat("--address=/", kDnsFullName, "/127.0.0.1"), "--address=/#/",
-        "--log-queries", absl::StrCat("--log-facility=", server->log_.string())});
-    // Ready when it logs that it started; an early exit (port taken) shows on its stderr.
-    for (int i = 0; i < 100; ++i) {
-      if (ReadAll(server->log_).find("started") != std::string::npos) return server;
-      absl::SleepFor(absl::Milliseconds(50));
+    std::string last_failure;
+    while (absl::Now() < deadline) {
+      fs::remove(server->log_);
+      // Under `timeout`: a dnsmasq left behind by a run that was killed frees the port soon.
+      server->process_ = std::make_unique<Process>(std::vector<std::string>{
+          "timeout", "120", "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+          "--no-resolv", "--no-hosts", "--no-negcache", "--bind-interfaces",
+          absl::StrCat("--listen-address=", kDnsAddress), "--port=53", "--user=root",
+          "--pid-file=", absl::StrCat("--address=/", kDnsFullName, "/127.0.0.1"), "--address=/#/",
+          "--log-queries", absl::StrCat("--log-facility=", server->log_.string())});
+      // Ready when it logs that it started; an early exit (port taken) shows on its stderr.
+      for (int i = 0; i < 100; ++i) {
+        if (ReadAll(server->log_).find("started") != std::string::npos) return server;
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+      ProcessResult r = server->process_->Wait(absl::Seconds(1));
+      last_failure = Describe(r);
+      if (r.err.find("Address already in use") == std::string::npos) break;
+      absl::SleepFor(absl::Seconds(1));
     }
-    ProcessResult r = server->process_->Wait(absl::Seconds(1));
-    *error = absl::StrCat("dnsmasq did not start: ", Describe(r));
+    *error = absl::StrCat("dnsmasq did not start: ", last_failure);
     return nullptr;
   }
 
   ~DnsServer() {
-    process_.reset();  // kills it
+    if (process_ != nullptr) {
+      process_->Kill(SIGTERM);  // timeout passes it on to dnsmasq
+      process_->Wait(absl::Seconds(5));
+    }
     fs::remove(log_);
     if (lock_fd_ >= 0) close(lock_fd_);
   }
