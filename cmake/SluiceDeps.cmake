@@ -7,7 +7,7 @@ if(SLUICE_STATIC)
     message(FATAL_ERROR "SLUICE_STATIC needs SLUICE_STATIC_PREFIX from scripts/build-static.sh")
   endif()
   set(OPENSSL_USE_STATIC_LIBS ON)
-  set(SLUICE_STATIC_DEPS ON CACHE BOOL "" FORCE)
+  set(SLUICE_STATIC_DEPS ON)
 endif()
 find_package(OpenSSL REQUIRED)
 find_package(absl CONFIG REQUIRED)
@@ -19,8 +19,8 @@ endif()
 
 add_library(sluice_dep_absl INTERFACE)
 add_library(sluice_dep_yaml INTERFACE)
-# libpq stays shared: Debian's libpq.a needs libpgcommon/libpgport archives that no runtime package
-# ships, and it would still pull Kerberos and LDAP in as shared libraries.
+# In the test builds libpq stays shared: Debian's libpq.a needs libpgcommon/libpgport archives that
+# no runtime package ships, and it would still pull Kerberos and LDAP in as shared libraries.
 add_library(sluice_dep_pq INTERFACE)
 if(SLUICE_STATIC)
   # libpq built without GSSAPI and LDAP (their archives are missing or drag GnuTLS, SASL, ...); it
@@ -42,9 +42,10 @@ if(SLUICE_STATIC_DEPS)
     "-Wl,--start-group" ${SLUICE_ABSL_ARCHIVES} "-Wl,--end-group" Threads::Threads)
   find_library(SLUICE_YAML_ARCHIVE NAMES libyaml-cpp.a REQUIRED)
   target_link_libraries(sluice_dep_yaml INTERFACE ${SLUICE_YAML_ARCHIVE})
-  # Without SLUICE_STATIC, libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as a shared library,
-  # loads the shared ones anyway, and a second, static copy in the same process would double their
-  # memory and give exceptions crossing libcpprest.so two runtimes to unwind through.
+  # Without SLUICE_STATIC, libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as
+  # a shared library, loads the shared ones anyway, and a second, static copy in the same process
+  # would double their memory and give exceptions crossing libcpprest.so two runtimes to unwind
+  # through.
 else()
   target_link_libraries(sluice_dep_absl INTERFACE
     absl::status absl::statusor absl::strings absl::str_format absl::time absl::cleanup
