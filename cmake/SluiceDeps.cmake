@@ -2,18 +2,36 @@
 # (sluice_dep_<name>) so modules link a dependency the same way whether it is static or shared.
 find_package(PkgConfig REQUIRED)
 find_package(Threads REQUIRED)
+if(SLUICE_STATIC)
+  if(NOT EXISTS "${SLUICE_STATIC_PREFIX}/lib/libpq.a")
+    message(FATAL_ERROR "SLUICE_STATIC needs SLUICE_STATIC_PREFIX from scripts/build-static.sh")
+  endif()
+  set(OPENSSL_USE_STATIC_LIBS ON)
+  set(SLUICE_STATIC_DEPS ON)
+endif()
 find_package(OpenSSL REQUIRED)
 find_package(absl CONFIG REQUIRED)
 find_package(yaml-cpp CONFIG REQUIRED)
-find_package(GTest REQUIRED)
-pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+if(NOT SLUICE_STATIC)
+  find_package(GTest REQUIRED)
+  pkg_check_modules(LIBPQ REQUIRED IMPORTED_TARGET libpq)
+endif()
 
 add_library(sluice_dep_absl INTERFACE)
 add_library(sluice_dep_yaml INTERFACE)
-# libpq stays shared: Debian's libpq.a needs libpgcommon/libpgport archives that no runtime package
-# ships, and it would still pull Kerberos and LDAP in as shared libraries.
+# In the test builds libpq stays shared: Debian's libpq.a needs libpgcommon/libpgport archives that
+# no runtime package ships, and it would still pull Kerberos and LDAP in as shared libraries.
 add_library(sluice_dep_pq INTERFACE)
-target_link_libraries(sluice_dep_pq INTERFACE PkgConfig::LIBPQ)
+if(SLUICE_STATIC)
+  # libpq built without GSSAPI and LDAP (their archives are missing or drag GnuTLS, SASL, ...); it
+  # needs PostgreSQL's common and port archives from the same source tree.
+  target_include_directories(sluice_dep_pq SYSTEM INTERFACE ${SLUICE_STATIC_PREFIX}/include)
+  target_link_libraries(sluice_dep_pq INTERFACE
+    ${SLUICE_STATIC_PREFIX}/lib/libpq.a ${SLUICE_STATIC_PREFIX}/lib/libpgcommon_shlib.a
+    ${SLUICE_STATIC_PREFIX}/lib/libpgport_shlib.a OpenSSL::SSL OpenSSL::Crypto Threads::Threads)
+else()
+  target_link_libraries(sluice_dep_pq INTERFACE PkgConfig::LIBPQ)
+endif()
 
 if(SLUICE_STATIC_DEPS)
   # Debian's absl:: targets name the shared objects; the static archives must be named by hand.
@@ -24,9 +42,10 @@ if(SLUICE_STATIC_DEPS)
     "-Wl,--start-group" ${SLUICE_ABSL_ARCHIVES} "-Wl,--end-group" Threads::Threads)
   find_library(SLUICE_YAML_ARCHIVE NAMES libyaml-cpp.a REQUIRED)
   target_link_libraries(sluice_dep_yaml INTERFACE ${SLUICE_YAML_ARCHIVE})
-  # libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as a shared library,
-  # loads the shared ones anyway, and a second, static copy in the same process would double their
-  # memory and give exceptions crossing libcpprest.so two runtimes to unwind through.
+  # Without SLUICE_STATIC, libstdc++ and libgcc stay shared: cpprestsdk, which Debian ships only as
+  # a shared library, loads the shared ones anyway, and a second, static copy in the same process
+  # would double their memory and give exceptions crossing libcpprest.so two runtimes to unwind
+  # through.
 else()
   target_link_libraries(sluice_dep_absl INTERFACE
     absl::status absl::statusor absl::strings absl::str_format absl::time absl::cleanup
@@ -36,11 +55,22 @@ endif()
 
 # cpprestsdk (the Kubernetes client and the fake API server only). Its config does not put OpenSSL on
 # the link line of code that uses the HTTP client, so name it here (style.md).
-find_package(cpprestsdk CONFIG REQUIRED)
+if(SLUICE_STATIC)
+  # The HTTP client alone (no listener, websockets or compression), from scripts/build-static.sh.
+  find_package(cpprestsdk CONFIG REQUIRED PATHS ${SLUICE_STATIC_PREFIX} NO_DEFAULT_PATH)
+else()
+  find_package(cpprestsdk CONFIG REQUIRED)
+endif()
 add_library(sluice_dep_cpprest INTERFACE)
 target_link_libraries(sluice_dep_cpprest INTERFACE cpprestsdk::cpprest OpenSSL::SSL OpenSSL::Crypto)
 if(SLUICE_SANITIZE)
   # UBSan's vptr check misfires on cpprest's stream buffers: their type_info lives in the
   # uninstrumented libcpprest.so, so a correct call looks like one on the wrong type.
   target_compile_options(sluice_dep_cpprest INTERFACE -fno-sanitize=vptr)
+endif()
+
+if(SLUICE_STATIC)
+  # Unused functions and data of every archive are dropped at link time (the binary is the image).
+  add_compile_options(-ffunction-sections -fdata-sections)
+  add_link_options(-Wl,--gc-sections)
 endif()

@@ -55,6 +55,11 @@ endfunction()
 # One gtest executable; each TEST becomes a ctest case carrying LABEL. It sees the public headers
 # of what it links, and every header of the folder it is declared in.
 function(sluice_cc_test)
+  # The static build makes the shipped binary only; the tests run in the normal builds (and run
+  # that binary as a child process).
+  if(SLUICE_STATIC)
+    return()
+  endif()
   cmake_parse_arguments(ARG "" "NAME;LABEL;TIMEOUT" "SRCS;DEPS" ${ARGN})
   if(NOT ARG_LABEL)
     set(ARG_LABEL unit)

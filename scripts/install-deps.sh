@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libgmock-dev
   postgresql postgresql-client
   pgbouncer
+  # The static build (scripts/build-static.sh: dpkg-source unpacks Debian's source packages) and
+  # the image's root-filesystem tests (file, a DNS server on loopback).
+  dpkg-dev file dnsmasq-base
 )
 
 missing=()

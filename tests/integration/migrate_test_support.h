@@ -127,7 +127,7 @@ inline constexpr char kTestPgBouncerTransactionDsnVariable[] =
     "SLUICE_TEST_PGBOUNCER_TRANSACTION_DSN";
 inline constexpr char kTestPgBouncerSessionDsnVariable[] = "SLUICE_TEST_PGBOUNCER_SESSION_DSN";
 
-// The path of the sluice binary under test.
+// The path of the sluice binary under test: SLUICE_TEST_BINARY when set, else this build's.
 std::string SluiceBinary();
 
 }  // namespace sluice::testing

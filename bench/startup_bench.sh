@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Start-up of the dynamic and the static sluice against the real psql, side by side in one run:
+#   1. `sluice version` vs `psql --version` (wall time, median of RUNS, the three interleaved);
+#   2. a no-op `sluice upgrade head` on an up-to-date database of 100 revisions vs
+#      `psql -c 'SELECT 1'` (median of RUNS, interleaved);
+#   3. peak resident memory (/usr/bin/time) of each.
+# Usage: bench/startup_bench.sh [DYNAMIC_SLUICE [STATIC_SLUICE]]
+#   (defaults: build/cmd/sluice/sluice and build-static/cmd/sluice/sluice; builds nothing)
+# psql is the real client binary, never Debian's Perl wrapper on the PATH (see db_bench.sh).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+dynamic=${1:-$root/build/cmd/sluice/sluice}
+static=${2:-$root/build-static/cmd/sluice/sluice}
+runs=${RUNS:-30}
+psql=${PSQL:-/usr/lib/postgresql/15/bin/psql}
+work=$(mktemp -d /tmp/sluice-startup-bench.XXXXXX)
+chmod 755 "$work"
+# A copy made with cp: a binary just written by strip -o or the linker measured a higher peak RSS
+# until copied (style.md); what the image holds is such a copy.
+cp "$dynamic" "$work/sluice-dynamic"
+cp "$static" "$work/sluice-static"
+
+export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-startup-bench-pg}
+export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54332}
+trap '"$root/scripts/pg-test-cluster.sh" stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+eval "$("$root/scripts/pg-test-cluster.sh" start)"
+admin=$SLUICE_TEST_PG_DSN
+url=${admin%/*}/bench_startup
+
+now_ns() { date +%s%N; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_us() {
+  local start end
+  start=$(now_ns)
+  "$@" >/dev/null 2>&1
+  end=$(now_ns)
+  echo $(((end - start) / 1000))
+}
+peak_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+ratio() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+
+"$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS bench_startup WITH (FORCE)" \
+  -c "CREATE DATABASE bench_startup"
+mkdir -p "$work/m100"
+for i in $(seq 1 100); do
+  parent=null
+  [ "$i" -gt 1 ] && parent=$(printf 'r%04d' $((i - 1)))
+  printf 'revision: r%04d\ndown_revision: %s\ndescription: table %d\nupgrade: |\n  CREATE TABLE t%04d (id int);\n' \
+    "$i" "$parent" "$i" "$i" >"$work/m100/r$(printf %04d "$i").yaml"
+done
+"$work/sluice-static" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null 2>&1
+
+echo "startup bench: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), RUNS=$runs, PostgreSQL $("$psql" -X -At -d "$admin" -c 'SHOW server_version')"
+echo "binaries: dynamic $(stat -c %s "$dynamic") bytes, static $(stat -c %s "$static") bytes"
+
+# 1. version: the three interleaved, so that a busy moment of the machine hits them alike.
+: >"$work/v.d" && : >"$work/v.s" && : >"$work/v.p"
+for _ in $(seq "$runs"); do
+  time_us "$work/sluice-dynamic" version >>"$work/v.d"
+  time_us "$work/sluice-static" version >>"$work/v.s"
+  time_us "$psql" --version >>"$work/v.p"
+done
+vd=$(median <"$work/v.d") vs=$(median <"$work/v.s") vp=$(median <"$work/v.p")
+echo "version:  dynamic ${vd} us ($(ratio "$vd" "$vp")x), static ${vs} us ($(ratio "$vs" "$vp")x), psql --version ${vp} us"
+
+# 2. no-op upgrade on 100 revisions vs SELECT 1.
+noop=(upgrade head --migrations "$work/m100" --database-url "$url")
+: >"$work/n.d" && : >"$work/n.s" && : >"$work/n.p"
+for _ in $(seq "$runs"); do
+  time_us "$work/sluice-dynamic" "${noop[@]}" >>"$work/n.d"
+  time_us "$work/sluice-static" "${noop[@]}" >>"$work/n.s"
+  time_us "$psql" -X -q -d "$url" -c 'SELECT 1' >>"$work/n.p"
+done
+nd=$(median <"$work/n.d") ns=$(median <"$work/n.s") np=$(median <"$work/n.p")
+echo "no-op, 100 revisions: dynamic ${nd} us ($(ratio "$nd" "$np")x), static ${ns} us ($(ratio "$ns" "$np")x), psql SELECT 1 ${np} us"
+
+# 3. peak RSS.
+echo "peak RSS (KiB): version dynamic $(peak_kib "$work/sluice-dynamic" version), static $(peak_kib "$work/sluice-static" version), psql --version $(peak_kib "$psql" --version);" \
+  "no-op dynamic $(peak_kib "$work/sluice-dynamic" "${noop[@]}"), static $(peak_kib "$work/sluice-static" "${noop[@]}"), psql SELECT 1 $(peak_kib "$psql" -X -q -d "$url" -c 'SELECT 1')"
