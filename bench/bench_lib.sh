@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2154
-# Helpers shared by the shell benches (db_bench.sh, pooler_bench.sh). Source it after setting
+# Helpers shared by the shell benches (db_bench.sh, pooler_bench.sh, startup_bench.sh). Source it after setting
 # `psql` (the real client binary), `admin` (an admin DSN of the bench's server) and `work` (a
 # scratch directory).
 
@@ -10,6 +10,9 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # Prints $1 / $2 with two decimals.
 ratio_of() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+
+# Runs a command with its output discarded; prints its peak resident memory in KiB.
+peak_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 
 # Drops (with its sessions) and creates database $1 on the bench's server.
 fresh_db() {

@@ -92,7 +92,7 @@ c=$(printf '%s\n' "${with_clients[@]}" | median)
 echo "  floor: 1 runner + 15 \`true\` ${t} ms (ratio $(ratio "$t")); 1 runner + 15 bare libpq clients ${c} ms (ratio $(ratio "$c"))"
 
 # 4. Peak memory.
-rss_noop=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m100" --database-url "$url" 2>&1 >/dev/null | tail -1)
+rss_noop=$(peak_kib "$sluice" upgrade head --migrations "$work/m100" --database-url "$url")
 fresh_db bench_apply
-rss_apply=$(/usr/bin/time -f %M "$sluice" upgrade head --migrations "$work/m1000" --database-url "$base_url/bench_apply" 2>&1 >/dev/null | tail -1)
+rss_apply=$(peak_kib "$sluice" upgrade head --migrations "$work/m1000" --database-url "$base_url/bench_apply")
 echo "peak RSS: no-op ${rss_noop} KiB, apply 1000 ${rss_apply} KiB (target < 20480 KiB)"

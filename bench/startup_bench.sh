@@ -27,27 +27,10 @@ eval "$("$root/scripts/pg-test-cluster.sh" start)"
 admin=$SLUICE_TEST_PG_DSN
 url=${admin%/*}/bench_startup
 
-now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-time_us() {
-  local start end
-  start=$(now_ns)
-  "$@" >/dev/null 2>&1
-  end=$(now_ns)
-  echo $(((end - start) / 1000))
-}
-peak_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
-ratio() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
+. "$root/bench/bench_lib.sh"
 
-"$psql" -X -q -d "$admin" -c "DROP DATABASE IF EXISTS bench_startup WITH (FORCE)" \
-  -c "CREATE DATABASE bench_startup"
-mkdir -p "$work/m100"
-for i in $(seq 1 100); do
-  parent=null
-  [ "$i" -gt 1 ] && parent=$(printf 'r%04d' $((i - 1)))
-  printf 'revision: r%04d\ndown_revision: %s\ndescription: table %d\nupgrade: |\n  CREATE TABLE t%04d (id int);\n' \
-    "$i" "$parent" "$i" "$i" >"$work/m100/r$(printf %04d "$i").yaml"
-done
+fresh_db bench_startup
+make_revisions "$work/m100" 100
 "$work/sluice-static" upgrade head --migrations "$work/m100" --database-url "$url" >/dev/null 2>&1
 
 echo "startup bench: $(nproc) cores, $(date -u +%Y-%m-%dT%H:%MZ), RUNS=$runs, PostgreSQL $("$psql" -X -At -d "$admin" -c 'SHOW server_version')"
@@ -61,7 +44,7 @@ for _ in $(seq "$runs"); do
   time_us "$psql" --version >>"$work/v.p"
 done
 vd=$(median <"$work/v.d") vs=$(median <"$work/v.s") vp=$(median <"$work/v.p")
-echo "version:  dynamic ${vd} us ($(ratio "$vd" "$vp")x), static ${vs} us ($(ratio "$vs" "$vp")x), psql --version ${vp} us"
+echo "version:  dynamic ${vd} us ($(ratio_of "$vd" "$vp")x), static ${vs} us ($(ratio_of "$vs" "$vp")x), psql --version ${vp} us"
 
 # 2. no-op upgrade on 100 revisions vs SELECT 1.
 noop=(upgrade head --migrations "$work/m100" --database-url "$url")
@@ -72,7 +55,7 @@ for _ in $(seq "$runs"); do
   time_us "$psql" -X -q -d "$url" -c 'SELECT 1' >>"$work/n.p"
 done
 nd=$(median <"$work/n.d") ns=$(median <"$work/n.s") np=$(median <"$work/n.p")
-echo "no-op, 100 revisions: dynamic ${nd} us ($(ratio "$nd" "$np")x), static ${ns} us ($(ratio "$ns" "$np")x), psql SELECT 1 ${np} us"
+echo "no-op, 100 revisions: dynamic ${nd} us ($(ratio_of "$nd" "$np")x), static ${ns} us ($(ratio_of "$ns" "$np")x), psql SELECT 1 ${np} us"
 
 # 3. peak RSS.
 echo "peak RSS (KiB): version dynamic $(peak_kib "$work/sluice-dynamic" version), static $(peak_kib "$work/sluice-static" version), psql --version $(peak_kib "$psql" --version);" \
