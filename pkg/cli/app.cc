@@ -45,6 +45,7 @@ struct Context {
   const CommandLine& command_line;
   std::ostream& out;
   const EnvLookup& env;
+  std::shared_ptr<engine::StopRequest> stop;  // may be null
   const Options& options() const { return command_line.options; }
   const std::vector<std::string>& args() const { return command_line.args; }
 };
@@ -288,6 +289,7 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
   engine_options.allow_drift = options.allow_drift;
   engine_options.fail_if_ahead = options.if_ahead == "fail";
   engine_options.applied_by = base::RunnerName(context.env);
+  engine_options.stop = context.stop;
   const absl::Duration connect_timeout = options.connect_timeout;
   const auto factory_for = [connect_timeout](const std::string& target) -> engine::StoreFactory {
     return [target, connect_timeout](const std::string& application_name) {
@@ -593,7 +595,8 @@ std::string CommandHelp(const CommandSpec& command) {
 
 }  // namespace
 
-int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup& env) {
+int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup& env,
+        std::shared_ptr<engine::StopRequest> stop) {
   absl::StatusOr<CommandLine> command_line = ParseCommandLine(args, env);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   log::SetFormat(command_line->options.log_format == "json" ? log::Format::kJson
@@ -621,7 +624,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup
   if (arg_count < command->min_args || arg_count > command->max_args) {
     return UsageError(absl::StrCat("wrong number of arguments; usage: sluice ", command->usage));
   }
-  return command->run(Context{*command_line, out, env});
+  return command->run(Context{*command_line, out, env, std::move(stop)});
 }
 
 }  // namespace sluice::cli

@@ -149,7 +149,7 @@ absl::Status Engine::Impl::WithLockRetries(const Step& step,
                   {"attempt", absl::StrCat(tries + 1, "/", options_.ddl_retries + 1)},
                   {"lock_timeout", absl::FormatDuration(options_.ddl_lock_timeout)}});
     LogBlockers();
-    if (tries >= options_.ddl_retries) return status;
+    if (tries >= options_.ddl_retries || StopRequested()) return status;
     absl::SleepFor(backoff.Next());
   }
 }
@@ -160,8 +160,19 @@ const std::string& Engine::Impl::SqlOf(const Step& step) const {
   return step.migration->downgrade_sql.has_value() ? *step.migration->downgrade_sql : *kEmpty;
 }
 
+bool Engine::Impl::EndedByStop(const absl::Status& status) const {
+  return options_.stop != nullptr &&
+         (options_.stop->cancelled() || (options_.stop->stopped() && IsLockTimeout(status)));
+}
+
 absl::Status Engine::Impl::ApplyEach(store::Store& work, const Plan& plan, RunResult& result) {
-  for (const Step& step : plan.steps) {
+  for (size_t i = 0; i < plan.steps.size(); ++i) {
+    const Step& step = plan.steps[i];
+    if (StopRequested()) {
+      return Interrupted(absl::StrCat("before revision ", step.migration->revision, ": ", i, " of ",
+                                      plan.steps.size(),
+                                      " steps done, the rest still pending for the next run"));
+    }
     SLUICE_RETURN_IF_ERROR(lock_->CheckHeld());
     const absl::Time started = absl::Now();
     absl::Status status = step.migration->transactional
@@ -181,6 +192,13 @@ absl::Status Engine::Impl::ApplyEach(store::Store& work, const Plan& plan, RunRe
             absl::Status(held.code(), absl::StrCat(held.message(), "; revision ",
                                                    step.migration->revision, " was not recorded")),
             FailureKind::kLockTimeout);
+      }
+      // Cancelled by the stop (or its lock_timeout retries given up): the transaction rolled
+      // back, and the revision is pending, not failed.
+      if (step.migration->transactional && EndedByStop(status)) {
+        return Interrupted(absl::StrCat("during revision ", step.migration->revision,
+                                        ", which rolled back: ", i, " of ", plan.steps.size(),
+                                        " steps done, the rest still pending for the next run"));
       }
       RecordFailure(work, step, started, status);
       return status;
@@ -303,6 +321,9 @@ absl::Status Engine::Impl::ApplyInOneTransaction(store::Store& work, const Plan&
     });
   });
   if (!status.ok()) {
+    if (EndedByStop(status)) {
+      return Interrupted("during the single transaction, which rolled back: nothing was applied");
+    }
     return failed_step != nullptr ? DescribeFailure(*failed_step, status, 1) : status;
   }
   for (const StepOutcome& outcome : outcomes) {

@@ -63,6 +63,53 @@ manifest::Migration MigrationFromHistory(const store::HistoryRow& row) {
 
 }  // namespace internal
 
+void StopRequest::Stop() {
+  absl::MutexLock lock(&mu_);
+  stopped_ = true;
+}
+
+void StopRequest::Cancel() {
+  std::function<void()> canceller;
+  {
+    absl::MutexLock lock(&mu_);
+    stopped_ = true;
+    cancelled_ = true;
+    canceller = canceller_;
+  }
+  // Outside the mutex: it sends a cancel request to the server and waits for its answer.
+  if (canceller) canceller();
+}
+
+bool StopRequest::stopped() const {
+  absl::MutexLock lock(&mu_);
+  return stopped_;
+}
+
+bool StopRequest::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+bool StopRequest::taken_up() const {
+  absl::MutexLock lock(&mu_);
+  return runs_ > 0;
+}
+
+void StopRequest::TakeUp() {
+  absl::MutexLock lock(&mu_);
+  ++runs_;
+}
+
+void StopRequest::SetCanceller(std::function<void()> canceller) {
+  absl::MutexLock lock(&mu_);
+  canceller_ = std::move(canceller);
+}
+
+void StopRequest::GiveUp() {
+  absl::MutexLock lock(&mu_);
+  if (--runs_ == 0) canceller_ = nullptr;
+}
+
 Engine::Impl::Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
                    EngineOptions options, Observer* observer, StoreFactory lock_factory)
     : manifest_graph_(std::move(graph)),
@@ -82,9 +129,27 @@ Engine::Impl::Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFacto
 Engine::Impl::~Impl() {
   watcher_.reset();
   ReleaseLock();
+  if (stop_taken_up_) options_.stop->GiveUp();
+}
+
+void Engine::Impl::TakeUpStop() {
+  if (options_.stop == nullptr || stop_taken_up_) return;
+  options_.stop->TakeUp();
+  stop_taken_up_ = true;
+  if (work_ != nullptr) options_.stop->SetCanceller(work_->StatementCanceller());
+}
+
+bool Engine::Impl::StopRequested() const {
+  return options_.stop != nullptr && options_.stop->stopped();
+}
+
+absl::Status Engine::Impl::Interrupted(absl::string_view what) {
+  return WithFailureKind(absl::CancelledError(absl::StrCat("stopped (SIGTERM or SIGINT) ", what)),
+                         FailureKind::kInterrupted);
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Migrate(Direction direction, absl::string_view target) {
+  TakeUpStop();
   const auto plan_for = [&](const std::vector<std::string>& versions) {
     return direction == Direction::kUpgrade ? graph_->PlanUpgrade(versions, target)
                                             : graph_->PlanDowngrade(versions, target);
@@ -121,6 +186,7 @@ absl::StatusOr<RunResult> Engine::Impl::Migrate(Direction direction, absl::strin
 }
 
 absl::StatusOr<RunResult> Engine::Impl::Stamp(absl::string_view target, bool purge) {
+  TakeUpStop();
   SLUICE_RETURN_IF_ERROR(TakeLock());
   SLUICE_ASSIGN_OR_RETURN(store::Store * work, WorkConnection());
   SLUICE_RETURN_IF_ERROR(work->EnsureTables(options_.tables));
@@ -197,6 +263,7 @@ absl::StatusOr<std::optional<store::Lease>> Engine::Impl::ForceReleaseLease() {
 }
 
 absl::Status Engine::Impl::Resolve(absl::string_view revision, bool applied) {
+  TakeUpStop();
   SLUICE_RETURN_IF_ERROR(TakeLock());
   SLUICE_ASSIGN_OR_RETURN(store::Store * work, WorkConnection());
   SLUICE_RETURN_IF_ERROR(work->EnsureTables(options_.tables));
@@ -273,6 +340,7 @@ absl::StatusOr<store::Store*> Engine::Impl::ControlConnection() {
 absl::StatusOr<store::Store*> Engine::Impl::WorkConnection() {
   if (work_ == nullptr) {
     SLUICE_ASSIGN_OR_RETURN(work_, factory_(options_.applied_by));
+    if (stop_taken_up_) options_.stop->SetCanceller(work_->StatementCanceller());
   }
   return work_.get();
 }

@@ -67,6 +67,14 @@ class Engine::Impl {
   RunResult Summarize(const graph::Plan& plan, const DatabaseState& state) const;
   absl::StatusOr<store::Store*> ControlConnection();
   absl::StatusOr<store::Store*> WorkConnection();
+  // Takes up options_.stop (see StopRequest) until this engine ends, when one was given.
+  void TakeUpStop();
+  bool StopRequested() const;
+  // A kInterrupted failure: "stopped (SIGTERM or SIGINT) <what>".
+  static absl::Status Interrupted(absl::string_view what);
+  // Whether a step's failure `status` came from the stop: its statement cancelled, or its
+  // lock_timeout retries given up.
+  bool EndedByStop(const absl::Status& status) const;
 
   // The migration lock (migration_lock.h) and the fast no-op (lock.cc).
   // Releases the lock, if held (and wakes the runners waiting for it, where they can be woken).
@@ -136,6 +144,7 @@ class Engine::Impl {
   std::unique_ptr<MigrationLock> lock_;
   std::unique_ptr<store::Store> control_;  // polls and holds the lock
   std::unique_ptr<store::Store> work_;     // runs the revisions
+  bool stop_taken_up_ = false;             // options_.stop is taken up (TakeUpStop)
   std::unique_ptr<BlockerWatcher> watcher_;
   bool locked_ = false;
 };

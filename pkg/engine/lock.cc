@@ -88,6 +88,7 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
       pending = plan->steps.size();
       if (!first_seen.has_value()) first_seen.emplace(pending, absl::Now());
     }
+    if (StopRequested()) return Interrupted("while waiting for the migration lock");
     SLUICE_ASSIGN_OR_RETURN(bool locked,
                             lock_->TryAcquire(*control, [this] { return WorkConnection(); }));
     if (locked) {

@@ -19,7 +19,7 @@ FailureKind FailureKindOf(const absl::Status& status) {
   if (auto payload = status.GetPayload(kPayloadKey); payload.has_value()) {
     int value = -1;
     if (absl::SimpleAtoi(std::string(*payload), &value) && value >= 0 &&
-        value <= static_cast<int>(FailureKind::kUnreachable)) {
+        value <= static_cast<int>(FailureKind::kInterrupted)) {
       return static_cast<FailureKind>(value);
     }
   }
@@ -50,6 +50,8 @@ ExitCode ExitCodeOf(FailureKind kind) {
       return kExitLockTimeout;
     case FailureKind::kUnreachable:
       return kExitUnreachable;
+    case FailureKind::kInterrupted:
+      return kExitInterrupted;
   }
   return kExitMigrationFailed;
 }

@@ -19,6 +19,9 @@ enum ExitCode : int {
   kExitDrift = 5,
   kExitLockTimeout = 6,
   kExitUnreachable = 7,
+  // Stopped by SIGTERM or SIGINT (128 + SIGTERM, as a container runtime reports a process that a
+  // signal ended): the revisions before the stop are applied, the rest are still pending.
+  kExitInterrupted = 143,
 };
 
 enum class FailureKind {
@@ -28,6 +31,7 @@ enum class FailureKind {
   kDrift,             // applied revisions changed, or a failed revision needs resolving
   kLockTimeout,       // the migration lock was not acquired within --lock-wait
   kUnreachable,       // the database could not be reached
+  kInterrupted,       // asked to stop (SIGTERM, SIGINT) before the run was done
 };
 
 // Returns `status` marked with `kind`.

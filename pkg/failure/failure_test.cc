@@ -37,6 +37,7 @@ TEST(ExitCodeTest, EachKindHasProductMdsCode) {
       {FailureKind::kMigrationFailed, 1},  {FailureKind::kUsage, 2},
       {FailureKind::kInvalidManifests, 4}, {FailureKind::kDrift, 5},
       {FailureKind::kLockTimeout, 6},      {FailureKind::kUnreachable, 7},
+      {FailureKind::kInterrupted, 143},
   };
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.exit_code);

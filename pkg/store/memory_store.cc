@@ -1,6 +1,9 @@
 #include "pkg/store/memory_store.h"
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <utility>
 
@@ -46,8 +49,24 @@ class MemoryStore final : public Store {
   // Store
 
   absl::Status Execute(absl::string_view sql) override {
+    std::function<void()> during;
+    {
+      absl::MutexLock lock(&db_.mutex_);
+      for (const auto& [containing, action] : db_.run_on_execute_) {
+        if (absl::StrContains(sql, containing)) during = action;
+      }
+    }
+    // The statement "runs" while `during` does, outside the database's mutex, so that it can use
+    // other sessions or cancel this one.
+    cancel_->executing = true;
+    if (during) during();
+    cancel_->executing = false;
     absl::MutexLock lock(&db_.mutex_);
     if (aborted_) return InAbortedTransaction();
+    if (cancel_->requested.exchange(false)) {
+      if (transaction_.has_value()) aborted_ = true;
+      return MemoryDatabase::ServerError("57014", "canceling statement due to user request");
+    }
     for (auto it = db_.failures_.begin(); it != db_.failures_.end(); ++it) {
       if (!absl::StrContains(sql, it->containing)) continue;
       absl::Status status = it->status;
@@ -282,7 +301,14 @@ class MemoryStore final : public Store {
     return std::vector<BlockingSession>();
   }
 
-  int BackendPid() const override { return pid_; }
+  // Cancels a statement only while one runs (see RunOnExecuteForTest), as the server does.
+  std::function<void()> StatementCanceller() override {
+    return [cancel = cancel_] {
+      if (cancel->executing) cancel->requested = true;
+    };
+  }
+
+  int BackendPid() override { return pid_; }
 
   absl::StatusOr<SessionIdentity> IdentifySession(int64_t key,
                                                   absl::string_view set_marker) override {
@@ -555,6 +581,11 @@ class MemoryStore final : public Store {
   std::optional<MemoryDatabase::Data> transaction_;
   bool aborted_ = false;
   std::vector<std::string> pending_notifications_;
+  struct CancelState {
+    std::atomic<bool> executing{false};
+    std::atomic<bool> requested{false};
+  };
+  const std::shared_ptr<CancelState> cancel_ = std::make_shared<CancelState>();
 };
 
 MemoryDatabase::MemoryDatabase() = default;
@@ -634,6 +665,12 @@ void MemoryDatabase::InvalidateIndexOnExecuteForTest(absl::string_view containin
 void MemoryDatabase::ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key) {
   absl::MutexLock lock(&mutex_);
   expire_lease_on_execute_[std::string(containing)] = key;
+}
+
+void MemoryDatabase::RunOnExecuteForTest(absl::string_view containing,
+                                         std::function<void()> action) {
+  absl::MutexLock lock(&mutex_);
+  run_on_execute_[std::string(containing)] = std::move(action);
 }
 
 void MemoryDatabase::DropAdvisoryLockForTest(int64_t key) {

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -76,6 +77,10 @@ class MemoryDatabase {
   // Expires lease `key` (as ExpireLeaseForTest) when SQL containing `containing` is executed: a
   // lease that runs out while a revision runs.
   void ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key);
+  // Runs `action` while a statement containing `containing` executes (any session), outside the
+  // database's mutex: a statement that its session's StatementCanceller() cancels meanwhile fails
+  // with SQLSTATE 57014, as on the server.
+  void RunOnExecuteForTest(absl::string_view containing, std::function<void()> action);
 
   // Sets the version table's rows and creates the tables, as a database that was migrated before.
   void SetVersionsForTest(const TableNames& tables, std::vector<std::string> versions);
@@ -190,6 +195,7 @@ class MemoryDatabase {
   std::deque<InjectedFailure> failures_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, std::string> invalidate_on_execute_ ABSL_GUARDED_BY(mutex_);
   std::map<std::string, int64_t> expire_lease_on_execute_ ABSL_GUARDED_BY(mutex_);
+  std::map<std::string, std::function<void()>> run_on_execute_ ABSL_GUARDED_BY(mutex_);
   std::map<int, Session> sessions_ ABSL_GUARDED_BY(mutex_);
   std::map<int64_t, LockHold> locks_ ABSL_GUARDED_BY(mutex_);
   // The runner marks (TryLockAs) each session holds, by pid.

@@ -464,8 +464,7 @@ using Params = std::vector<std::optional<std::string>>;
 
 class PgStore final : public Store {
  public:
-  // `pid` is the backend's, from the server (see ConnectPg).
-  PgStore(PGconn* conn, int pid) : conn_(conn), pid_(pid) {
+  explicit PgStore(PGconn* conn) : conn_(conn), pid_(PQbackendPID(conn)) {
     PQsetNoticeReceiver(
         conn_,
         [](void* self, const PGresult* result) {
@@ -795,7 +794,36 @@ class PgStore final : public Store {
     return sessions;
   }
 
-  int BackendPid() const override { return pid_; }
+  std::function<void()> StatementCanceller() override {
+    // A PGcancel holds only the server's address and the cancel key (behind PgBouncer, PgBouncer's
+    // own, which it forwards), so it outlives the connection safely.
+    std::shared_ptr<PGcancel> cancel(PQgetCancel(conn_), [](PGcancel* c) {
+      if (c != nullptr) PQfreeCancel(c);
+    });
+    return [cancel] {
+      if (cancel == nullptr) return;
+      char error[256];
+      if (PQcancel(cancel.get(), error, sizeof error) == 0) {
+        log::Warning("could not cancel the statement under way", {{"error", error}});
+      }
+    };
+  }
+
+  int BackendPid() override {
+    // PQbackendPID is the server's pid on a direct connection, but a made-up value behind
+    // PgBouncer, so the server is asked; only when first needed (the blocker watcher of a run
+    // that applies something), since a round trip at connect would slow every no-op run. Behind
+    // a transaction pooler the answer is the server session that ran this statement, and the
+    // next statement may run on another.
+    if (!pid_asked_) {
+      pid_asked_ = true;
+      Result result(PQexec(conn_, kBackendPidSql));
+      if (PQresultStatus(result.get()) == PGRES_TUPLES_OK && PQntuples(result.get()) == 1) {
+        (void)absl::SimpleAtoi(PQgetvalue(result.get(), 0, 0), &pid_);
+      }
+    }
+    return pid_;
+  }
 
   absl::StatusOr<SessionIdentity> IdentifySession(int64_t key,
                                                   absl::string_view set_marker) override {
@@ -1151,7 +1179,8 @@ class PgStore final : public Store {
   PGconn* conn_;
   std::set<std::string> version_tables_seen_;
   std::set<std::string> lease_tables_seen_;  // by schema
-  int pid_;
+  int pid_;                                  // PQbackendPID's until BackendPid() asks the server
+  bool pid_asked_ = false;
   bool internal_statement_ = false;
   bool took_advisory_lock_ = false;  // a session-level advisory lock was taken on this connection
 };
@@ -1187,17 +1216,8 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
     values.push_back(nullptr);
     PGconn* conn = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
     if (conn != nullptr && PQstatus(conn) == CONNECTION_OK) {
-      // PQbackendPID is the server's pid on a direct connection, but a made-up value behind
-      // PgBouncer; asking the server costs the round trip that the session-level SET of
-      // client_connection_check_interval used to (behind a transaction pooler the answer is the
-      // server session that ran this statement, and the next statement may run on another).
-      int pid = PQbackendPID(conn);
-      Result pid_result(PQexec(conn, kBackendPidSql));
-      if (PQresultStatus(pid_result.get()) == PGRES_TUPLES_OK && PQntuples(pid_result.get()) == 1) {
-        (void)absl::SimpleAtoi(PQgetvalue(pid_result.get(), 0, 0), &pid);
-      }
       if (attempt > 1) log::Info("connected to the database", {{"target", target}});
-      return std::unique_ptr<Store>(new PgStore(conn, pid));
+      return std::unique_ptr<Store>(new PgStore(conn));
     }
     const std::string reason =
         conn == nullptr

@@ -5,6 +5,7 @@
 #define SLUICE_PKG_STORE_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -168,8 +169,13 @@ class Store {
   virtual absl::StatusOr<std::optional<LockHolder>> LockHolderOf(int64_t key) = 0;
   // Returns the sessions blocking the backend `pid` (pg_blocking_pids).
   virtual absl::StatusOr<std::vector<BlockingSession>> BlockingSessionsOf(int pid) = 0;
-  // Returns this connection's backend pid.
-  virtual int BackendPid() const = 0;
+  // Returns a function that asks the server to cancel the statement this connection is running
+  // (its transaction then fails and rolls back); callable from any thread, also once the
+  // connection is gone, when it does nothing.
+  virtual std::function<void()> StatementCanceller() = 0;
+  // Returns this connection's backend pid (the server's, also behind a pooler; may cost a round
+  // trip the first time).
+  virtual int BackendPid() = 0;
   // Returns the server session this connection reaches now (see SessionIdentity) and whether it
   // holds advisory lock `key`. A non-empty `set_marker` first sets the session's marker to it
   // (a session-level setting: it stays with the server session, wherever a pooler hands that).

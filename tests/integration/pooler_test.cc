@@ -299,6 +299,60 @@ TEST_F(PoolerTest, FrozenLeaseHolderCommitsNothingAfterLosingItsLease) {
   EXPECT_TRUE(TableExists("t002") && TableExists("t004"));
 }
 
+// e2. A holder asked to stop (SIGTERM: the pod is being deleted) lets the revision under way
+// finish, stops before the next, and releases its lease, so that the next pod need not wait for
+// the TTL.
+TEST_F(PoolerTest, SigtermedLeaseHolderFinishesItsRevisionAndReleasesTheLease) {
+  CreateSleepGate();
+  WriteManifest("all.yaml", {{"r001", {}, "CREATE TABLE t001 (id int);", "", ""},
+                             {"r002", {"r001"}, CreateAndSleep("t002", 2), "", ""},
+                             {"r003", {"r002"}, "CREATE TABLE t003 (id int);", "", ""}});
+  UseDatabaseUrl(transaction_pooled());
+  std::unique_ptr<Process> holder = StartSluice(kLeaseUpgrade, {{"HOSTNAME", "pod-a"}});
+  ASSERT_TRUE(WaitForSleepingRevision()) << holder->ErrorsSoFar();
+  holder->Kill(SIGTERM);
+  ProcessResult a = holder->Wait(absl::Seconds(20));
+  EXPECT_EQ(a.exit_code, 143) << Describe(a);
+  EXPECT_THAT(a.err, HasSubstr("before revision r003"));
+  EXPECT_EQ(Versions(), "r002");
+  EXPECT_EQ(AppliedUpgrades(), "r001,r002");
+  EXPECT_EQ(LeaseHolder(), "") << "the stopped holder left its lease";
+
+  OpenSleepGate();
+  ProcessResult b = RunProcess(SluiceArgs(kLeaseUpgrade), {{"HOSTNAME", "pod-b"}});
+  ASSERT_EQ(b.exit_code, 0) << Describe(b);
+  EXPECT_EQ(Versions(), "r003");
+  EXPECT_EQ(UpgradeRowsAndRevisions(), "3/3");
+}
+
+// A second SIGTERM cancels the statement under way: its revision rolls back and stays pending
+// (not failed), and the lease is released.
+TEST_F(PoolerTest, SecondSigtermCancelsTheRevisionUnderWayWhichRollsBack) {
+  CreateSleepGate();
+  WriteManifest("all.yaml", {{"r001", {}, "CREATE TABLE t001 (id int);", "", ""},
+                             {"r002", {"r001"}, CreateAndSleep("t002", 60), "", ""}});
+  UseDatabaseUrl(transaction_pooled());
+  std::unique_ptr<Process> holder = StartSluice(kLeaseUpgrade, {{"HOSTNAME", "pod-a"}});
+  ASSERT_TRUE(WaitForSleepingRevision()) << holder->ErrorsSoFar();
+  holder->Kill(SIGTERM);
+  // Signals of one kind do not queue: the second is sent once the first was taken.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return holder->ErrorsSoFar().find("stopping before the next") != std::string::npos; },
+      absl::Seconds(10)))
+      << holder->ErrorsSoFar();
+  holder->Kill(SIGTERM);
+  ProcessResult a = holder->Wait(absl::Seconds(20));
+  EXPECT_EQ(a.exit_code, 143) << Describe(a);
+  EXPECT_THAT(a.err, HasSubstr("during revision r002, which rolled back"));
+  EXPECT_FALSE(SleepingRevisionRuns());
+  EXPECT_FALSE(TableExists("t002"));
+  EXPECT_EQ(Versions(), "r001");
+  EXPECT_EQ(Rows("SELECT string_agg(revision || ':' || outcome, ',' ORDER BY id) FROM "
+                 "sluice_history"),
+            "r001:applied");
+  EXPECT_EQ(LeaseHolder(), "");
+}
+
 // f. The advisory lock keeps working through session pooling and with a direct lock connection.
 TEST_F(PoolerTest, SessionLockThroughSessionPoolingAppliesEachRevisionOnceUnderSixteenRunners) {
   WriteLinear(100);
