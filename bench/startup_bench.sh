@@ -3,7 +3,8 @@
 #   1. `sluice version` vs `psql --version` (wall time, median of RUNS, the three interleaved);
 #   2. a no-op `sluice upgrade head` on an up-to-date database of 100 revisions vs
 #      `psql -c 'SELECT 1'` (median of RUNS, interleaved);
-#   3. peak resident memory (/usr/bin/time) of each.
+#   3. peak resident memory (/usr/bin/time) of each;
+#   4. a profile in counts that the machine's load does not change (below).
 # Usage: bench/startup_bench.sh [DYNAMIC_SLUICE [STATIC_SLUICE]]
 #   (defaults: build/cmd/sluice/sluice and build-static/cmd/sluice/sluice; builds nothing)
 # psql is the real client binary, never Debian's Perl wrapper on the PATH (see db_bench.sh).
@@ -60,3 +61,39 @@ echo "no-op, 100 revisions: dynamic ${nd} us ($(ratio_of "$nd" "$np")x), static 
 # 3. peak RSS.
 echo "peak RSS (KiB): version dynamic $(peak_kib "$work/sluice-dynamic" version), static $(peak_kib "$work/sluice-static" version), psql --version $(peak_kib "$psql" --version);" \
   "no-op dynamic $(peak_kib "$work/sluice-dynamic" "${noop[@]}"), static $(peak_kib "$work/sluice-static" "${noop[@]}"), psql SELECT 1 $(peak_kib "$psql" -X -q -d "$url" -c 'SELECT 1')"
+
+# 4. Where start-up goes, in counts that do not depend on the machine's load (PROFILE=0 skips it;
+#    needs valgrind and strace): instructions executed (callgrind), of them those in the dynamic
+#    loader, the dynamic loader's relocations (LD_DEBUG=statistics), system calls and messages
+#    sent to the server (strace).
+if [ "${PROFILE:-1}" = 1 ] && command -v valgrind >/dev/null && command -v strace >/dev/null; then
+  # Prints "instructions=N in_ld.so=M" for one command.
+  instructions() {
+    local out=$work/callgrind.out
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1
+    callgrind_annotate --inclusive=yes "$out" 2>/dev/null | awk '
+      /PROGRAM TOTALS/ { gsub(",", "", $1); total = $1 }
+      /rtld.c:_dl_start / { gsub(",", "", $1); loader = $1 }
+      END { printf "instructions=%d in_ld.so=%d", total, loader }'
+  }
+  # Prints "syscalls=N sent=M" for one command.
+  syscalls() {
+    strace -f -c -o "$work/strace.out" "$@" >/dev/null 2>&1
+    local total sent
+    total=$(awk '$NF == "total" { print $4 }' "$work/strace.out")
+    sent=$(awk '$NF == "sendto" { print $4 }' "$work/strace.out")
+    printf 'syscalls=%s sent_to_server=%s' "$total" "${sent:-0}"
+  }
+  relocations() {
+    LD_DEBUG=statistics "$@" 2>&1 >/dev/null | awk '/final number of relocations:/ { n = $NF } END { printf "relocations=%s", n == "" ? "none (static)" : n }'
+  }
+  for contender in "sluice-dynamic:$work/sluice-dynamic" "sluice-static:$work/sluice-static" "psql:$psql"; do
+    name=${contender%%:*} binary=${contender#*:}
+    if [ "$name" = psql ]; then
+      version=(--version) query=(-X -q -d "$url" -c 'SELECT 1')
+    else
+      version=(version) query=("${noop[@]}")
+    fi
+    echo "profile $name: version $(instructions "$binary" "${version[@]}"); no-op $(instructions "$binary" "${query[@]}") $(syscalls "$binary" "${query[@]}") $(relocations "$binary" "${query[@]}")"
+  done
+fi
