@@ -314,10 +314,9 @@ absl::StatusOr<std::unique_ptr<engine::Engine>> OpenEngine(
 }
 
 // Loads the manifests' graph and opens an engine on it.
-absl::StatusOr<std::unique_ptr<engine::Engine>> OpenSession(const Context& context,
-                                                            engine::Observer* observer = nullptr) {
+absl::StatusOr<std::unique_ptr<engine::Engine>> OpenSession(const Context& context) {
   SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<const RevisionGraph> graph, LoadGraph(context.options()));
-  return OpenEngine(context, std::move(graph), observer);
+  return OpenEngine(context, std::move(graph));
 }
 
 absl::StatusOr<std::optional<engine::DatabaseState>> OptionalDatabaseState(
@@ -357,7 +356,12 @@ int RunMigrate(const Context& context, graph::Direction direction) {
   absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
       StartReporter(context, target);
   if (!reporter.ok()) return FailWith(reporter.status());
-  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context, reporter->get());
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (graph.ok() && *reporter != nullptr)
+    (*reporter)->SetMigrationsDigest((*graph)->ContentDigest());
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session =
+      graph.ok() ? OpenEngine(context, *std::move(graph), reporter->get())
+                 : absl::StatusOr<std::unique_ptr<engine::Engine>>(graph.status());
   absl::StatusOr<engine::RunResult> result =
       !session.ok() ? absl::StatusOr<engine::RunResult>(session.status())
       : upgrade     ? (*session)->Upgrade(target)

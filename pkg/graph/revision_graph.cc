@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "pkg/base/sha256.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/base/text.h"
 
@@ -314,6 +315,18 @@ RevisionGraph::~RevisionGraph() = default;
 
 const std::vector<const Migration*>& RevisionGraph::TopologicalOrder() const {
   return impl_->order_migrations;
+}
+
+std::string RevisionGraph::ContentDigest() const {
+  std::vector<std::pair<absl::string_view, absl::string_view>> entries;
+  entries.reserve(impl_->order_migrations.size());
+  for (const Migration* m : impl_->order_migrations) entries.emplace_back(m->revision, m->checksum);
+  std::sort(entries.begin(), entries.end());
+  std::string text;
+  // Ids and checksums hold neither a tab nor a newline, so the joined text is unambiguous.
+  for (const auto& [revision, checksum] : entries)
+    absl::StrAppend(&text, revision, "\t", checksum, "\n");
+  return absl::StrCat("sha256:", base::Sha256Hex(text));
 }
 
 std::vector<std::string> RevisionGraph::Heads() const { return impl_->Names(impl_->heads); }

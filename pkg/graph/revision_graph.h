@@ -59,6 +59,9 @@ class RevisionGraph {
   // preceded by whatever it names that is not listed yet (its parents in `down_revision` order,
   // then its `depends_on`). So a branch's chain stays together. Plans follow this order.
   const std::vector<const manifest::Migration*>& TopologicalOrder() const;
+  // Returns "sha256:" and the SHA-256 of the revisions' ids and checksums, sorted by id: what a
+  // MigrationJob's status.migrationsDigest says it describes. Computed on each call.
+  std::string ContentDigest() const;
   // Returns the revisions that no other revision names as a parent, sorted (Alembic's `heads`;
   // `depends_on` does not count).
   std::vector<std::string> Heads() const;

@@ -1006,3 +1006,50 @@ TEST(RevisionGraphTest, RandomGraphsProperty) {
 
 }  // namespace
 }  // namespace sluice::graph
+
+namespace sluice::graph {
+namespace {
+
+// The migration `Rev` makes, with `checksum` set as the loader sets it.
+manifest::Migration RevWithChecksum(const std::string& id, std::vector<std::string> parents,
+                                    const std::string& checksum) {
+  manifest::Migration m = Rev(id, std::move(parents));
+  m.checksum = checksum;
+  return m;
+}
+
+TEST(ContentDigestTest, IsTheSha256OfTheSortedIdsAndChecksums) {
+  const RevisionGraph graph =
+      MustBuild({RevWithChecksum("b", {"a"}, "sha256:bb"), RevWithChecksum("a", {}, "sha256:aa")});
+  // printf 'a\tsha256:aa\nb\tsha256:bb\n' | sha256sum
+  EXPECT_EQ(graph.ContentDigest(),
+            "sha256:b3fbfb07fe14bb0a2e94cbd66f61cef6c380c7704cf59c845dfe628c2f1a6876");
+}
+
+TEST(ContentDigestTest, DependsOnlyOnIdsAndChecksums) {
+  const std::string digest =
+      MustBuild({RevWithChecksum("a", {}, "sha256:aa"), RevWithChecksum("b", {"a"}, "sha256:bb")})
+          .ContentDigest();
+  // The manifests' order does not count.
+  EXPECT_EQ(
+      MustBuild({RevWithChecksum("b", {"a"}, "sha256:bb"), RevWithChecksum("a", {}, "sha256:aa")})
+          .ContentDigest(),
+      digest);
+  // A changed checksum, a new revision and a renamed one do.
+  EXPECT_NE(
+      MustBuild({RevWithChecksum("a", {}, "sha256:aa"), RevWithChecksum("b", {"a"}, "sha256:bc")})
+          .ContentDigest(),
+      digest);
+  EXPECT_NE(
+      MustBuild({RevWithChecksum("a", {}, "sha256:aa"), RevWithChecksum("b", {"a"}, "sha256:bb"),
+                 RevWithChecksum("c", {"b"}, "sha256:cc")})
+          .ContentDigest(),
+      digest);
+  EXPECT_NE(
+      MustBuild({RevWithChecksum("a", {}, "sha256:aa"), RevWithChecksum("c", {"a"}, "sha256:bb")})
+          .ContentDigest(),
+      digest);
+}
+
+}  // namespace
+}  // namespace sluice::graph

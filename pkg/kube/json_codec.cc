@@ -48,6 +48,7 @@ MigrationJobStatus ParseStatus(const value& s) {
   status.current_revisions = GetStrings(s, "currentRevisions");
   status.target_revisions = GetStrings(s, "targetRevisions");
   status.pending_revisions = GetStrings(s, "pendingRevisions");
+  status.migrations_digest = GetString(s, "migrationsDigest");
   if (s.has_array_field("lastApplied")) {
     for (const value& item : s.at("lastApplied").as_array()) {
       if (!item.is_object()) continue;
@@ -138,6 +139,7 @@ std::string StatusMergePatch(const MigrationJobStatus& status, absl::string_view
   s["currentRevisions"] = Strings(status.current_revisions);
   s["targetRevisions"] = Strings(status.target_revisions);
   s["pendingRevisions"] = Strings(status.pending_revisions);
+  s["migrationsDigest"] = StringOrNull(status.migrations_digest);
   std::vector<value> applied;
   for (const AppliedStep& step : status.last_applied) {
     value item = value::object();

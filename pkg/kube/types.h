@@ -90,6 +90,7 @@ struct MigrationJobStatus {
   std::vector<std::string> current_revisions;
   std::vector<std::string> target_revisions;
   std::vector<std::string> pending_revisions;
+  std::string migrations_digest;          // "sha256:...": the content this status describes
   std::vector<AppliedStep> last_applied;  // newest first
   std::optional<LastError> last_error;
   std::string started_at;
@@ -99,9 +100,10 @@ struct MigrationJobStatus {
   bool operator==(const MigrationJobStatus& o) const {
     return observed_generation == o.observed_generation && phase == o.phase &&
            current_revisions == o.current_revisions && target_revisions == o.target_revisions &&
-           pending_revisions == o.pending_revisions && last_applied == o.last_applied &&
-           last_error == o.last_error && started_at == o.started_at &&
-           completed_at == o.completed_at && conditions == o.conditions;
+           pending_revisions == o.pending_revisions && migrations_digest == o.migrations_digest &&
+           last_applied == o.last_applied && last_error == o.last_error &&
+           started_at == o.started_at && completed_at == o.completed_at &&
+           conditions == o.conditions;
   }
   bool operator!=(const MigrationJobStatus& o) const { return !(*this == o); }
 };

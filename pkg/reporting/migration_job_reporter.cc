@@ -95,6 +95,11 @@ class MigrationJobReporter::Impl {
     ++version_;
   }
 
+  void SetMigrationsDigest(std::string digest) {
+    absl::MutexLock lock(&mu_);
+    run_.migrations_digest = std::move(digest);
+  }
+
   void OnWaitingForLock(const store::LockHolder& holder) {
     absl::MutexLock lock(&mu_);
     std::string who = store::DescribeLockHolder(holder);
@@ -403,6 +408,10 @@ absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Star
 void MigrationJobReporter::OnPlanned(const engine::RunResult& result_so_far,
                                      const std::vector<std::string>& pending) {
   impl_->OnPlanned(result_so_far, pending);
+}
+
+void MigrationJobReporter::SetMigrationsDigest(std::string digest) {
+  impl_->SetMigrationsDigest(std::move(digest));
 }
 
 void MigrationJobReporter::OnWaitingForLock(const store::LockHolder& holder) {

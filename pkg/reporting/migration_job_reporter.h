@@ -67,6 +67,10 @@ class MigrationJobReporter final : public engine::Observer {
 
   ~MigrationJobReporter() override;
 
+  // Sets the digest of the manifests the run plans with (graph::RevisionGraph::ContentDigest), for
+  // status.migrationsDigest beside the revision fields it describes. Call before the run.
+  void SetMigrationsDigest(std::string digest);
+
   // engine::Observer. Never block on the API server.
   void OnPlanned(const engine::RunResult& result_so_far,
                  const std::vector<std::string>& pending) override;

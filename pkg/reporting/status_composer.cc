@@ -98,6 +98,9 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
     s.current_revisions = run.current;
     s.target_revisions = run.target_revisions;
     s.pending_revisions = run.pending;
+    // The digest describes the content these revision fields were planned with, so it changes
+    // with them and only with them.
+    s.migrations_digest = run.migrations_digest;
   }
   s.last_error = run.error;
   if (s.last_error) {

@@ -55,6 +55,7 @@ struct RunView {
   std::vector<std::string> current;
   std::vector<std::string> target_revisions;
   std::vector<std::string> pending;
+  std::string migrations_digest;  // of the manifests this run plans with (empty: unknown)
 
   std::optional<std::string> waiting_for;  // lock holder, while waiting for the lock
   std::vector<kube::AppliedStep> steps;    // this run's steps, oldest first

@@ -64,12 +64,28 @@ TEST(StatusComposerTest, PlannedRunShowsRevisions) {
   run.current = {"a"};
   run.target_revisions = {"c"};
   run.pending = {"b", "c"};
+  run.migrations_digest = "sha256:1234";
   const kube::MigrationJobStatus s = Compose(std::nullopt, run, kT0);
+  EXPECT_EQ(s.migrations_digest, "sha256:1234");
   EXPECT_THAT(s.current_revisions, ElementsAre("a"));
   EXPECT_THAT(s.target_revisions, ElementsAre("c"));
   EXPECT_THAT(s.pending_revisions, ElementsAre("b", "c"));
   EXPECT_EQ(Find(s, kReconciling)->reason, "Migrating");
   EXPECT_THAT(Find(s, kReconciling)->message, HasSubstr("applying 2 revisions (b, c) to reach c"));
+}
+
+TEST(StatusComposerTest, TheDigestChangesOnlyWithTheRevisionsItDescribes) {
+  kube::MigrationJobStatus stored;
+  stored.current_revisions = {"a"};
+  stored.migrations_digest = "sha256:old";
+  RunView run = MakeRun();
+  run.migrations_digest = "sha256:new";
+  // Not planned yet (e.g. the manifests failed to load, or the database is unreachable): the
+  // stored revisions stay, and so does the digest that describes them.
+  EXPECT_EQ(Compose(stored, run, kT0).migrations_digest, "sha256:old");
+  run.planned = true;
+  run.current = {"b"};
+  EXPECT_EQ(Compose(stored, run, kT0).migrations_digest, "sha256:new");
 }
 
 TEST(StatusComposerTest, SuccessIsReadyAndNotReconciling) {

@@ -207,6 +207,12 @@ TEST_F(ReportE2eTest, SeveralRevisionsSucceed) {
   const kube::MigrationJobStatus s = StoredStatus();
   ExpectSucceededAt(s, "r003");
   EXPECT_EQ(s.observed_generation, 1);  // the MigrationJob as created
+  // The digest of the content the status describes, computed here by the server from the
+  // checksums sluice recorded.
+  EXPECT_EQ(s.migrations_digest,
+            Rows("SELECT 'sha256:' || encode(sha256(convert_to(string_agg(revision || E'\\t' || "
+                 "checksum || E'\\n', '' ORDER BY revision COLLATE \"C\"), 'UTF8')), 'hex') FROM "
+                 "sluice_history WHERE outcome = 'applied'"));
   ASSERT_THAT(s.last_applied, SizeIs(3));
   EXPECT_EQ(s.last_applied[0].revision, "r003");
   EXPECT_EQ(s.last_applied[1].revision, "r002");

@@ -455,7 +455,7 @@ TEST(CrdTest, ManifestIsStructuralAndDeclaresEveryStatusField) {
   const SchemaNode& status = *crd->schema->properties.at("status");
   for (const char* field :
        {"observedGeneration", "phase", "currentRevisions", "targetRevisions", "pendingRevisions",
-        "lastApplied", "lastError", "startedAt", "completedAt", "conditions"}) {
+        "migrationsDigest", "lastApplied", "lastError", "startedAt", "completedAt", "conditions"}) {
     EXPECT_TRUE(status.properties.count(field)) << field;
   }
   const SchemaNode& conditions = *status.properties.at("conditions");
