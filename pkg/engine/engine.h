@@ -30,7 +30,8 @@ using StoreFactory = std::function<absl::StatusOr<std::unique_ptr<store::Store>>
 // shutdown. A run stops at the next point where stopping leaves nothing half done: a wait for the
 // lock at once, applying revisions before the next revision (the one under way commits or rolls
 // back first). Cancel() also cancels the statement under way, so its transaction rolls back now.
-// The lock is released as at any other end of a run. Thread-safe.
+// The lock is released as at any other end of a run. One request serves one run at a time (it
+// holds one canceller). Thread-safe.
 class StopRequest {
  public:
   void Stop();
