@@ -53,11 +53,18 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
                             : std::min(options_.lock_poll_max, kPollMaxWithoutNotifications);
   absl::Time next_holder_log = absl::InfinitePast();
   bool listening = false;
-  // The holder's progress as this waiter saw it: the first poll's pending count and time, and the
-  // latest count. Without notifications, a waiter that sees the holder advance expects it to be
-  // done when the pending revisions will have run at the pace seen so far, and polls then rather
-  // than up to a whole interval later.
-  std::optional<std::pair<size_t, absl::Time>> first_seen;
+  // The holder's progress as this waiter saw it: the latest pending count with the time it was
+  // first seen, and the count before. Without notifications, a waiter that sees the holder advance
+  // expects it to be done when the pending revisions will have run at the latest pace seen, and
+  // polls at half that time, then half the rest, and so on, rather than up to a whole interval
+  // after the holder finished (the pace varies: with fifteen waiters starting beside it, the
+  // holder's first revisions run slower than its last).
+  struct Sighting {
+    size_t pending = 0;
+    absl::Time at = absl::InfinitePast();
+  };
+  std::optional<Sighting> latest_seen;
+  Sighting seen_before;  // at == InfinitePast(): none yet
   size_t pending = 0;
   while (true) {
     if (plan_for) {
@@ -86,7 +93,10 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
         return std::optional<RunResult>(std::move(result));
       }
       pending = plan->steps.size();
-      if (!first_seen.has_value()) first_seen.emplace(pending, absl::Now());
+      if (!latest_seen.has_value() || latest_seen->pending != pending) {
+        if (latest_seen.has_value()) seen_before = *latest_seen;
+        latest_seen = Sighting{pending, absl::Now()};
+      }
     }
     if (StopRequested()) return Interrupted("while waiting for the migration lock");
     SLUICE_ASSIGN_OR_RETURN(bool locked,
@@ -117,13 +127,15 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
       next_holder_log = now + absl::Seconds(5);
     }
     absl::Duration wait = std::min(base::Jittered(interval), deadline - now);
-    if (!lock_->WakesWaiters() && first_seen.has_value() && pending < first_seen->first) {
-      // Sleeps until then, up to the usual cap (so a holder that stops early is noticed within
-      // it), and polls less meanwhile, which leaves the holder more of the machine.
+    if (!lock_->WakesWaiters() && latest_seen.has_value() &&
+        seen_before.at != absl::InfinitePast() && latest_seen->pending < seen_before.pending) {
+      // Up to the usual cap (so a holder that stops early is noticed within it); meanwhile it
+      // polls less, which leaves the holder more of the machine.
       const absl::Duration per_revision =
-          (now - first_seen->second) / static_cast<double>(first_seen->first - pending);
+          (latest_seen->at - seen_before.at) /
+          static_cast<double>(seen_before.pending - latest_seen->pending);
       wait = std::min(
-          {std::max(per_revision * static_cast<double>(pending), kPollMinWithoutNotifications),
+          {std::max(per_revision * static_cast<double>(pending) / 2, kPollMinWithoutNotifications),
            options_.lock_poll_max, deadline - now});
     }
     if (lock_->WakesWaiters()) {
