@@ -351,8 +351,9 @@ std::string DescribeImport(const ImportResult& result) {
   }
   const size_t unconverted = result.UnconvertedCount();
   if (unconverted > 0) {
-    absl::StrAppend(&text, unconverted, unconverted == 1 ? " revision needs" : " revisions need",
-                    " its SQL written by hand (marked `", manifest::kUnconvertedKey,
+    absl::StrAppend(&text, unconverted,
+                    unconverted == 1 ? " revision needs its" : " revisions need their",
+                    " SQL written by hand (marked `", manifest::kUnconvertedKey,
                     "`; `sluice validate` fails until the marker is deleted):\n");
     for (const ImportedRevision& revision : result.revisions) {
       if (revision.problems.empty()) continue;

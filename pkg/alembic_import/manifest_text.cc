@@ -129,11 +129,10 @@ std::string ManifestText(const ManifestFields& fields, absl::string_view alembic
   }
   if (without_marker != nullptr) *without_marker = header + body;
   if (fields.unconverted_reason.empty()) return header + body;
-  return absl::StrCat(
-      header, "# Not converted: offline rendering cannot be trusted here. Write the SQL by\n",
-      "# hand from the script, then delete the `", manifest::kUnconvertedKey,
-      "` key; until then `sluice validate` fails.\n", manifest::kUnconvertedKey, ": ",
-      base::JsonQuote(fields.unconverted_reason), "\n", body);
+  // Right under the header, where a reader sees it first; deleting this one line is the last step
+  // of filling the revision in.
+  return absl::StrCat(header, manifest::kUnconvertedKey, ": ",
+                      base::JsonQuote(fields.unconverted_reason), "\n", body);
 }
 
 std::string ManifestFileName(size_t index, size_t count, absl::string_view revision,

@@ -103,7 +103,7 @@ TEST(ManifestTextTest, MarksAnUnconvertedRevisionSoThatItDoesNotLoad) {
                               "(op.get_bind())\"\nrevision: e7d6c5b4a392\n"));
   EXPECT_THAT(manifest::ParseManifest(text, "m.yaml").status(),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       "m.yaml:4:1: revision e7d6c5b4a392 is marked `unconverted`: "
+                       "m.yaml:2:1: revision e7d6c5b4a392 is marked `unconverted`: "
                        "upgrade: it uses the database connection"));
   EXPECT_EQ(ReadBack(without_marker).upgrade_sql, fields.upgrade_sql);
 }

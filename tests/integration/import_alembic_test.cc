@@ -225,6 +225,10 @@ TEST_F(ImportAlembicTest, SluiceAndAlembicBuildTheSameSchemaUpAndDown) {
   EXPECT_EQ(schema, Schema(by_alembic));
   EXPECT_EQ(VersionRows(database()), kHead);
   EXPECT_EQ(VersionRows(by_alembic), kHead);
+  // The database Alembic migrated is at head for sluice too: its alembic_version row stands.
+  r = SluiceOn(DsnOf(by_alembic), *imported, {"upgrade", "head"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.out, HasSubstr("already at head: f1a2b3c4d5e6"));
   // The bulk insert is data, which the schema leaves out.
   EXPECT_EQ(Rows("SELECT string_agg(period || ':' || max_executions, ',' ORDER BY id) FROM quotas"),
             "daily:1000,monthly:20000");
@@ -271,42 +275,68 @@ TEST_F(ImportAlembicTest, SluiceTakesOverADatabaseAlembicLeftInTheMiddle) {
   EXPECT_EQ(Schema(middle), Schema(database()));
 }
 
-TEST_F(ImportAlembicTest, APythonOnlyRevisionIsListedMarkedAndFailsValidate) {
+TEST_F(ImportAlembicTest, PythonOnlyRevisionsAreListedMarkedAndFailValidate) {
+  // python_only.ini adds e7d6c5b4a392 (rows read through op.get_bind()) and 0b1c2d3e4f5a (an
+  // upgrade that asks is_offline_mode(), a downgrade that raises NotImplementedError).
   ProcessResult r = Import(PythonOnlyConfig(), manifests_);
   EXPECT_EQ(r.exit_code, 4) << Describe(r);
-  EXPECT_THAT(r.out, AllOf(HasSubstr("imported 9 revisions"),
-                           HasSubstr("1 revision needs its SQL written by hand"),
-                           HasSubstr("  e7d6c5b4a392 ("),
-                           HasSubstr("upgrade: it uses the database connection (op.get_bind())"),
-                           HasSubstr("upgrade: offline rendering failed: AttributeError")));
-  EXPECT_THAT(r.err, HasSubstr("1 of 9 revisions were written marked `unconverted`"));
-  const fs::path file =
+  EXPECT_THAT(r.out,
+              AllOf(HasSubstr("imported 10 revisions"),
+                    HasSubstr("2 revisions need their SQL written by hand"),
+                    HasSubstr("  e7d6c5b4a392 (" + manifests_.string()),
+                    HasSubstr("    upgrade: offline rendering failed: AttributeError: 'NoneType' "
+                              "object has no attribute 'fetchall' "
+                              "(alembic/versions_python_only/"
+                              "e7d6c5b4a392_backfill_key_prefixes.py line 21)\n"
+                              "    upgrade: it uses the database connection (op.get_bind())"),
+                    HasSubstr("  0b1c2d3e4f5a ("),
+                    HasSubstr("    upgrade: it branches on context.is_offline_mode()"),
+                    HasSubstr("[UNCONVERTED; no downgrade (downgrade() raises)]")));
+  EXPECT_THAT(r.err, HasSubstr("2 of 10 revisions were written marked `unconverted`"));
+  const fs::path backfill =
       manifests_ / "0009_e7d6c5b4a392_backfill_key_prefixes_from_the_hashed_ke.yaml";
-  const std::string text = ReadFile(file);
-  EXPECT_THAT(text, HasSubstr("\nunconverted: \"sluice import alembic could not convert "
-                              "alembic/versions_python_only/e7d6c5b4a392_backfill_key_prefixes.py: "
-                              "upgrade: offline rendering failed"));
+  const fs::path owner =
+      manifests_ / "0010_0b1c2d3e4f5a_add_api_keys_owner_filled_differently_of.yaml";
+  EXPECT_THAT(ReadFile(backfill),
+              HasSubstr("\nunconverted: \"sluice import alembic could not convert "
+                        "alembic/versions_python_only/e7d6c5b4a392_backfill_key_prefixes.py: "
+                        "upgrade: offline rendering failed"));
+  EXPECT_THAT(ReadFile(owner), AllOf(HasSubstr("\nunconverted: "), Not(HasSubstr("downgrade"))));
 
   r = Sluice({"validate"});
   EXPECT_EQ(r.exit_code, 4) << Describe(r);
-  EXPECT_THAT(r.err, AllOf(HasSubstr(file.string() + ":4:1: revision e7d6c5b4a392 is marked "
-                                                     "`unconverted`"),
-                           HasSubstr("write its upgrade and downgrade SQL by hand")));
+  EXPECT_THAT(
+      r.err,
+      AllOf(HasSubstr(backfill.string() + ":2:1: revision e7d6c5b4a392 is marked `unconverted`: "
+                                          "sluice import alembic could not convert"),
+            HasSubstr(owner.string() + ":2:1: revision 0b1c2d3e4f5a is marked `unconverted`"),
+            HasSubstr("write its upgrade and downgrade SQL by hand")));
 
-  // Filled in by hand, marker deleted: it validates.
-  std::string filled;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (absl::StartsWith(line, "unconverted:")) continue;
-    absl::StrAppend(&filled,
-                    line == "  SELECT id, hashed_key FROM api_keys;"
-                        ? "  UPDATE api_keys SET key_prefix = left(hashed_key, 8);"
-                        : line,
-                    "\n");
+  // Written by hand, markers deleted: the directory validates and applies.
+  for (const fs::path& file : {backfill, owner}) {
+    std::string filled;
+    for (absl::string_view line : absl::StrSplit(ReadFile(file), '\n')) {
+      if (absl::StartsWith(line, "unconverted:")) continue;
+      if (line == "  SELECT id, hashed_key FROM api_keys;") {
+        line = "  UPDATE api_keys SET key_prefix = left(hashed_key, 8);";
+      } else if (line == "  UPDATE api_keys SET owner = 'unknown';") {
+        line = "  UPDATE api_keys SET owner = current_user;";
+      }
+      absl::StrAppend(&filled, line, "\n");
+    }
+    std::ofstream(file) << filled;
   }
-  std::ofstream(file) << filled;
   r = Sluice({"validate"});
   EXPECT_EQ(r.exit_code, 0) << Describe(r);
-  EXPECT_THAT(r.out, HasSubstr("OK: 9 revisions, head e7d6c5b4a392"));
+  EXPECT_THAT(r.out, HasSubstr("OK: 10 revisions, head 0b1c2d3e4f5a"));
+  r = Sluice({"upgrade", "head"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Versions(), "0b1c2d3e4f5a");
+  // Alembic's "irreversible" is sluice's: no downgrade past it.
+  r = Sluice({"downgrade", "-1"});
+  EXPECT_NE(r.exit_code, 0) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("0b1c2d3e4f5a"));
+  EXPECT_EQ(Versions(), "0b1c2d3e4f5a");
 }
 
 TEST_F(ImportAlembicTest, RefusesAnExistingDirectoryUnlessForcedAndWritesTheSameFiles) {
