@@ -190,8 +190,8 @@ def describe(exception, path):
     for frame in frames:
         if os.path.abspath(frame.filename) == os.path.abspath(path):
             where = frame
-    if where is None and frames:
-        where = frames[-1]
+    if where is None and frames and not frames[-1].filename.startswith("<"):
+        where = frames[-1]  # not Python's own machinery (<frozen importlib._bootstrap>)
     message = str(exception).strip()
     text = type(exception).__name__
     if message:
