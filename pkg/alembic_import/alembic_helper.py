@@ -6,7 +6,9 @@
 # would; only Alembic's bookkeeping is left out: the version-table statements, the
 # BEGIN/COMMIT around the run and the "-- Running upgrade" comments (sluice writes its own).
 # It also notes what offline mode cannot render faithfully: a step that fails, that asks for the
-# database connection (op.get_bind()), or that branches on context.is_offline_mode().
+# database connection (op.get_bind()), or that branches on context.is_offline_mode(); and what
+# sluice says in other words: an autocommit_block() (transactional: false) and a downgrade() that
+# raises NotImplementedError (no downgrade).
 #
 # Output, on stdout: a header line, then fields `NAME LENGTH\nVALUE\n` (LENGTH in bytes of the
 # UTF-8 VALUE), each revision starting with a `revision` field, and a final `end` field. Errors that

@@ -77,8 +77,10 @@ absl::StatusOr<std::vector<fs::path>> ReplacedManifests(const fs::path& out, boo
   std::vector<fs::path> manifests;
   bool empty = true;
   for (fs::directory_iterator it(out, error), end; !error && it != end; it.increment(error)) {
-    empty = false;
     const std::string name = it->path().filename().string();
+    // A `.gitkeep` (or any name the loader skips) does not make a directory worth protecting.
+    if (name.empty() || name[0] == '.') continue;
+    empty = false;
     if (IsManifestName(name) && !it->is_directory(error)) manifests.push_back(it->path());
   }
   if (error) {
