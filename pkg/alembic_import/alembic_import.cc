@@ -255,6 +255,31 @@ absl::StatusOr<std::vector<Planned>> PlanManifests(const HelperAnswer& answer,
   return planned;
 }
 
+// Refuses an `out` that is the directory of alembic.ini, the Alembic project's script directory or
+// one of its versions directories (Flask-Migrate keeps Alembic in `migrations/`, sluice's default
+// --out): --force there would mix the manifests into the project they come from.
+absl::Status RefuseTheProjectsOwnDirectory(const HelperAnswer& answer, const fs::path& ini_dir,
+                                           const fs::path& out) {
+  std::error_code error;
+  const fs::path target = fs::weakly_canonical(fs::absolute(out, error), error);
+  if (error) return absl::OkStatus();  // nothing to compare with; the write reports real trouble
+  if (target == fs::weakly_canonical(ini_dir, error)) {
+    return UsageError(absl::StrCat("--out ", out.string(),
+                                   " is the directory of the Alembic project's alembic.ini; name "
+                                   "another directory, e.g. a new ./migrations"));
+  }
+  for (const AlembicRevision& revision : answer.revisions) {
+    const fs::path versions = fs::weakly_canonical(ini_dir / revision.script, error).parent_path();
+    if (error) continue;
+    if (target == versions || target == versions.parent_path()) {
+      return UsageError(absl::StrCat("--out ", out.string(),
+                                     " is the Alembic project's own directory (it holds ",
+                                     revision.script, " or its env.py); name another directory"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteFile(const std::string& path, const std::string& text) {
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   file << text;
@@ -288,6 +313,7 @@ absl::StatusOr<ImportResult> ImportAlembic(const ImportOptions& options) {
     return ProjectError(absl::StrCat("the Alembic project of ", options.config,
                                      " has no revisions: nothing to import"));
   }
+  SLUICE_RETURN_IF_ERROR(RefuseTheProjectsOwnDirectory(answer, config.parent_path(), out));
   SLUICE_ASSIGN_OR_RETURN(std::vector<Planned> planned, PlanManifests(answer, out));
 
   // Everything is checked; only now is anything on disk touched.

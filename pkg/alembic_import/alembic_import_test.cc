@@ -126,6 +126,28 @@ TEST_F(FakePythonImportTest, RefusesANonEmptyOutputDirectoryBeforeRunningPython)
   EXPECT_FALSE(fs::exists(dir_ / "cwd"));  // Python never ran
 }
 
+TEST_F(FakePythonImportTest, RefusesToWriteIntoTheAlembicProjectItself) {
+  FakePython(absl::StrCat(kHelperProtocol, "\n", Field("alembic_version", "1.8.1"),
+                          Field("revision", "a1"), Field("script", "migrations/versions/a1.py"),
+                          Field("upgrade_sql", "SELECT 1;\n"), Field("end", "")));
+  fs::create_directories(dir_ / "project" / "migrations" / "versions");
+  options_.force = true;
+  for (const char* out : {"migrations", "migrations/versions"}) {
+    options_.out_dir = (dir_ / "project" / out).string();
+    absl::Status status = ImportAlembic(options_).status();
+    EXPECT_THAT(status, StatusIs(absl::StatusCode::kInvalidArgument,
+                                 "is the Alembic project's own directory (it holds "
+                                 "migrations/versions/a1.py or its env.py)"))
+        << out;
+    EXPECT_EQ(failure::ExitCodeFor(status), failure::kExitUsage);
+  }
+  options_.out_dir = (dir_ / "project").string();
+  EXPECT_THAT(ImportAlembic(options_).status(),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "is the directory of the Alembic project's alembic.ini"));
+  EXPECT_TRUE(fs::is_empty(dir_ / "project" / "migrations" / "versions"));
+}
+
 TEST_F(FakePythonImportTest, MapsTheHelpersFailuresToTheirCauses) {
   FakePython("", 3, "cannot import alembic in /usr/bin/python3: ModuleNotFoundError: x\n");
   absl::Status status = ImportAlembic(options_).status();
