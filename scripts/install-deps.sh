@@ -9,6 +9,9 @@ packages=(
   libgtest-dev libgmock-dev
   postgresql postgresql-client
   pgbouncer
+  # sluice import alembic's tests: Alembic in /usr/bin/python3 (the import renders with it) and
+  # psycopg2 for the online `alembic upgrade` the imported manifests are compared with.
+  python3-alembic python3-psycopg2
   # The static build (scripts/build-static.sh: dpkg-source unpacks Debian's source packages) and
   # the image's root-filesystem tests (file, a DNS server on loopback).
   dpkg-dev file dnsmasq-base

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "pkg/alembic_import/alembic_import.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/cli/alembic_output.h"
@@ -517,6 +518,30 @@ int RunLock(const Context& context) {
   return failure::kExitOk;
 }
 
+// `import alembic`: the Alembic project's revision scripts as manifests (pkg/alembic_import).
+int RunImport(const Context& context) {
+  if (context.args()[0] != "alembic") {
+    return UsageError(absl::StrCat("import knows `alembic` only (not \"", context.args()[0],
+                                   "\"): sluice import alembic --config PATH/alembic.ini"));
+  }
+  const Options& options = context.options();
+  alembic_import::ImportOptions import;
+  import.config = options.config;
+  import.out_dir = options.out;
+  import.python = options.python;
+  import.force = options.force;
+  absl::StatusOr<alembic_import::ImportResult> result = alembic_import::ImportAlembic(import);
+  if (!result.ok()) return FailWith(result.status());
+  context.out << alembic_import::DescribeImport(*result);
+  if (result->UnconvertedCount() > 0) {
+    return Fail(failure::kExitInvalidManifests,
+                absl::InvalidArgumentError(absl::StrCat(
+                    result->UnconvertedCount(), " of ", result->revisions.size(),
+                    " revisions were written marked `unconverted`: fill in their SQL")));
+  }
+  return failure::kExitOk;
+}
+
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
@@ -565,6 +590,9 @@ const std::vector<CommandSpec>& Commands() {
       {"lock", "lock status | lock release --force",
        "who holds the migration lock (either mode); free a lease whose holder is gone",
        flags({{"force"}, kDatabase, kLockTarget}), 1, 1, RunLock},
+      {"import", "import alembic --config PATH/alembic.ini [--out DIR] [--force] [--python PY]",
+       "convert an Alembic project's revision scripts into manifests (needs Python and Alembic)",
+       flags({{"config", "out", "force", "python"}}), 1, 1, RunImport},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;

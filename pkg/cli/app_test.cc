@@ -178,6 +178,24 @@ TEST_F(AppTest, LockCommandUsage) {
                                 HasSubstr("--lock-database-url-file VALUE")));
 }
 
+TEST_F(AppTest, ImportCommandUsage) {
+  EXPECT_EQ(RunSluice({"import"}), failure::kExitUsage);
+  EXPECT_EQ(RunSluice({"import", "flyway", "--config", "x.ini"}), failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("import knows `alembic` only (not \"flyway\")"));
+  EXPECT_EQ(RunSluice({"import", "alembic"}), failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("import alembic needs --config PATH/alembic.ini"));
+  EXPECT_EQ(RunSluice({"import", "alembic", "--config", (dir_ / "none.ini").string()}),
+            failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("none.ini: no such file"));
+  ASSERT_EQ(RunSluice({"import", "--help"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(),
+              AllOf(HasSubstr("Usage: sluice import alembic --config PATH/alembic.ini"),
+                    HasSubstr("--config VALUE"), HasSubstr("--out VALUE"),
+                    HasSubstr("--python VALUE"), HasSubstr("replace the manifests in --out")));
+  ASSERT_EQ(RunSluice({"--help"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), HasSubstr("import     convert an Alembic project"));
+}
+
 TEST_F(AppTest, VersionFlagIsTheVersionCommand) {
   ASSERT_EQ(RunSluice({"version"}), failure::kExitOk) << log_.str();
   const std::string version = out_.str();

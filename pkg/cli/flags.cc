@@ -138,7 +138,8 @@ const std::vector<FlagSpec>& Flags() {
        SetString(&Options::lock_database_url)},
       {"lock-database-url-file", Kind::kString, "file holding the lock's database URL",
        SetString(&Options::lock_database_url_file)},
-      {"force", Kind::kBool, "lock release: free a lease whose holder is gone",
+      {"force", Kind::kBool,
+       "lock release: free a lease whose holder is gone; import: replace the manifests in --out",
        SetBool(&Options::force)},
       {"ddl-lock-timeout", Kind::kDuration, "lock_timeout inside each revision (default 10s)",
        SetDuration(&Options::ddl_lock_timeout)},
@@ -175,6 +176,13 @@ const std::vector<FlagSpec>& Flags() {
        SetChoice(&Options::if_ahead, {"warn", "fail"})},
       {"single-head", Kind::kBool, "validate: fail when there is more than one head",
        SetBool(&Options::single_head)},
+      {"config", Kind::kString, "import alembic: the Alembic project's alembic.ini",
+       SetString(&Options::config)},
+      {"out", Kind::kString, "import alembic: directory for the manifests (default ./migrations)",
+       SetString(&Options::out)},
+      {"python", Kind::kString,
+       "import alembic: the Python 3 that has Alembic, a path or a name on PATH (default python3)",
+       SetString(&Options::python)},
   };
   return *flags;
 }

@@ -46,6 +46,10 @@ struct Options {
   bool allow_drift = false;
   std::string if_ahead = "warn";
   bool single_head = false;
+  // import alembic
+  std::string config;
+  std::string out = "./migrations";
+  std::string python = "python3";
 };
 
 // A parsed command line.

@@ -52,6 +52,28 @@ TEST(ParseCommandLineTest, UnknownFlagWithoutCommandPointsAtGeneralHelp) {
                        "unknown flag --frobnicate; see `sluice --help`"));
 }
 
+TEST(ParseCommandLineTest, ImportAlembicFlagsAndTheirDefaults) {
+  auto defaults = ParseCommandLine({"import", "alembic"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(defaults);
+  EXPECT_EQ(defaults->options.config, "");
+  EXPECT_EQ(defaults->options.out, "./migrations");
+  EXPECT_EQ(defaults->options.python, "python3");
+  EXPECT_FALSE(defaults->options.force);
+
+  auto parsed = ParseCommandLine(
+      {"import", "alembic", "--config", "app/alembic.ini", "--out=deploy/migrations", "--force"},
+      FakeEnv({{"SLUICE_PYTHON", "/usr/bin/python3"}, {"SLUICE_OUT", "ignored"}}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->command, "import");
+  EXPECT_THAT(parsed->args, ElementsAre("alembic"));
+  EXPECT_EQ(parsed->options.config, "app/alembic.ini");
+  EXPECT_EQ(parsed->options.out, "deploy/migrations");  // the command line wins
+  EXPECT_EQ(parsed->options.python, "/usr/bin/python3");
+  EXPECT_TRUE(parsed->options.force);
+  EXPECT_THAT(ParseCommandLine({"import", "alembic", "--config"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "flag --config needs a value"));
+}
+
 TEST(ParseCommandLineTest, LockModeLeaseTtlAndTheLocksOwnDatabase) {
   auto parsed = ParseCommandLine({"upgrade", "--lock-mode", "lease", "--lease-ttl", "5s"},
                                  FakeEnv({{"SLUICE_LOCK_DATABASE_URL", "postgresql://db/app"}}));

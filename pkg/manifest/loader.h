@@ -42,6 +42,11 @@ absl::StatusOr<std::vector<Migration>> LoadDirectories(const std::vector<std::st
 absl::StatusOr<std::vector<Migration>> ParseManifest(absl::string_view text,
                                                      absl::string_view file_name);
 
+// The key that marks a revision whose SQL still has to be written by hand (`sluice import alembic`
+// writes it for a revision that offline rendering cannot convert); its value says why. A document
+// holding it never loads: the error names the revision, its file and line, and the reason.
+inline constexpr absl::string_view kUnconvertedKey = "unconverted";
+
 // Returns whether `revision` is a valid revision id: 1-32 characters of [A-Za-z0-9_.-].
 bool IsValidRevisionId(absl::string_view revision);
 

@@ -282,6 +282,24 @@ X-owner: me
   EXPECT_THAT(lines[4], HasSubstr("m.yaml:6:1: unknown key `X-owner`"));
 }
 
+TEST(ParseManifestTest, RefusesRevisionsMarkedUnconvertedNamingThemAndWhy) {
+  const std::string message = ParseError(R"yaml(revision: a
+upgrade: SELECT 1;
+---
+unconverted: "upgrade: it uses the database connection"
+revision: b
+down_revision: a
+upgrade: SELECT 2;
+)yaml");
+  EXPECT_EQ(message,
+            "m.yaml:4:1: revision b is marked `unconverted`: upgrade: it uses the database "
+            "connection; write its upgrade and downgrade SQL by hand, then delete the "
+            "`unconverted` key");
+  // Without its id the marker still fails, naming what it can.
+  EXPECT_THAT(ParseError("unconverted: null\nupgrade: SELECT 1;\n"),
+              HasSubstr("m.yaml:1:1: this revision is marked `unconverted`; write its"));
+}
+
 TEST(ParseManifestTest, RefusesAMissingRevision) {
   EXPECT_EQ(ParseError("description: no id\nupgrade: SELECT 1;\n"),
             "m.yaml:1:1: the document has no `revision` key; add `revision: <id>` (1-32 "

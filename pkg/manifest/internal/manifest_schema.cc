@@ -20,6 +20,7 @@
 #include "pkg/base/text.h"
 #include "pkg/manifest/internal/simple_reader.h"
 #include "pkg/manifest/internal/yaml_documents.h"
+#include "pkg/manifest/loader.h"
 #include "yaml-cpp/mark.h"
 
 namespace sluice::manifest::internal {
@@ -261,6 +262,8 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
   std::optional<YAML::Mark> revision_key;
   std::optional<YAML::Mark> upgrade_key;
   std::optional<std::string> upgrade;
+  std::optional<YAML::Mark> unconverted_key;
+  std::optional<std::string> unconverted_reason;
   // Whether the empty-upgrade rule can be judged: not when `upgrade` or `down_revision` (which
   // decides whether this is a merge) was itself malformed, already reported.
   bool upgrade_ok = true;
@@ -333,6 +336,10 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
       ok &= ReadText(value, key, "write the SQL as a block: `downgrade: |` then indented lines",
                      context, &migration.downgrade_sql);
       if (migration.downgrade_sql) migration.downgrade_first_line = FirstTextLine(value, context);
+    } else if (key == kUnconvertedKey) {
+      unconverted_key = key_node.mark;
+      ok &= ReadText(value, key, "write why the revision still needs its SQL", context,
+                     &unconverted_reason);
     } else {
       const absl::string_view suggestion = SuggestKey(key);
       if (!suggestion.empty()) suggested.insert(suggestion);
@@ -355,6 +362,20 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
     const Position at = context.PositionOf(*revision_key);
     migration.location.line = at.line;
     migration.location.column = at.column;
+  }
+
+  if (unconverted_key) {
+    context.Error(
+        *unconverted_key,
+        absl::StrCat(migration.revision.empty() ? "this revision"
+                                                : absl::StrCat("revision ", migration.revision),
+                     " is marked `", kUnconvertedKey, "`",
+                     unconverted_reason && !unconverted_reason->empty()
+                         ? absl::StrCat(": ", OneLine(*unconverted_reason))
+                         : "",
+                     "; write its upgrade and downgrade SQL by hand, then delete the `",
+                     kUnconvertedKey, "` key"));
+    ok = false;
   }
 
   // Only a merge may have no SQL: it exists to join branches. Whitespace alone counts as empty,
