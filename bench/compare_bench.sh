@@ -297,7 +297,9 @@ cell() {  # VALUE PSQL_VALUE FORMATTED
   echo "$3 ($(ratio_of "$1" "$2")x)"
 }
 
+# Read through the nameref in row(), which shellcheck does not follow.
 declare -A v n a100 a1000 rss_noop rss_apply size
+# shellcheck disable=SC2034
 for tool in "${tools[@]}"; do
   v[$tool]=$(median <"$work/version.$tool")
   n[$tool]=$(median <"$work/noop.$tool")
@@ -327,7 +329,8 @@ echo "| | psql | sluice | Alembic | dbmate |"
 echo "| --- | --- | --- | --- | --- |"
 row() {  # LABEL ARRAY FORMAT_FN
   local -n values=$2
-  local line="| $1 | $($3 "${values[psql]}")" tool
+  local line tool
+  line="| $1 | $($3 "${values[psql]}")"
   for tool in sluice alembic dbmate; do line+=" | $(cell "${values[$tool]}" "${values[psql]}" "$($3 "${values[$tool]}")")"; done
   echo "$line |"
 }
