@@ -5,7 +5,10 @@
 #   2. applying 1,000 small revisions from empty vs psql running the same SQL, one transaction per
 #      revision, in one psql process (median of 3);
 #   3. sixteen runners at once on 100 pending revisions vs one runner, and the machine's floor under
-#      that figure (median of 3);
+#      that figure (median of 3); then sixteen sluice runners vs sixteen plain psql runners started
+#      at once (bench_lib.sh's make_psql_runner: pg_advisory_lock, read the head, apply what is
+#      missing, unlock), each run checked: every revision applied exactly once (median of REPS,
+#      default 3);
 #   4. peak resident memory (/usr/bin/time) of the no-op and of the 1,000-revision run.
 # Usage: bench/db_bench.sh [BUILD_DIR]   (builds nothing; run scripts/build.sh first)
 #
@@ -90,6 +93,34 @@ echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(ratio
 t=$(printf '%s\n' "${with_true[@]}" | median)
 c=$(printf '%s\n' "${with_clients[@]}" | median)
 echo "  floor: 1 runner + 15 \`true\` ${t} ms (ratio $(ratio "$t")); 1 runner + 15 bare libpq clients ${c} ms (ratio $(ratio "$c"))"
+
+# Sixteen sluice runners vs sixteen plain psql runners, all started at once on 100 pending
+# revisions; the two interleaved, each run on a fresh database and checked (every runner exited 0,
+# the head is r0100, each revision's table and row exist once, 100 history rows of 100 revisions:
+# sluice_history for sluice, bench_history for psql) so that a wrong run is never timed.
+make_psql_runner "$work/runner100.sql" 100
+sixteen_sluice=(); sixteen_psql=()
+sixteen_checked() {  # HISTORY_SQL COMMAND...; prints wall ms
+  local history=$1 wall failed verdict
+  shift
+  fresh_db bench_many
+  read -r wall failed < <(at_once 16 "$@")
+  verdict=$(applied_once "$base_url/bench_many" 100 "SELECT string_agg(version_num, ',') FROM alembic_version" r0100 "$history") || true
+  if [ "$failed" != 0 ] || [ "$verdict" != yes ]; then
+    echo "bench: sixteen runners of $1: $failed exited non-zero; applied exactly once: $verdict" >&2
+    cat "$work"/at_once.*.log >&2
+    exit 1
+  fi
+  echo "$wall"
+}
+for _ in $(seq "${REPS:-3}"); do
+  sixteen_sluice+=("$(sixteen_checked "SELECT count(*) || ' ' || count(DISTINCT revision) FROM sluice_history WHERE outcome = 'applied'" \
+    "$sluice" upgrade head --migrations "$work/m100" --database-url "$base_url/bench_many")")
+  sixteen_psql+=("$(sixteen_checked "SELECT count(*) || ' ' || count(DISTINCT revision) FROM bench_history" \
+    "$psql" -X -q -d "$base_url/bench_many" -f "$work/runner100.sql")")
+done
+xs=$(printf '%s\n' "${sixteen_sluice[@]}" | median); xp=$(printf '%s\n' "${sixteen_psql[@]}" | median)
+echo "16 runners at once, 100 pending revisions: sluice ${xs} ms, psql ${xp} ms, ratio $(ratio_of "$xs" "$xp") (target <= 1.1); each applied exactly once"
 
 # 4. Peak memory.
 rss_noop=$(peak_kib "$sluice" upgrade head --migrations "$work/m100" --database-url "$url")

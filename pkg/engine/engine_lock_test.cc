@@ -129,5 +129,32 @@ TEST_F(EngineTest, StopsWaitingOnceTheHolderHasAppliedTheTarget) {
   EXPECT_TRUE(db_.EffectsForTest().empty());
 }
 
+TEST_F(EngineTest, WaiterOpensNoWorkConnectionWhileAnotherRunnerHoldsTheLock) {
+  std::unique_ptr<store::Store> other = db_.Connect("other-runner");
+  ASSERT_THAT(other->TryLockAs(LockKey(), 7), IsOk());
+  ASSERT_EQ(db_.LockAttemptsForTest(), 1);
+  OnWaiting observer([&] {
+    db_.SetVersionsForTest(options_.tables, {"b"});
+    other.reset();
+  });
+  absl::StatusOr<graph::RevisionGraph> graph = graph::RevisionGraph::Build(TwoRevisions());
+  ASSERT_THAT(graph.status(), IsOk());
+  int connections = 0;
+  StoreFactory factory = [&](const std::string& application_name) {
+    ++connections;
+    return absl::StatusOr<std::unique_ptr<store::Store>>(db_.Connect(application_name));
+  };
+  Engine engine(std::make_shared<const graph::RevisionGraph>(*std::move(graph)), std::move(factory),
+                options_, &observer);
+
+  absl::StatusOr<RunResult> result = engine.Upgrade("head");
+  ASSERT_THAT(result, IsOk());
+  EXPECT_TRUE(result->already_at_target);
+  EXPECT_EQ(observer.calls, 1);
+  EXPECT_EQ(connections, 1) << "the waiter opened a work connection it never used";
+  EXPECT_EQ(db_.LockAttemptsForTest(), 1) << "the waiter tried a lock another runner visibly held";
+  EXPECT_TRUE(db_.EffectsForTest().empty());
+}
+
 }  // namespace
 }  // namespace sluice::engine

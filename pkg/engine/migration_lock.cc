@@ -51,6 +51,14 @@ class SessionLock final : public MigrationLock {
 
   absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) override {
     if (server_pid_ == 0) {
+      // While another runner visibly holds the lock, trying would fail anyway: the one-session
+      // check below (nine statements), and the work connection it opens, wait until the lock
+      // looks free. Of sixteen runners started at once, fifteen usually never get there (they find
+      // the target reached), so each opens one connection, not two. This only ever answers "not
+      // taken", so what the check guards is unchanged; a holder that left no runner mark (not
+      // sluice) is not seen here, and the check runs as before.
+      SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> holders, control.RunnersHoldingLock(key_));
+      if (!holders.empty()) return false;
       SLUICE_ASSIGN_OR_RETURN(store::Store * work_connection, work());
       SLUICE_RETURN_IF_ERROR(CheckOneSession(control, *work_connection));
     }
