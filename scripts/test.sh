@@ -9,6 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/install-deps.sh
+scripts/install-tools.sh # helm and kubectl for the chart tests, into tools/bin
 
 export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-test-pg}
 export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54329}
