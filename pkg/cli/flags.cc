@@ -175,6 +175,11 @@ const std::vector<FlagSpec>& Flags() {
        SetChoice(&Options::if_ahead, {"warn", "fail"})},
       {"single-head", Kind::kBool, "validate: fail when there is more than one head",
        SetBool(&Options::single_head)},
+      {"timeout", Kind::kDuration,
+       "wait: how long to wait for the target before exiting 3 (default 10m)",
+       SetDuration(&Options::timeout)},
+      {"namespace", Kind::kString, "configmap: the namespace written into the manifest",
+       SetString(&Options::namespace_name)},
   };
   return *flags;
 }

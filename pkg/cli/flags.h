@@ -46,6 +46,8 @@ struct Options {
   bool allow_drift = false;
   std::string if_ahead = "warn";
   bool single_head = false;
+  std::string namespace_name;  // --namespace
+  absl::Duration timeout = absl::Minutes(10);
 };
 
 // A parsed command line.
