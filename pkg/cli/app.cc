@@ -627,13 +627,9 @@ const std::vector<CommandSpec>& Commands() {
        "wait, up to --timeout, until the database is at TARGET (default head); exit 3 if it is "
        "not; needs only SELECT on the version table",
        flags({{"timeout"}, kDatabase}), 0, 1, RunWait},
-      {"configmap",
-       "configmap NAME",
+      {"configmap", "configmap NAME",
        "print a ConfigMap manifest holding the --migrations files, for `kubectl apply -f -`",
-       {"namespace"},
-       1,
-       1,
-       RunConfigMap},
+       flags({{"namespace"}}), 1, 1, RunConfigMap},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;
