@@ -9,6 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/install-deps.sh
+scripts/install-tools.sh # helm and kubectl for the chart tests, into tools/bin
 
 export SLUICE_PG_DIR=${SLUICE_PG_DIR:-/tmp/sluice-test-pg}
 export SLUICE_PG_PORT=${SLUICE_PG_PORT:-54329}
@@ -37,8 +38,9 @@ if ! ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600; then
 fi
 
 # The binary the image ships, under the tests that run sluice as a child process (the build's own
-# binary in the runs above): the suites built on tests/integration's MigrateTest.
-static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest)\.'
+# binary in the runs above): the suites built on tests/integration's MigrateTest, and the README's
+# walk-through.
+static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest|WaitTest|ReadmeTest)\.'
 echo "=== test (static binary)"
 if ! SLUICE_TEST_BINARY=$root/build-static/cmd/sluice/sluice ctest --test-dir "$build_dir" \
   --output-on-failure -j2 --timeout 600 -R "$static_tests"; then

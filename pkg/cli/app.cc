@@ -17,6 +17,7 @@
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/cli/alembic_output.h"
+#include "pkg/cli/configmap.h"
 #include "pkg/engine/engine.h"
 #include "pkg/engine/offline_script.h"
 #include "pkg/failure/failure.h"
@@ -542,6 +543,69 @@ int RunImport(const Context& context) {
   return failure::kExitOk;
 }
 
+// `wait [TARGET]`: for an application's init container; reads the version table only.
+int RunWait(const Context& context) {
+  const std::string target = context.args().empty() ? "head" : context.args()[0];
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  const absl::Duration timeout = context.options().timeout;
+  absl::StatusOr<engine::VersionCheck> check = (*session)->WaitForTarget(target, timeout);
+  if (!check.ok()) return FailWith(check.status());
+  if (!check->ahead.empty()) {
+    log::Warning(absl::StrCat("the database is ahead of the manifests: it has ",
+                              absl::StrJoin(check->ahead, ", "),
+                              ", which --migrations lacks (a newer release migrated it); "
+                              "counting that as ready"));
+  }
+  if (check->pending.empty()) {
+    context.out << "up to date with " << target << ": " << JoinedOrBase(check->versions) << "\n";
+    return failure::kExitOk;
+  }
+  context.out << check->pending.size() << " pending: " << absl::StrJoin(check->pending, ", ")
+              << "\n";
+  log::Error(absl::StrCat("the database did not reach ", target, " within --timeout ",
+                          absl::FormatDuration(timeout), "; it is at ",
+                          JoinedOrBase(check->versions),
+                          ". Is the migration (Job, init container or MigrationJob) running? "
+                          "`kubectl get mj` and its logs say"));
+  return failure::kExitPending;
+}
+
+// `configmap NAME`: the migrations as a ConfigMap manifest on stdout (pkg/cli/configmap.h).
+int RunConfigMap(const Context& context) {
+  // Manifests that do not load would fail every pod that mounts them: refuse them here.
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  absl::StatusOr<std::vector<manifest::ManifestFile>> listed =
+      manifest::ListManifestFiles(context.options().migrations);
+  if (!listed.ok()) return Fail(failure::kExitInvalidManifests, listed.status());
+  std::vector<ConfigMapFile> files;
+  for (const manifest::ManifestFile& file : *listed) {
+    std::ifstream in(file.path, std::ios::binary);
+    std::stringstream content;
+    content << in.rdbuf();
+    if (!in) {
+      return Fail(failure::kExitInvalidManifests,
+                  absl::InvalidArgumentError(absl::StrCat(file.path, ": cannot read the file")));
+    }
+    files.push_back(ConfigMapFile{file.name, file.path, content.str()});
+  }
+  const size_t bytes = ConfigMapDataBytes(files);
+  absl::StatusOr<std::string> yaml =
+      RenderConfigMap(context.args()[0], context.options().namespace_name, std::move(files));
+  if (!yaml.ok()) return UsageError(yaml.status().message());
+  // The annotation holds the object as JSON, a little longer than its data (escaped line breaks).
+  if (bytes + bytes / 8 > kAnnotationsMaxBytes) {
+    log::Warning(absl::StrCat(
+        "the ConfigMap holds ", bytes,
+        " bytes: client-side `kubectl apply` copies it into its "
+        "last-applied annotation, which Kubernetes limits to 262144 bytes; apply it with "
+        "`kubectl apply --server-side` or `kubectl create`/`kubectl replace`"));
+  }
+  context.out << *yaml;
+  return failure::kExitOk;
+}
+
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
@@ -593,6 +657,13 @@ const std::vector<CommandSpec>& Commands() {
       {"import", "import alembic --config PATH/alembic.ini [--out DIR] [--force] [--python PY]",
        "convert an Alembic project's revision scripts into manifests (needs Python and Alembic)",
        flags({{"config", "out", "force", "python"}}), 1, 1, RunImport},
+      {"wait", "wait [TARGET]",
+       "wait, up to --timeout, until the database is at TARGET (default head); exit 3 if it is "
+       "not; needs only SELECT on the version table",
+       flags({{"timeout"}, kDatabase}), 0, 1, RunWait},
+      {"configmap", "configmap NAME",
+       "print a ConfigMap manifest holding the --migrations files, for `kubectl apply -f -`",
+       flags({{"namespace"}}), 1, 1, RunConfigMap},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;

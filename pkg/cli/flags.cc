@@ -183,6 +183,11 @@ const std::vector<FlagSpec>& Flags() {
       {"python", Kind::kString,
        "import alembic: the Python 3 that has Alembic, a path or a name on PATH (default python3)",
        SetString(&Options::python)},
+      {"timeout", Kind::kDuration,
+       "wait: how long to wait for the target before exiting 3 (default 10m)",
+       SetDuration(&Options::timeout)},
+      {"namespace", Kind::kString, "configmap: the namespace written into the manifest",
+       SetString(&Options::namespace_name)},
   };
   return *flags;
 }

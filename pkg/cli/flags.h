@@ -50,6 +50,8 @@ struct Options {
   std::string config;
   std::string out = "./migrations";
   std::string python = "python3";
+  std::string namespace_name;  // --namespace
+  absl::Duration timeout = absl::Minutes(10);
 };
 
 // A parsed command line.

@@ -144,6 +144,28 @@ TEST(ParseCommandLineTest, DurationsAcceptBareSeconds) {
   EXPECT_EQ(parsed->options.connect_timeout, absl::Seconds(5));
 }
 
+TEST(ParseCommandLineTest, WaitTimeoutAndConfigMapNamespace) {
+  auto parsed = ParseCommandLine({"wait", "head", "--timeout", "90s"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->command, "wait");
+  EXPECT_THAT(parsed->args, ElementsAre("head"));
+  EXPECT_EQ(parsed->options.timeout, absl::Seconds(90));
+  auto defaults = ParseCommandLine({"wait"}, FakeEnv({{"SLUICE_NAMESPACE", "apps"}}));
+  SLUICE_ASSERT_OK(defaults);
+  EXPECT_EQ(defaults->options.timeout, absl::Minutes(10));
+  EXPECT_EQ(defaults->options.namespace_name, "apps");
+  auto from_env = ParseCommandLine({"wait"}, FakeEnv({{"SLUICE_TIMEOUT", "5m"}}));
+  SLUICE_ASSERT_OK(from_env);
+  EXPECT_EQ(from_env->options.timeout, absl::Minutes(5));
+  auto configmap =
+      ParseCommandLine({"configmap", "app-migrations", "--namespace=apps"}, FakeEnv({}));
+  SLUICE_ASSERT_OK(configmap);
+  EXPECT_THAT(configmap->args, ElementsAre("app-migrations"));
+  EXPECT_EQ(configmap->options.namespace_name, "apps");
+  EXPECT_THAT(ParseCommandLine({"wait", "--timeout=soon"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument, "flag --timeout: \"soon\""));
+}
+
 TEST(FlagHelpTest, NamesFlagValueAndEnvironmentVariable) {
   const std::string help = FlagHelp({"lock-wait", "v"});
   EXPECT_NE(help.find("--lock-wait DURATION"), std::string::npos) << help;

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "pkg/base/backoff.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
 #include "pkg/failure/failure.h"
@@ -34,6 +35,64 @@ absl::StatusOr<std::vector<std::string>> Engine::Impl::Pending(absl::string_view
   absl::StatusOr<Plan> plan = graph_->PlanUpgrade(state.versions, target);
   if (!plan.ok()) return AsUsage(plan.status());
   return PendingOf(*plan);
+}
+
+absl::StatusOr<VersionCheck> Engine::Impl::CheckVersions(absl::string_view target) {
+  SLUICE_ASSIGN_OR_RETURN(store::Store * control, ControlConnection());
+  VersionCheck check;
+  SLUICE_ASSIGN_OR_RETURN(check.versions, control->ReadVersions(options_.tables));
+  for (const std::string& version : check.versions) {
+    if (manifest_ids_.count(version) == 0) check.ahead.push_back(version);
+  }
+  // Without the history (which this reader may not SELECT) rows the manifests lack cannot be
+  // placed in the graph; they come from a newer release, so the target is behind them.
+  if (!check.ahead.empty()) {
+    // The target must still name something in the manifests.
+    absl::StatusOr<std::vector<std::string>> resolved = graph_->ResolveTarget(target, {});
+    if (!resolved.ok()) return AsUsage(resolved.status());
+    return check;
+  }
+  absl::StatusOr<std::vector<std::string>> targets = graph_->ResolveTarget(target, check.versions);
+  if (!targets.ok()) return AsUsage(targets.status());
+  // At or past every target revision (an upgrade would refuse to go "down" to it): reached.
+  const bool reached = std::all_of(targets->begin(), targets->end(), [&](const std::string& t) {
+    return std::any_of(check.versions.begin(), check.versions.end(),
+                       [&](const std::string& v) { return graph_->IsAncestorOrSelf(t, v); });
+  });
+  if (reached) return check;
+  absl::StatusOr<Plan> plan = graph_->PlanUpgrade(check.versions, target);
+  if (!plan.ok()) return AsUsage(plan.status());
+  check.pending = PendingOf(*plan);
+  return check;
+}
+
+absl::StatusOr<VersionCheck> Engine::Impl::WaitForTarget(absl::string_view target,
+                                                         absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  base::Backoff backoff(options_.wait_poll_initial, options_.wait_poll_max);
+  absl::Time next_log = absl::Now() + absl::Seconds(10);
+  while (true) {
+    absl::StatusOr<VersionCheck> check = CheckVersions(target);
+    const bool unreachable =
+        !check.ok() && failure::FailureKindOf(check.status()) == FailureKind::kUnreachable;
+    if (!check.ok() && !unreachable) return check.status();
+    if (check.ok() && check->pending.empty()) return check;
+    const absl::Time now = absl::Now();
+    if (now >= deadline) return check;
+    if (unreachable) {
+      // A new connection at the next poll (the server restarted, or is not up yet).
+      control_.reset();
+      log::Warning("waiting: the database cannot be read; retrying",
+                   {{"error", std::string(check.status().message())}});
+    } else if (now >= next_log) {
+      log::Info("waiting for the database to reach the target",
+                {{"target", std::string(target)},
+                 {"current", Joined(check->versions)},
+                 {"pending", Joined(check->pending)}});
+      next_log = now + absl::Seconds(10);
+    }
+    absl::SleepFor(std::min(backoff.Next(), deadline - now));
+  }
 }
 
 absl::StatusOr<DatabaseState> Engine::Impl::Inspect() {

@@ -363,6 +363,13 @@ absl::StatusOr<RunResult> Engine::Stamp(absl::string_view target, bool purge) {
 absl::StatusOr<std::vector<std::string>> Engine::Pending(absl::string_view target) {
   return impl_->Pending(target);
 }
+absl::StatusOr<VersionCheck> Engine::CheckVersions(absl::string_view target) {
+  return impl_->CheckVersions(target);
+}
+absl::StatusOr<VersionCheck> Engine::WaitForTarget(absl::string_view target,
+                                                   absl::Duration timeout) {
+  return impl_->WaitForTarget(target, timeout);
+}
 absl::StatusOr<DatabaseState> Engine::Inspect() { return impl_->Inspect(); }
 absl::StatusOr<std::vector<store::HistoryRow>> Engine::History() { return impl_->History(); }
 absl::Status Engine::Resolve(absl::string_view revision, bool applied) {

@@ -81,6 +81,9 @@ struct EngineOptions {
   absl::Duration ddl_retry_backoff = absl::Milliseconds(500);
   // Asks the run to stop (SIGTERM); none: runs to the end.
   std::shared_ptr<StopRequest> stop;
+  // WaitForTarget's polls of the version table: first interval and cap.
+  absl::Duration wait_poll_initial = absl::Milliseconds(100);
+  absl::Duration wait_poll_max = absl::Seconds(2);
 };
 
 // One applied (or failed) step, as reported to observers and returned to callers.
@@ -139,6 +142,13 @@ struct DatabaseState {
   std::optional<store::HistoryRow> unresolved_failure;
 };
 
+// What the version table alone says about a target (`sluice wait`).
+struct VersionCheck {
+  std::vector<std::string> versions;  // the version table's rows, sorted
+  std::vector<std::string> pending;   // revisions between them and the target, in order
+  std::vector<std::string> ahead;     // rows the manifests lack: a newer release migrated
+};
+
 class Engine {
  public:
   // `graph` is the manifests' graph, built once by the caller and shared with it; `factory` opens
@@ -157,6 +167,19 @@ class Engine {
   absl::StatusOr<RunResult> Stamp(absl::string_view target, bool purge);
   // Returns the pending revisions up to `target`, in order, without the lock.
   absl::StatusOr<std::vector<std::string>> Pending(absl::string_view target);
+  // Reads the version table, and nothing else (no history, no lock: a role that may only SELECT
+  // it will do), and returns what stands between it and `target`. A database with rows the
+  // manifests lack is ahead of them: nothing is pending.
+  absl::StatusOr<VersionCheck> CheckVersions(absl::string_view target);
+  // Polls CheckVersions, with backoff from `wait_poll_initial` to `wait_poll_max`, until nothing
+  // is pending or `timeout` has passed, and returns the last check (revisions still pending when
+  // the time ran out). A database that cannot be reached, or goes away, is retried until then;
+  // its error is returned when the time runs out on it. A bad target fails at once.
+  //
+  // Example (an init container waiting for a migration Job):
+  //   SLUICE_ASSIGN_OR_RETURN(VersionCheck check, engine.WaitForTarget("head", absl::Minutes(10)));
+  //   if (!check.pending.empty()) return ...;  // timed out
+  absl::StatusOr<VersionCheck> WaitForTarget(absl::string_view target, absl::Duration timeout);
   // Reads the database's versions, verification and history (no lock).
   absl::StatusOr<DatabaseState> Inspect();
   // Returns the history rows, oldest first (no lock).

@@ -54,6 +54,8 @@ class Engine::Impl {
   absl::StatusOr<RunResult> Stamp(absl::string_view target, bool purge);
   absl::Status Resolve(absl::string_view revision, bool applied);
   absl::StatusOr<std::vector<std::string>> Pending(absl::string_view target);
+  absl::StatusOr<VersionCheck> CheckVersions(absl::string_view target);
+  absl::StatusOr<VersionCheck> WaitForTarget(absl::string_view target, absl::Duration timeout);
   absl::StatusOr<DatabaseState> Inspect();
   absl::StatusOr<std::vector<store::HistoryRow>> History();
   absl::StatusOr<LockStatus> ReadLockStatus();

@@ -2,6 +2,7 @@
 // database: verification and drift, a database ahead of the manifests, revisions nobody knows.
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -145,6 +146,77 @@ TEST_F(EngineTest, PendingListsWhatUpgradeWouldApplyWithoutTheLock) {
   ASSERT_THAT(pending, IsOk());
   EXPECT_THAT(*pending, ElementsAre("b"));
   EXPECT_EQ(db_.LockAttemptsForTest(), 0);
+}
+
+TEST_F(EngineTest, CheckVersionsReadsTheVersionTableOnly) {
+  std::vector<manifest::Migration> migrations = TwoRevisions();
+  std::unique_ptr<Engine> engine = MakeEngine(migrations);
+  absl::StatusOr<VersionCheck> check = engine->CheckVersions("head");
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->versions, IsEmpty());
+  EXPECT_THAT(check->pending, ElementsAre("a", "b"));
+
+  db_.SetVersionsForTest(options_.tables, {"a"});
+  check = engine->CheckVersions("head");
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->pending, ElementsAre("b"));
+  check = engine->CheckVersions("a");
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->pending, IsEmpty());
+  // Past the target counts as there (an upgrade to it would refuse to go down).
+  db_.SetVersionsForTest(options_.tables, {"b"});
+  check = engine->CheckVersions("a");
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->pending, IsEmpty());
+  EXPECT_THAT(History(), IsEmpty());
+
+  // A revision the manifests lack (no history needed to say so): ahead, nothing pending.
+  db_.SetVersionsForTest(options_.tables, {"z-newer"});
+  check = engine->CheckVersions("head");
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->ahead, ElementsAre("z-newer"));
+  EXPECT_THAT(check->pending, IsEmpty());
+
+  EXPECT_EQ(failure::ExitCodeFor(engine->CheckVersions("nosuch").status()), failure::kExitUsage);
+}
+
+TEST_F(EngineTest, WaitForTargetReturnsOnceAnotherRunnerMigrated) {
+  options_.wait_poll_initial = absl::Milliseconds(1);
+  options_.wait_poll_max = absl::Milliseconds(20);
+  std::vector<manifest::Migration> migrations = TwoRevisions();
+  std::unique_ptr<Engine> engine = MakeEngine(migrations);
+  std::unique_ptr<Engine> runner = MakeEngine(migrations);
+  const absl::Time start = absl::Now();
+  std::thread migrate([&] {
+    absl::SleepFor(absl::Milliseconds(100));
+    EXPECT_THAT(runner->Upgrade("head"), IsOk());
+  });
+  absl::StatusOr<VersionCheck> check = engine->WaitForTarget("head", absl::Seconds(30));
+  migrate.join();
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->pending, IsEmpty());
+  EXPECT_THAT(check->versions, ElementsAre("b"));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(100));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+}
+
+TEST_F(EngineTest, WaitForTargetGivesUpAfterTheTimeoutWithRevisionsPending) {
+  options_.wait_poll_initial = absl::Milliseconds(1);
+  options_.wait_poll_max = absl::Milliseconds(20);
+  std::unique_ptr<Engine> engine = MakeEngine(TwoRevisions());
+  db_.SetVersionsForTest(options_.tables, {"a"});
+  const absl::Time start = absl::Now();
+  absl::StatusOr<VersionCheck> check = engine->WaitForTarget("head", absl::Milliseconds(200));
+  ASSERT_THAT(check, IsOk());
+  EXPECT_THAT(check->pending, ElementsAre("b"));
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(200));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+
+  // A bad target is not waited on.
+  const absl::Time bad = absl::Now();
+  EXPECT_EQ(failure::ExitCodeFor(engine->WaitForTarget("nosuch", absl::Seconds(30)).status()),
+            failure::kExitUsage);
+  EXPECT_LT(absl::Now() - bad, absl::Seconds(5));
 }
 
 }  // namespace

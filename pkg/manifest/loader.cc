@@ -34,6 +34,17 @@ absl::StatusOr<std::vector<Migration>> LoadDirectories(
   }
 }
 
+absl::StatusOr<std::vector<ManifestFile>> ListManifestFiles(
+    const std::vector<std::string>& directories) {
+  try {
+    return internal::ListManifestFilesOrThrow(directories);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("listing migrations: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("listing migrations: unknown exception");
+  }
+}
+
 absl::StatusOr<std::vector<Migration>> ParseManifest(absl::string_view text,
                                                      absl::string_view file_name) {
   try {

@@ -31,6 +31,19 @@ namespace sluice::manifest {
 //   SLUICE_ASSIGN_OR_RETURN(std::vector<Migration> migrations, LoadDirectories({"./migrations"}));
 absl::StatusOr<std::vector<Migration>> LoadDirectories(const std::vector<std::string>& directories);
 
+// A manifest file as LoadDirectories finds it: its path (directory joined with name) and its name
+// in its directory.
+struct ManifestFile {
+  std::string path;
+  std::string name;
+};
+
+// Returns the files that LoadDirectories reads from `directories`, in the order it reads them,
+// without reading them: the same names (symbolic links followed, names starting with `.`
+// skipped). Errors (a missing directory, a broken link, a pipe) as for LoadDirectories.
+absl::StatusOr<std::vector<ManifestFile>> ListManifestFiles(
+    const std::vector<std::string>& directories);
+
 // Parses the manifest text of one file (one or more `---`-separated documents). `file_name` is used
 // only in error messages and `Migration::location`. Rejects duplicate revision ids within the text;
 // does not check across files. Errors as for LoadDirectories.

@@ -786,6 +786,33 @@ TEST(LoadDirectoriesTest, ReportsMissingDirectoriesAndUnreadableFiles) {
   EXPECT_THAT(lines[4], HasSubstr(dir / "file.yaml" + ": is not a directory"));
 }
 
+TEST(ListManifestFilesTest, ListsWhatTheLoadReads) {
+  // A mounted ConfigMap (see ReadsAMountedConfigMapOnce) beside a plain directory: the `..data`
+  // entries are skipped, the key links listed once, a directory named like a manifest skipped.
+  TempDir dir;
+  const std::string data = "..2026_11_24_07_25_00.123456789";
+  dir.Write("mounted/" + data + "/b.yml", kRevisionB);
+  fs::create_directory_symlink(data, dir / "mounted/..data");
+  fs::create_symlink("..data/b.yml", dir / "mounted/b.yml");
+  dir.Write("plain/a.yaml", kRevisionA);
+  dir.Write("plain/notes.txt", "not a manifest");
+  fs::create_directories(dir / "plain/sub.yaml");
+  absl::StatusOr<std::vector<ManifestFile>> files =
+      ListManifestFiles({dir / "plain", dir / "mounted"});
+  SLUICE_ASSERT_OK(files);
+  ASSERT_THAT(*files, SizeIs(2));
+  EXPECT_EQ((*files)[0].path, dir / "plain/a.yaml");
+  EXPECT_EQ((*files)[0].name, "a.yaml");
+  EXPECT_EQ((*files)[1].path, dir / "mounted/b.yml");
+  EXPECT_EQ((*files)[1].name, "b.yml");
+
+  fs::create_symlink("nowhere.yaml", dir / "plain/broken.yaml");
+  EXPECT_THAT(ListManifestFiles({dir / "plain"}),
+              StatusIs(kInvalid, dir / "plain/broken.yaml" + ": cannot open the file"));
+  EXPECT_THAT(ListManifestFiles({dir / "missing"}),
+              StatusIs(kInvalid, "cannot open the migrations directory"));
+}
+
 // Returns what LoadDirectories({directory}) returns, as text: "OK" or the status.
 std::string LoadOutcome(const std::string& directory) {
   const absl::StatusOr<std::vector<Migration>> result = LoadDirectories({directory});

@@ -356,4 +356,20 @@ absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
   return migrations;
 }
 
+absl::StatusOr<std::vector<ManifestFile>> ListManifestFilesOrThrow(
+    const std::vector<std::string>& directories) {
+  Errors errors;
+  std::vector<ManifestFile> files;
+  for (const std::string& directory : directories) {
+    for (const ListedName& listed : ListManifestNames(directory, &errors)) {
+      std::string path = JoinPath(directory, listed.name);
+      // A directory named `x.yaml` is skipped, as the load skips it.
+      if (CheckManifestFile(path, &errors))
+        files.push_back(ManifestFile{std::move(path), listed.name});
+    }
+  }
+  if (!errors.empty()) return errors.ToStatus();
+  return files;
+}
+
 }  // namespace sluice::manifest::internal

@@ -7,12 +7,17 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "pkg/manifest/loader.h"
 #include "pkg/manifest/migration.h"
 
 namespace sluice::manifest::internal {
 
 // LoadDirectories (loader.h), but may throw (std::bad_alloc, std::system_error from a mutex).
 absl::StatusOr<std::vector<Migration>> LoadDirectoriesOrThrow(
+    const std::vector<std::string>& directories);
+
+// ListManifestFiles (loader.h), but may throw (std::bad_alloc).
+absl::StatusOr<std::vector<ManifestFile>> ListManifestFilesOrThrow(
     const std::vector<std::string>& directories);
 
 }  // namespace sluice::manifest::internal
