@@ -46,6 +46,11 @@ struct Options {
   bool allow_drift = false;
   std::string if_ahead = "warn";
   bool single_head = false;
+  // lint, and upgrade --lint
+  std::string dev_url;
+  std::string format = "text";
+  bool warnings_as_errors = false;
+  bool lint = false;
 };
 
 // A parsed command line.

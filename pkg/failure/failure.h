@@ -19,6 +19,7 @@ enum ExitCode : int {
   kExitDrift = 5,
   kExitLockTimeout = 6,
   kExitUnreachable = 7,
+  kExitLintErrors = 8,  // `lint` (or `upgrade --lint`) found errors; README documents it
 };
 
 enum class FailureKind {

@@ -226,6 +226,34 @@ constexpr char kInvalidIndexesSql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE NOT i.indisvalid ORDER BY 1";
 
+// --- inspection (`sluice lint`) ---
+// Scans: the flushed counter plus the backend's pending one (pg_stat_xact_*'s source), whose sum
+// stays put when the backend flushes between two reads. There is no pg_stat_xact view of
+// indexes; pg_stat_get_xact_numscans counts an index's scans as it does a table's.
+constexpr char kCatalogRelationsSql[] =
+    "SELECT c.oid::bigint, c.oid::pg_catalog.regclass::text, c.relkind,"
+    " coalesce(i.indrelid, c.oid)::bigint, c.relfilenode::bigint,"
+    " coalesce(pg_catalog.pg_stat_get_numscans(c.oid), 0)"
+    " + coalesce(pg_catalog.pg_stat_get_xact_numscans(c.oid), 0)"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+    " WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')"
+    " AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY c.oid";
+constexpr char kCatalogColumnsSql[] =
+    "SELECT a.attrelid::bigint, a.attnum, a.attname,"
+    " pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atthasdef,"
+    " a.attidentity <> '' OR a.attgenerated <> ''"
+    " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+    " ORDER BY a.attrelid, a.attnum";
+constexpr char kRelationLocksSql[] =
+    "SELECT l.relation::bigint, l.mode FROM pg_catalog.pg_locks l"
+    " WHERE l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())";
+
 constexpr char kHistoryTable[] = "sluice_history";
 constexpr char kLeaseTable[] = "sluice_lock";
 // How long TryAcquireLease and RenewLease wait for the lease row's lock.
@@ -462,7 +490,7 @@ using Params = std::vector<std::optional<std::string>>;
 
 // --- PgStore -----------------------------------------------------------------------------------
 
-class PgStore final : public Store {
+class PgStore final : public Store, public Inspector {
  public:
   // `pid` is the backend's, from the server (see ConnectPg).
   PgStore(PGconn* conn, int pid) : conn_(conn), pid_(pid) {
@@ -920,7 +948,58 @@ class PgStore final : public Store {
     return names;
   }
 
+  Inspector* inspector() override { return this; }
+
+  // Inspector
+
+  absl::StatusOr<CatalogState> ReadCatalog() override {
+    CatalogState state;
+    SLUICE_ASSIGN_OR_RETURN(Result relations,
+                            Query("reading the catalog's relations", kCatalogRelationsSql, {}));
+    for (int i = 0; i < PQntuples(relations.get()); ++i) {
+      RelationState relation;
+      relation.oid = static_cast<uint32_t>(Int64At(relations.get(), i, 0));
+      relation.name = PQgetvalue(relations.get(), i, 1);
+      relation.kind = PQgetvalue(relations.get(), i, 2)[0];
+      relation.table = static_cast<uint32_t>(Int64At(relations.get(), i, 3));
+      relation.filenode = static_cast<uint32_t>(Int64At(relations.get(), i, 4));
+      relation.scans = Int64At(relations.get(), i, 5);
+      state.relations.push_back(std::move(relation));
+    }
+    SLUICE_ASSIGN_OR_RETURN(Result columns,
+                            Query("reading the catalog's columns", kCatalogColumnsSql, {}));
+    for (int i = 0; i < PQntuples(columns.get()); ++i) {
+      ColumnState column;
+      column.table = static_cast<uint32_t>(Int64At(columns.get(), i, 0));
+      column.number = static_cast<int>(Int64At(columns.get(), i, 1));
+      column.name = PQgetvalue(columns.get(), i, 2);
+      column.type = PQgetvalue(columns.get(), i, 3);
+      column.not_null = std::strcmp(PQgetvalue(columns.get(), i, 4), "t") == 0;
+      column.has_default = std::strcmp(PQgetvalue(columns.get(), i, 5), "t") == 0;
+      column.generated = std::strcmp(PQgetvalue(columns.get(), i, 6), "t") == 0;
+      state.columns.push_back(std::move(column));
+    }
+    return state;
+  }
+
+  absl::StatusOr<std::vector<RelationLock>> RelationLocks(int pid) override {
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result, Query("reading relation locks", kRelationLocksSql, {absl::StrCat(pid)}));
+    std::vector<RelationLock> locks;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      locks.push_back(
+          {static_cast<uint32_t>(Int64At(result.get(), i, 0)), PQgetvalue(result.get(), i, 1)});
+    }
+    return locks;
+  }
+
  private:
+  static int64_t Int64At(const PGresult* result, int row, int column) {
+    int64_t value = 0;
+    (void)absl::SimpleAtoi(PQgetvalue(result, row, column), &value);
+    return value;
+  }
+
   bool ConnectionCheckSupported() const {
     return PQserverVersion(conn_) >= kConnectionCheckMinServerVersion;
   }
@@ -1178,6 +1257,11 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
     if (!conninfo.empty()) {
       keys.push_back("dbname");
       values.push_back(conninfo.c_str());
+    }
+    // Later keywords win over those the expanded connection string gave.
+    if (!options.database.empty()) {
+      keys.push_back("dbname");
+      values.push_back(options.database.c_str());
     }
     if (!options.application_name.empty()) {
       keys.push_back("application_name");
