@@ -295,7 +295,7 @@ void Judge(const StatementRun& run, const std::vector<TableEffect>& effects,
           absl::StrCat(table, " is gone from pg_class"));
       continue;
     }
-    if (run.facts.truncate) {
+    if (run.facts.truncate && !effect.rewritten.empty()) {
       add("data-loss",
           absl::StrCat("TRUNCATE empties ", table,
                        "; delete what must go in batches, or allow it with lint_allow and a "
@@ -338,8 +338,9 @@ void Judge(const StatementRun& run, const std::vector<TableEffect>& effects,
           absl::StrCat(LockedBy(effect), " on ", table, "; new index ",
                        absl::StrJoin(effect.new_indexes, ", ")));
       reported = true;
-    } else if (effect.rewritten.empty() && effect.scans > 0 &&
+    } else if (effect.rewritten.empty() && effect.not_null_columns.empty() && effect.scans > 0 &&
                BlocksWrites(effect.strongest_lock)) {
+      // (A new NOT NULL column is checked by a scan too: add-not-null-column below says more.)
       add("validation-scan",
           absl::StrCat(kind, " scans all of ", table, " while writes to it wait; ",
                        ScanFix(run.facts)),
@@ -710,7 +711,7 @@ absl::StatusOr<LintReport> Lint(const LintOptions& options, const DevConnector& 
                           absl::StrCat("--dev-url: cannot create the scratch database ", database,
                                        ": ", created.message()));
     }
-    log::Debug("scratch database created", {{"database", database}});
+    log::Info("lint: scratch database created", {{"database", database}});
     LintRun run(options, connect, database, guard);
     report = guard.signal() != 0 ? absl::CancelledError("interrupted") : run.Run();
     run.Close();
