@@ -544,39 +544,35 @@ class LintRun {
       Count(m, report_.findings.size() - 1);
       return absl::OkStatus();
     }
-    SLUICE_ASSIGN_OR_RETURN(const CatalogState start, Catalog());
+    // Read outside any transaction: no locks yet. Each statement's "after" is the next one's
+    // "before" (nothing runs in between), so a statement costs one catalog read.
+    SLUICE_ASSIGN_OR_RETURN(CatalogState current, Catalog(0));
     std::set<uint32_t> existing;
-    for (const RelationState& relation : start.relations) existing.insert(relation.oid);
+    for (const RelationState& relation : current.relations) existing.insert(relation.oid);
 
     if (m.transactional) {
       SLUICE_RETURN_IF_ERROR(Interrupted(work_->BeginWithLockTimeout(options_.ddl_lock_timeout)));
     } else {
       SLUICE_RETURN_IF_ERROR(Interrupted(work_->SetLockTimeout(options_.ddl_lock_timeout)));
     }
+    const int pid = m.transactional ? work_->BackendPid() : 0;
     bool failed = false;
     for (const sql::Statement& statement : *statements) {
       StatementRun run{&m, &statement, {}, LineOf(m, statement)};
       absl::StatusOr<internal::StatementFacts> facts = internal::ParseStatement(statement.text);
       run.facts = facts.ok() ? *facts : internal::StatementFacts{"statement"};
       ++report_.statements;
-      SLUICE_ASSIGN_OR_RETURN(CatalogState before, Catalog());
       std::vector<store::RelationLock> held;
       std::vector<store::RelationLock> taken;
       absl::Status status;
       if (m.transactional) {
-        SLUICE_ASSIGN_OR_RETURN(const std::vector<store::RelationLock> had, OwnLocks());
         status = work_->Execute(statement.text);
-        if (status.ok()) {
-          SLUICE_ASSIGN_OR_RETURN(held, OwnLocks());
-          for (const store::RelationLock& lock : held) {
-            if (!Contains(had, lock)) taken.push_back(lock);
-          }
-        }
       } else {
         if (!run.facts.outside_transaction_only) {
           SLUICE_ASSIGN_OR_RETURN(taken, Rehearse(statement.text));
+          // The rehearsal moved the scan counters.
+          SLUICE_ASSIGN_OR_RETURN(current, Catalog(0));
         }
-        SLUICE_ASSIGN_OR_RETURN(before, Catalog());
         status = ExecuteWatched(statement.text, &taken);
         held = taken;
       }
@@ -586,8 +582,15 @@ class LintRun {
         failed = true;
         break;
       }
-      SLUICE_ASSIGN_OR_RETURN(const CatalogState after, Catalog());
-      Judge(run, Compare(existing, before, after, held, taken), &findings);
+      SLUICE_ASSIGN_OR_RETURN(CatalogState after, Catalog(pid));
+      if (m.transactional) {
+        held = after.locks;
+        for (const store::RelationLock& lock : held) {
+          if (!Contains(current.locks, lock)) taken.push_back(lock);
+        }
+      }
+      Judge(run, Compare(existing, current, after, held, taken), &findings);
+      current = std::move(after);
     }
     if (m.transactional) {
       absl::Status ended = failed ? work_->Rollback() : work_->Commit();
@@ -622,8 +625,9 @@ class LintRun {
     if (finding.severity == Severity::kWarning) ++report_.warnings;
   }
 
-  absl::StatusOr<CatalogState> Catalog() {
-    absl::StatusOr<CatalogState> state = work_->inspector()->ReadCatalog();
+  // Reads the catalog on the work connection, with the locks of backend `locks_of` (0: none).
+  absl::StatusOr<CatalogState> Catalog(int locks_of) {
+    absl::StatusOr<CatalogState> state = work_->inspector()->ReadCatalog(locks_of);
     if (!state.ok()) return Interrupted(state.status());
     return state;
   }

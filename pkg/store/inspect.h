@@ -37,24 +37,27 @@ struct ColumnState {
   bool generated = false;  // an identity or generated column (it fills itself)
 };
 
-// The user relations and their columns, as one backend sees them at one moment.
-struct CatalogState {
-  std::vector<RelationState> relations;  // by oid
-  std::vector<ColumnState> columns;      // by table, then number
-};
-
 // A granted relation lock.
 struct RelationLock {
   uint32_t relation = 0;
   std::string mode;  // e.g. "AccessExclusiveLock"
 };
 
+// The user relations and their columns, as one backend sees them at one moment, and the
+// relation locks one backend holds then.
+struct CatalogState {
+  std::vector<RelationState> relations;
+  std::vector<ColumnState> columns;
+  std::vector<RelationLock> locks;
+};
+
 class Inspector {
  public:
   virtual ~Inspector() = default;
   // Returns the user relations and columns of the connected database, inside the current
-  // transaction when one is open (so this backend's own pending changes and counters show).
-  virtual absl::StatusOr<CatalogState> ReadCatalog() = 0;
+  // transaction when one is open (so this backend's own pending changes and counters show), and,
+  // when `locks_of` is not 0, the relation locks granted to that backend: one round trip.
+  virtual absl::StatusOr<CatalogState> ReadCatalog(int locks_of) = 0;
   // Returns the relation locks granted to backend `pid` in the connected database.
   virtual absl::StatusOr<std::vector<RelationLock>> RelationLocks(int pid) = 0;
 };
