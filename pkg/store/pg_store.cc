@@ -255,7 +255,8 @@ constexpr char kCatalogSql[] =
     " FROM pg_catalog.pg_locks l"
     " WHERE $1::integer <> 0 AND l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
     " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
-    "                   WHERE datname = pg_catalog.current_database())";
+    "                   WHERE datname = pg_catalog.current_database())"
+    " ORDER BY 1, 2";
 constexpr char kRelationLocksSql[] =
     "SELECT l.relation::bigint, l.mode FROM pg_catalog.pg_locks l"
     " WHERE l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
