@@ -39,8 +39,9 @@ for variant in release asan; do
 done
 
 # The binary the image ships, under the tests that run sluice as a child process (the build's own
-# binary in the runs above): the suites built on tests/integration's MigrateTest.
-static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest)\.'
+# binary in the runs above): the suites built on tests/integration's MigrateTest, and the lint
+# corpus (libpg_query linked statically).
+static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest)\.|^LintTest\.Corpus'
 echo "=== test (static binary)"
 if ! SLUICE_TEST_BINARY=$root/build-static/cmd/sluice/sluice ctest --test-dir "$root/build-test-release" \
   --output-on-failure -j2 --timeout 600 -R "$static_tests"; then
