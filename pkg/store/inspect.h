@@ -46,8 +46,8 @@ struct RelationLock {
 // The user relations and their columns, as one backend sees them at one moment, and the
 // relation locks one backend holds then.
 struct CatalogState {
-  std::vector<RelationState> relations;
-  std::vector<ColumnState> columns;
+  std::vector<RelationState> relations;  // by oid
+  std::vector<ColumnState> columns;      // by table, then number
   std::vector<RelationLock> locks;
 };
 

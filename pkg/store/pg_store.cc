@@ -232,7 +232,8 @@ constexpr char kInvalidIndexesSql[] =
 // indexes; pg_stat_get_xact_numscans counts an index's scans as it does a table's.
 // One round trip for the relations ('r' rows), their columns ('c') and the relation locks granted
 // to backend $1 ('l'; none for 0), as rows of one shape: kind, oid, name, text, and three numbers
-// and three booleans whose meaning depends on the kind (see ReadCatalog).
+// and three booleans whose meaning depends on the kind (see ReadCatalog). Sorted by kind, oid and
+// the first number (a column's attnum).
 constexpr char kCatalogSql[] =
     "SELECT 'r', c.oid::bigint, c.oid::pg_catalog.regclass::text, c.relkind::text,"
     " coalesce(i.indrelid, c.oid)::bigint, c.relfilenode::bigint,"
@@ -256,7 +257,7 @@ constexpr char kCatalogSql[] =
     " WHERE $1::integer <> 0 AND l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
     " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
     "                   WHERE datname = pg_catalog.current_database())"
-    " ORDER BY 1, 2";
+    " ORDER BY 1, 2, 5";
 constexpr char kRelationLocksSql[] =
     "SELECT l.relation::bigint, l.mode FROM pg_catalog.pg_locks l"
     " WHERE l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
