@@ -211,26 +211,32 @@ TEST_F(LintTest, AFailedRevisionIsAFindingAndTheScratchDatabaseIsDropped) {
   EXPECT_FALSE(DatabaseExists(scratch));
 }
 
-TEST_F(LintTest, SigtermDropsTheScratchDatabase) {
+TEST_F(LintTest, SigtermAndSigintDropTheScratchDatabase) {
   WriteManifest("001.yaml", {Rev("s1", {}, "CREATE TABLE t (a int);\n"),
                              Rev("s2", {"s1"}, "SELECT pg_sleep(60);\n")});
-  std::unique_ptr<Process> lint = StartSluice({"lint", "--dev-url", DevUrl()});
-  std::string scratch;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        scratch = ScratchDatabase(lint->ErrorsSoFar());
-        return !scratch.empty() && Rows("SELECT count(*) FROM pg_stat_activity WHERE datname = '" +
-                                        scratch + "' AND query LIKE 'SELECT pg_sleep%'") == "1";
-      },
-      absl::Seconds(20)))
-      << lint->ErrorsSoFar();
-  EXPECT_TRUE(DatabaseExists(scratch));
-  lint->Kill(SIGTERM);
-  ProcessResult r = lint->Wait(absl::Seconds(30));
-  EXPECT_NE(r.exit_code, 0) << Describe(r);
-  EXPECT_THAT(r.err, HasSubstr("interrupted by SIGTERM"));
-  EXPECT_FALSE(DatabaseExists(scratch));
-  EXPECT_EQ(Rows("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + scratch + "'"), "0");
+  for (const auto& [signal, name] : {std::pair<int, std::string>{SIGTERM, "SIGTERM"},
+                                     std::pair<int, std::string>{SIGINT, "SIGINT"}}) {
+    SCOPED_TRACE(name);
+    std::unique_ptr<Process> lint = StartSluice({"lint", "--dev-url", DevUrl()});
+    std::string scratch;
+    // Signalled in the middle of a statement of the revision being observed.
+    ASSERT_TRUE(WaitUntil(
+        [&] {
+          scratch = ScratchDatabase(lint->ErrorsSoFar());
+          return !scratch.empty() &&
+                 Rows("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + scratch +
+                      "' AND query LIKE 'SELECT pg_sleep%'") == "1";
+        },
+        absl::Seconds(20)))
+        << lint->ErrorsSoFar();
+    EXPECT_TRUE(DatabaseExists(scratch));
+    lint->Kill(signal);
+    ProcessResult r = lint->Wait(absl::Seconds(30));
+    EXPECT_EQ(r.exit_code, 1) << Describe(r);
+    EXPECT_THAT(r.err, HasSubstr("interrupted by " + name));
+    EXPECT_FALSE(DatabaseExists(scratch));
+    EXPECT_EQ(Rows("SELECT count(*) FROM pg_stat_activity WHERE datname = '" + scratch + "'"), "0");
+  }
 }
 
 TEST_F(LintTest, TwoLintsAtOnceDoNotCollide) {
