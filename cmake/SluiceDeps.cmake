@@ -53,6 +53,17 @@ else()
   target_link_libraries(sluice_dep_yaml INTERFACE yaml-cpp)
 endif()
 
+# libpg_query (PostgreSQL 15's parser, for `sluice lint` only), always its static archive: Debian's
+# libpg-query-dev. Its protobuf parse tree needs protobuf-c's header (libprotobuf-c-dev); the
+# protobuf-c runtime itself is inside libpg_query.a.
+find_library(SLUICE_PG_QUERY_ARCHIVE NAMES libpg_query.a REQUIRED)
+find_path(SLUICE_PG_QUERY_INCLUDE pg_query.h REQUIRED)
+find_path(SLUICE_PROTOBUF_C_INCLUDE protobuf-c/protobuf-c.h REQUIRED)
+add_library(sluice_dep_pg_query INTERFACE)
+target_include_directories(sluice_dep_pg_query SYSTEM INTERFACE
+  ${SLUICE_PG_QUERY_INCLUDE} ${SLUICE_PROTOBUF_C_INCLUDE})
+target_link_libraries(sluice_dep_pg_query INTERFACE ${SLUICE_PG_QUERY_ARCHIVE} Threads::Threads)
+
 # cpprestsdk (the Kubernetes client and the fake API server only). Its config does not put OpenSSL on
 # the link line of code that uses the HTTP client, so name it here (style.md).
 if(SLUICE_STATIC)

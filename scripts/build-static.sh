@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Builds a fully static `sluice` (libpq, OpenSSL, cpprestsdk, yaml-cpp, abseil, libstdc++, libgcc
-# and glibc all linked in) into BUILD_DIR.
+# Builds a fully static `sluice` (libpq, OpenSSL, cpprestsdk, yaml-cpp, abseil, libpg_query,
+# libstdc++, libgcc and glibc all linked in) into BUILD_DIR. libpg_query (PostgreSQL's parser, for
+# `sluice lint`) is Debian's own static archive, libpg-query-dev's libpg_query.a, as in every build
+# (cmake/SluiceDeps.cmake); --gc-sections keeps only what lint's parse reaches.
 # Usage: scripts/build-static.sh BUILD_DIR [extra cmake -D options...]
 #
 # Debian 12 ships no static cpprestsdk, and its libpq.a needs Kerberos and LDAP archives it does not

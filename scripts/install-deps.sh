@@ -7,6 +7,9 @@ packages=(
   g++ cmake make pkg-config git ca-certificates
   libabsl-dev libyaml-cpp-dev libpq-dev libcpprest-dev libssl-dev
   libgtest-dev libgmock-dev
+  # `sluice lint`: PostgreSQL's parser as a static archive, and the protobuf-c header its parse
+  # tree needs.
+  libpg-query-dev libprotobuf-c-dev
   postgresql postgresql-client
   pgbouncer
   # sluice import alembic's tests: Alembic in /usr/bin/python3 (the import renders with it) and

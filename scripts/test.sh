@@ -38,9 +38,9 @@ if ! ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600; then
 fi
 
 # The binary the image ships, under the tests that run sluice as a child process (the build's own
-# binary in the runs above): the suites built on tests/integration's MigrateTest, and the README's
-# walk-through.
-static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest|WaitTest|ReadmeTest)\.'
+# binary in the runs above): the suites built on tests/integration's MigrateTest, the README's
+# walk-through, and the lint corpus (libpg_query linked statically).
+static_tests='^(MigrateTest|ReportE2eTest|ServerRestartTest|PoolerTest|WaitTest|ReadmeTest)\.|^LintTest\.Corpus'
 echo "=== test (static binary)"
 if ! SLUICE_TEST_BINARY=$root/build-static/cmd/sluice/sluice ctest --test-dir "$build_dir" \
   --output-on-failure -j2 --timeout 600 -R "$static_tests"; then

@@ -18,6 +18,7 @@
 #include "pkg/base/status_macros.h"
 #include "pkg/cli/alembic_output.h"
 #include "pkg/cli/configmap.h"
+#include "pkg/cli/lint_command.h"
 #include "pkg/engine/engine.h"
 #include "pkg/engine/offline_script.h"
 #include "pkg/failure/failure.h"
@@ -391,9 +392,41 @@ int RunMigrate(const Context& context, graph::Direction direction) {
   return failure::kExitOk;
 }
 
+// `upgrade --lint`: lints the pending revisions on --dev-url; returns 0 to go on.
+int LintBeforeUpgrade(const Context& context) {
+  absl::StatusOr<std::unique_ptr<engine::Engine>> session = OpenSession(context);
+  if (!session.ok()) return FailWith(session.status());
+  absl::StatusOr<engine::DatabaseState> state = (*session)->Inspect();
+  if (!state.ok()) return FailWith(state.status());
+  const std::string target = context.args().empty() ? "head" : context.args()[0];
+  const int code = RunLintOn(context.options(), (*session)->Graph(), state->versions, std::nullopt,
+                             target, context.out);
+  if (code != failure::kExitOk) log::Error("upgrade --lint: the lint failed; nothing was applied");
+  return code;
+}
+
 int RunUpgrade(const Context& context) {
   if (context.options().sql) return RunOffline(context, graph::Direction::kUpgrade);
+  if (context.options().lint) {
+    if (const int code = LintBeforeUpgrade(context); code != failure::kExitOk) return code;
+  }
   return RunMigrate(context, graph::Direction::kUpgrade);
+}
+
+int RunLint(const Context& context) {
+  absl::StatusOr<std::shared_ptr<const RevisionGraph>> graph = LoadGraph(context.options());
+  if (!graph.ok()) return FailWith(graph.status());
+  std::optional<std::vector<std::string>> current;
+  if (context.args().empty()) {
+    // Only the version table is read: the revisions pending there are the ones to lint.
+    absl::StatusOr<std::optional<engine::DatabaseState>> state =
+        OptionalDatabaseState(context, *graph);
+    if (!state.ok()) return FailWith(state.status());
+    if (state->has_value()) current = (*state)->versions;
+  }
+  std::optional<std::string> range;
+  if (!context.args().empty()) range = context.args()[0];
+  return RunLintOn(context.options(), **graph, current, range, "heads", context.out);
 }
 
 int RunDowngrade(const Context& context) {
@@ -618,6 +651,7 @@ const std::vector<CommandSpec>& Commands() {
                                                    "kubeconfig"};
   static const std::vector<std::string> kApply = {"ddl-lock-timeout", "ddl-retries",
                                                   "single-transaction"};
+  static const std::vector<std::string> kLint = {"lint", "dev-url", "format", "warnings-as-errors"};
   const auto flags = [](std::initializer_list<std::vector<std::string>> groups) {
     std::vector<std::string> all;
     for (const auto& group : groups) all.insert(all.end(), group.begin(), group.end());
@@ -626,8 +660,8 @@ const std::vector<CommandSpec>& Commands() {
   static const auto* commands = new std::vector<CommandSpec>{
       {"upgrade", "upgrade [TARGET] | upgrade --sql [FROM:]TO",
        "apply revisions up to TARGET (default head)",
-       flags({{"sql", "allow-drift", "if-ahead"}, kDatabase, kLocked, kApply, kReport}), 0, 1,
-       RunUpgrade},
+       flags({{"sql", "allow-drift", "if-ahead"}, kDatabase, kLocked, kApply, kReport, kLint}), 0,
+       1, RunUpgrade},
       {"downgrade", "downgrade TARGET | downgrade --sql FROM:TO",
        "revert down to TARGET (-1, base, an id)",
        flags({{"sql"}, kDatabase, kLocked, kApply, kReport}), 1, 1, RunDowngrade},
@@ -664,6 +698,11 @@ const std::vector<CommandSpec>& Commands() {
       {"configmap", "configmap NAME",
        "print a ConfigMap manifest holding the --migrations files, for `kubectl apply -f -`",
        flags({{"namespace"}}), 1, 1, RunConfigMap},
+      {"lint", "lint [[FROM:]TO] --dev-url URL",
+       "run revisions on a scratch database of a dev server and report what they would lock, "
+       "rewrite, scan or drop (default: the revisions pending on the database, else all)",
+       flags({{"dev-url", "format", "warnings-as-errors", "ddl-lock-timeout"}, kDatabase}), 0, 1,
+       RunLint},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;

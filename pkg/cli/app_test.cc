@@ -97,6 +97,22 @@ TEST_F(AppTest, HistoryVerboseShowsChecksumsAndPaths) {
   EXPECT_THAT(out_.str(), HasSubstr("Branches into: b, c\n"));
 }
 
+TEST_F(AppTest, LintChecksItsArgumentsBeforeAnyDatabase) {
+  WriteManifest("all.yaml", kBranchedManifests);
+  EXPECT_EQ(RunSluice({"lint"}), failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("lint needs --dev-url (or SLUICE_DEV_URL)"));
+  EXPECT_EQ(RunSluice({"lint", "zzz:head", "--dev-url", "host=127.0.0.1 port=1"}),
+            failure::kExitUsage);
+  EXPECT_THAT(log_.str(), HasSubstr("lint FROM: "));
+  // A range with nothing in it needs no dev server at all.
+  ASSERT_EQ(RunSluice({"lint", "d:d", "--dev-url", "host=127.0.0.1 port=1"}), failure::kExitOk)
+      << log_.str();
+  EXPECT_EQ(out_.str(), "nothing to lint: no revisions in the range\n");
+  ASSERT_EQ(RunSluice({"lint", "--help"}), failure::kExitOk);
+  EXPECT_THAT(out_.str(), AllOf(HasSubstr("Usage: sluice lint [[FROM:]TO] --dev-url URL"),
+                                HasSubstr("--warnings-as-errors")));
+}
+
 TEST_F(AppTest, HeadsBranchesAndShow) {
   WriteManifest("all.yaml", kBranchedManifests);
   ASSERT_EQ(RunSluice({"heads"}), failure::kExitOk) << log_.str();

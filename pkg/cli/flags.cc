@@ -188,6 +188,18 @@ const std::vector<FlagSpec>& Flags() {
        SetDuration(&Options::timeout)},
       {"namespace", Kind::kString, "configmap: the namespace written into the manifest",
        SetString(&Options::namespace_name)},
+      {"dev-url", Kind::kString,
+       "lint: a dev PostgreSQL server (never production) where lint creates, and drops, a "
+       "scratch database; its role needs CREATEDB",
+       SetString(&Options::dev_url)},
+      {"format", Kind::kString, "lint: text, json (one object per finding) or github (annotations)",
+       SetChoice(&Options::format, {"text", "json", "github"})},
+      {"warnings-as-errors", Kind::kBool, "lint: exit 8 on warnings too",
+       SetBool(&Options::warnings_as_errors)},
+      {"lint", Kind::kBool,
+       "upgrade: lint the pending revisions on --dev-url first and apply nothing when it finds "
+       "errors",
+       SetBool(&Options::lint)},
   };
   return *flags;
 }

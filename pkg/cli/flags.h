@@ -52,6 +52,11 @@ struct Options {
   std::string python = "python3";
   std::string namespace_name;  // --namespace
   absl::Duration timeout = absl::Minutes(10);
+  // lint, and upgrade --lint
+  std::string dev_url;
+  std::string format = "text";
+  bool warnings_as_errors = false;
+  bool lint = false;
 };
 
 // A parsed command line.

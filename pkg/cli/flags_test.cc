@@ -32,6 +32,30 @@ TEST(ParseCommandLineTest, CommandArgsAndFlagsInAnyOrder) {
   EXPECT_THAT(parsed->options.migrations, ElementsAre("./migrations"));
 }
 
+TEST(ParseCommandLineTest, LintFlags) {
+  auto parsed = ParseCommandLine({"lint", "fc0e:head", "--dev-url", "postgresql://dev/postgres",
+                                  "--format=github", "--warnings-as-errors"},
+                                 FakeEnv({}));
+  SLUICE_ASSERT_OK(parsed);
+  EXPECT_EQ(parsed->command, "lint");
+  EXPECT_THAT(parsed->args, ElementsAre("fc0e:head"));
+  EXPECT_EQ(parsed->options.dev_url, "postgresql://dev/postgres");
+  EXPECT_EQ(parsed->options.format, "github");
+  EXPECT_TRUE(parsed->options.warnings_as_errors);
+  EXPECT_FALSE(parsed->options.lint);
+
+  auto from_env = ParseCommandLine({"upgrade", "--lint"},
+                                   FakeEnv({{"SLUICE_DEV_URL", "host=dev dbname=postgres"}}));
+  SLUICE_ASSERT_OK(from_env);
+  EXPECT_TRUE(from_env->options.lint);
+  EXPECT_EQ(from_env->options.dev_url, "host=dev dbname=postgres");
+  EXPECT_EQ(from_env->options.format, "text");
+
+  EXPECT_THAT(ParseCommandLine({"lint", "--format", "yaml"}, FakeEnv({})),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "flag --format: \"yaml\" is not one of text, json, github"));
+}
+
 TEST(ParseCommandLineTest, VersionAndHelpFlagsNeedNoCommand) {
   auto version = ParseCommandLine({"--version"}, FakeEnv({}));
   SLUICE_ASSERT_OK(version);

@@ -19,6 +19,7 @@ enum ExitCode : int {
   kExitDrift = 5,
   kExitLockTimeout = 6,
   kExitUnreachable = 7,
+  kExitLintErrors = 8,  // `lint` (or `upgrade --lint`) found errors; README documents it
   // Stopped by SIGTERM or SIGINT (128 + SIGTERM, as a container runtime reports a process that a
   // signal ended): the revisions before the stop are applied, the rest are still pending.
   kExitInterrupted = 143,

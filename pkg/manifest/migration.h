@@ -16,6 +16,13 @@ struct SourceLocation {
   int column = 0;
 };
 
+// A `sluice lint` rule that a revision allows (its manifest's `lint_allow` mapping), and why.
+struct LintAllowance {
+  std::string rule;    // one of kAllowableLintRules (lint_rules.h)
+  std::string reason;  // non-empty
+  int line = 0;        // file line of the entry
+};
+
 // One revision, as read from a manifest document.
 struct Migration {
   std::string revision;                     // 1-32 chars of [A-Za-z0-9_.-]
@@ -27,6 +34,7 @@ struct Migration {
   std::string upgrade_sql;                   // exactly as parsed
   std::optional<std::string> downgrade_sql;  // absent or null: cannot be downgraded past
   std::string checksum;                      // "sha256:<hex of upgrade_sql>"
+  std::vector<LintAllowance> lint_allow;     // rules `sluice lint` lets pass, in manifest order
 
   SourceLocation location;  // the document's `revision:` key
   // File line holding the first line of the SQL text (0: unknown or absent): the line after

@@ -226,6 +226,44 @@ constexpr char kInvalidIndexesSql[] =
     " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
     " WHERE NOT i.indisvalid ORDER BY 1";
 
+// --- inspection (`sluice lint`) ---
+// Scans: the flushed counter plus the backend's pending one (pg_stat_xact_*'s source), whose sum
+// stays put when the backend flushes between two reads. There is no pg_stat_xact view of
+// indexes; pg_stat_get_xact_numscans counts an index's scans as it does a table's.
+// One round trip for the relations ('r' rows), their columns ('c') and the relation locks granted
+// to backend $1 ('l'; none for 0), as rows of one shape: kind, oid, name, text, and three numbers
+// and three booleans whose meaning depends on the kind (see ReadCatalog). Sorted by kind, oid and
+// the first number (a column's attnum).
+constexpr char kCatalogSql[] =
+    "SELECT 'r', c.oid::bigint, c.oid::pg_catalog.regclass::text, c.relkind::text,"
+    " coalesce(i.indrelid, c.oid)::bigint, c.relfilenode::bigint,"
+    " coalesce(pg_catalog.pg_stat_get_numscans(c.oid), 0)"
+    " + coalesce(pg_catalog.pg_stat_get_xact_numscans(c.oid), 0), false, false, false"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid"
+    " WHERE c.relkind IN ('r', 'p', 'm', 'i', 'I')"
+    " AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+    " UNION ALL"
+    " SELECT 'c', a.attrelid::bigint, a.attname::text,"
+    " pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum::bigint, 0, 0, a.attnotnull,"
+    " a.atthasdef, a.attidentity <> '' OR a.attgenerated <> ''"
+    " FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
+    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"
+    " AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'"
+    " UNION ALL"
+    " SELECT 'l', l.relation::bigint, l.mode, '', 0, 0, 0, false, false, false"
+    " FROM pg_catalog.pg_locks l"
+    " WHERE $1::integer <> 0 AND l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())"
+    " ORDER BY 1, 2, 5";
+constexpr char kRelationLocksSql[] =
+    "SELECT l.relation::bigint, l.mode FROM pg_catalog.pg_locks l"
+    " WHERE l.pid = $1::integer AND l.locktype = 'relation' AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
+    "                   WHERE datname = pg_catalog.current_database())";
+
 constexpr char kHistoryTable[] = "sluice_history";
 constexpr char kLeaseTable[] = "sluice_lock";
 // How long TryAcquireLease and RenewLease wait for the lease row's lock.
@@ -462,7 +500,7 @@ using Params = std::vector<std::optional<std::string>>;
 
 // --- PgStore -----------------------------------------------------------------------------------
 
-class PgStore final : public Store {
+class PgStore final : public Store, public Inspector {
  public:
   explicit PgStore(PGconn* conn) : conn_(conn), pid_(PQbackendPID(conn)) {
     PQsetNoticeReceiver(
@@ -948,7 +986,65 @@ class PgStore final : public Store {
     return names;
   }
 
+  Inspector* inspector() override { return this; }
+
+  // Inspector
+
+  absl::StatusOr<CatalogState> ReadCatalog(int locks_of) override {
+    SLUICE_ASSIGN_OR_RETURN(Result result,
+                            Query("reading the catalog", kCatalogSql, {absl::StrCat(locks_of)}));
+    CatalogState state;
+    const PGresult* rows = result.get();
+    auto flag = [rows](int row, int column) {
+      return std::strcmp(PQgetvalue(rows, row, column), "t") == 0;
+    };
+    for (int i = 0; i < PQntuples(rows); ++i) {
+      const char kind = PQgetvalue(rows, i, 0)[0];
+      const uint32_t oid = static_cast<uint32_t>(Int64At(rows, i, 1));
+      if (kind == 'r') {
+        RelationState relation;
+        relation.oid = oid;
+        relation.name = PQgetvalue(rows, i, 2);
+        relation.kind = PQgetvalue(rows, i, 3)[0];
+        relation.table = static_cast<uint32_t>(Int64At(rows, i, 4));
+        relation.filenode = static_cast<uint32_t>(Int64At(rows, i, 5));
+        relation.scans = Int64At(rows, i, 6);
+        state.relations.push_back(std::move(relation));
+      } else if (kind == 'c') {
+        ColumnState column;
+        column.table = oid;
+        column.name = PQgetvalue(rows, i, 2);
+        column.type = PQgetvalue(rows, i, 3);
+        column.number = static_cast<int>(Int64At(rows, i, 4));
+        column.not_null = flag(i, 7);
+        column.has_default = flag(i, 8);
+        column.generated = flag(i, 9);
+        state.columns.push_back(std::move(column));
+      } else {
+        state.locks.push_back({oid, PQgetvalue(rows, i, 2)});
+      }
+    }
+    return state;
+  }
+
+  absl::StatusOr<std::vector<RelationLock>> RelationLocks(int pid) override {
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result, Query("reading relation locks", kRelationLocksSql, {absl::StrCat(pid)}));
+    std::vector<RelationLock> locks;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      locks.push_back(
+          {static_cast<uint32_t>(Int64At(result.get(), i, 0)), PQgetvalue(result.get(), i, 1)});
+    }
+    return locks;
+  }
+
  private:
+  static int64_t Int64At(const PGresult* result, int row, int column) {
+    int64_t value = 0;
+    (void)absl::SimpleAtoi(PQgetvalue(result, row, column), &value);
+    return value;
+  }
+
   bool ConnectionCheckSupported() const {
     return PQserverVersion(conn_) >= kConnectionCheckMinServerVersion;
   }
@@ -1207,6 +1303,11 @@ absl::StatusOr<std::unique_ptr<Store>> ConnectPg(const ConnectOptions& options) 
     if (!conninfo.empty()) {
       keys.push_back("dbname");
       values.push_back(conninfo.c_str());
+    }
+    // Later keywords win over those the expanded connection string gave.
+    if (!options.database.empty()) {
+      keys.push_back("dbname");
+      values.push_back(options.database.c_str());
     }
     if (!options.application_name.empty()) {
       keys.push_back("application_name");

@@ -80,6 +80,61 @@ class PgStoreTest : public sluice::testing::PgTest {
 
 // --- statements and transactions ---------------------------------------------------------------
 
+// What `sluice lint` reads (store::Inspector): relations with their relfilenode and scan counts,
+// columns, and the locks a backend holds inside its open transaction.
+TEST_F(PgStoreTest, InspectorSeesRewritesScansColumnsAndLocks) {
+  std::unique_ptr<Store> store = Connect();
+  ASSERT_NE(store, nullptr);
+  ASSERT_NE(store->inspector(), nullptr);
+  SLUICE_ASSERT_OK(store->Execute("CREATE TABLE t (id int PRIMARY KEY, a int, name varchar(20))"));
+  auto find = [](const CatalogState& state, const std::string& name) -> const RelationState* {
+    for (const RelationState& relation : state.relations) {
+      if (relation.name == name) return &relation;
+    }
+    return nullptr;
+  };
+  absl::StatusOr<CatalogState> before = store->inspector()->ReadCatalog(0);
+  SLUICE_ASSERT_OK(before);
+  const RelationState* table = find(*before, "t");
+  const RelationState* index = find(*before, "t_pkey");
+  ASSERT_NE(table, nullptr);
+  ASSERT_NE(index, nullptr);
+  EXPECT_EQ(table->kind, 'r');
+  EXPECT_EQ(index->table, table->oid);
+  EXPECT_THAT(before->locks, IsEmpty());
+  ASSERT_EQ(before->columns.size(), 3u);
+  EXPECT_EQ(before->columns[2].name, "name");
+  EXPECT_EQ(before->columns[2].type, "character varying(20)");
+  EXPECT_TRUE(before->columns[0].not_null);
+
+  SLUICE_ASSERT_OK(store->Begin());
+  SLUICE_ASSERT_OK(store->Execute("ALTER TABLE t ALTER COLUMN a SET NOT NULL"));
+  absl::StatusOr<CatalogState> scanned = store->inspector()->ReadCatalog(store->BackendPid());
+  SLUICE_ASSERT_OK(scanned);
+  // SET NOT NULL scanned the (empty) table once, under ACCESS EXCLUSIVE; no rewrite.
+  EXPECT_EQ(find(*scanned, "t")->scans, table->scans + 1);
+  EXPECT_EQ(find(*scanned, "t")->filenode, table->filenode);
+  bool access_exclusive = false;
+  for (const RelationLock& lock : scanned->locks) {
+    access_exclusive |= lock.relation == table->oid && lock.mode == "AccessExclusiveLock";
+  }
+  EXPECT_TRUE(access_exclusive);
+  SLUICE_ASSERT_OK(store->Execute("ALTER TABLE t ALTER COLUMN a TYPE bigint"));
+  absl::StatusOr<CatalogState> rewritten = store->inspector()->ReadCatalog(0);
+  SLUICE_ASSERT_OK(rewritten);
+  EXPECT_NE(find(*rewritten, "t")->filenode, table->filenode);
+  EXPECT_NE(find(*rewritten, "t_pkey")->filenode, index->filenode);
+  EXPECT_EQ(rewritten->columns[1].type, "bigint");
+  EXPECT_THAT(rewritten->locks, IsEmpty());  // 0: no backend's locks asked for
+  SLUICE_ASSERT_OK(store->Commit());
+
+  // The sum of flushed and pending counts does not move when the backend flushes them (as it may,
+  // once idle after COMMIT): only statements change it.
+  absl::StatusOr<CatalogState> after = store->inspector()->ReadCatalog(0);
+  SLUICE_ASSERT_OK(after);
+  EXPECT_EQ(find(*after, "t")->scans, find(*rewritten, "t")->scans);
+}
+
 TEST_F(PgStoreTest, ExecuteRunsSeveralStatements) {
   std::unique_ptr<Store> store = Connect();
   ASSERT_NE(store, nullptr);

@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "pkg/store/inspect.h"
 
 namespace sluice::store {
 
@@ -212,6 +213,10 @@ class Store {
   // Returns whether every index in the database is valid (pg_index.indisvalid), naming the invalid
   // ones otherwise: after `CREATE INDEX CONCURRENTLY` an invalid index fails the revision.
   virtual absl::StatusOr<std::vector<std::string>> InvalidIndexes() = 0;
+
+  // Returns this connection's catalog inspector (for `sluice lint`), or nullptr when the store
+  // cannot inspect its database (the in-memory one).
+  virtual Inspector* inspector() { return nullptr; }
 };
 
 // How to reach the database.
@@ -220,6 +225,7 @@ struct ConnectOptions {
                                  // empty: libpq's PG* variables
   std::string application_name;  // shown in pg_stat_activity (the holder's pod or host name)
   absl::Duration connect_timeout = absl::Seconds(30);  // total time to keep retrying
+  std::string database;  // when set, the database to connect to instead of the URL's
 };
 
 // The first key of the two-key advisory locks that mark which runner took a lock (TryLockAs):

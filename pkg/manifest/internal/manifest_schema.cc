@@ -21,6 +21,7 @@
 #include "pkg/manifest/internal/simple_reader.h"
 #include "pkg/manifest/internal/yaml_documents.h"
 #include "pkg/manifest/loader.h"
+#include "pkg/manifest/lint_rules.h"
 #include "yaml-cpp/mark.h"
 
 namespace sluice::manifest::internal {
@@ -37,8 +38,8 @@ constexpr bool kUseSimpleReader = true;
 #endif
 
 constexpr absl::string_view kKnownKeys[] = {
-    "revision",   "down_revision", "description", "branch_labels",
-    "depends_on", "transactional", "upgrade",     "downgrade",
+    "revision",      "down_revision", "description", "branch_labels", "depends_on",
+    "transactional", "upgrade",       "downgrade",   "lint_allow",
 };
 
 // Names people bring from Alembic's Python files, Flyway or habit, which edit distance alone would
@@ -251,6 +252,64 @@ bool ReadBool(const YamlNode& value, absl::string_view key, const DocumentContex
   return false;
 }
 
+// Reads `lint_allow`: a mapping from rule id to the reason the revision may break the rule, e.g.
+// `lint_allow: {data-loss: "the column was unused since release 4.2"}`. Null means none.
+bool ReadLintAllow(const YamlNode& value, const DocumentContext& context,
+                   std::vector<LintAllowance>* out) {
+  out->clear();
+  if (value.IsNull()) return true;
+  std::vector<std::string> known;
+  for (absl::string_view rule : kAllowableLintRules) known.push_back(std::string(rule));
+  const std::string known_list = absl::StrJoin(known, ", ");
+  if (!value.IsMap()) {
+    context.Error(value.mark,
+                  absl::StrCat("`lint_allow` must be a mapping from rule id to reason, not ",
+                               KindOf(value), "; write e.g. `lint_allow: {data-loss: \"why\"}` (",
+                               "rules: ", known_list, ")"));
+    return false;
+  }
+  bool ok = true;
+  std::set<std::string> listed;
+  for (const auto& [key_entry, reason_entry] : value.entries) {
+    const YamlNode& key = *key_entry;
+    const YamlNode& reason = *reason_entry;
+    if (!key.IsScalar() || std::find(known.begin(), known.end(), key.scalar) == known.end()) {
+      const std::string name = key.IsScalar() ? Quote(key.scalar) : KindOf(key);
+      absl::string_view suggestion;
+      if (key.IsScalar()) {
+        for (absl::string_view rule : kAllowableLintRules) {
+          if (base::EditDistance(key.scalar, rule) <= 3) suggestion = rule;
+        }
+      }
+      context.Error(key.mark, absl::StrCat("unknown lint rule ", name, " in `lint_allow`",
+                                           suggestion.empty() ? ""
+                                                              : absl::StrCat(" (did you mean `",
+                                                                             suggestion, "`?)"),
+                                           "; rules that can be allowed: ", known_list));
+      ok = false;
+      continue;
+    }
+    if (!listed.insert(key.scalar).second) {
+      context.Error(key.mark, absl::StrCat(Quote(key.scalar),
+                                           " appears twice in `lint_allow`; "
+                                           "list it once"));
+      ok = false;
+      continue;
+    }
+    if (!reason.IsScalar() || absl::StripAsciiWhitespace(reason.scalar).empty()) {
+      context.Error(reason.IsNull() ? key.mark : reason.mark,
+                    absl::StrCat("`lint_allow` entry ", Quote(key.scalar),
+                                 " needs a reason: write why the revision may break the rule, "
+                                 "e.g. `",
+                                 key.scalar, ": \"the table is empty in production\"`"));
+      ok = false;
+      continue;
+    }
+    out->push_back({key.scalar, reason.scalar, context.PositionOf(key.mark).line});
+  }
+  return ok;
+}
+
 // Validates one document (a mapping) into a migration; reports every problem found. Returns
 // nullopt when there was any.
 std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentContext& context) {
@@ -332,6 +391,8 @@ std::optional<Migration> ReadDocument(const YamlNode& document, const DocumentCo
                    context, &upgrade);
       ok &= upgrade_ok;
       if (upgrade) migration.upgrade_first_line = FirstTextLine(value, context);
+    } else if (key == "lint_allow") {
+      ok &= ReadLintAllow(value, context, &migration.lint_allow);
     } else if (key == "downgrade") {
       ok &= ReadText(value, key, "write the SQL as a block: `downgrade: |` then indented lines",
                      context, &migration.downgrade_sql);
