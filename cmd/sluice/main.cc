@@ -14,7 +14,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   std::ios::sync_with_stdio(false);
   // Before any thread starts: threads inherit the signal mask it sets.
-  std::shared_ptr<sluice::engine::StopRequest> stop = sluice::cli::RouteStopSignals();
+  std::shared_ptr<sluice::base::StopRequest> stop = sluice::cli::RouteStopSignals();
   const std::vector<std::string> args(argv + 1, argv + argc);
   const int exit_code =
       sluice::cli::Run(args, std::cout, sluice::cli::ProcessEnvironment(), std::move(stop));

@@ -48,7 +48,7 @@ struct Context {
   const CommandLine& command_line;
   std::ostream& out;
   const EnvLookup& env;
-  std::shared_ptr<engine::StopRequest> stop;  // may be null
+  std::shared_ptr<base::StopRequest> stop;  // may be null
   const Options& options() const { return command_line.options; }
   const std::vector<std::string>& args() const { return command_line.args; }
 };
@@ -400,7 +400,7 @@ int LintBeforeUpgrade(const Context& context) {
   if (!state.ok()) return FailWith(state.status());
   const std::string target = context.args().empty() ? "head" : context.args()[0];
   const int code = RunLintOn(context.options(), (*session)->Graph(), state->versions, std::nullopt,
-                             target, context.out);
+                             target, context.out, context.stop);
   if (code != failure::kExitOk) log::Error("upgrade --lint: the lint failed; nothing was applied");
   return code;
 }
@@ -426,7 +426,7 @@ int RunLint(const Context& context) {
   }
   std::optional<std::string> range;
   if (!context.args().empty()) range = context.args()[0];
-  return RunLintOn(context.options(), **graph, current, range, "heads", context.out);
+  return RunLintOn(context.options(), **graph, current, range, "heads", context.out, context.stop);
 }
 
 int RunDowngrade(const Context& context) {
@@ -738,7 +738,7 @@ std::string CommandHelp(const CommandSpec& command) {
 }  // namespace
 
 int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup& env,
-        std::shared_ptr<engine::StopRequest> stop) {
+        std::shared_ptr<base::StopRequest> stop) {
   absl::StatusOr<CommandLine> command_line = ParseCommandLine(args, env);
   if (!command_line.ok()) return UsageError(command_line.status().message());
   log::SetFormat(command_line->options.log_format == "json" ? log::Format::kJson

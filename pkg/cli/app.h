@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "pkg/base/stop_request.h"
 #include "pkg/cli/flags.h"
-#include "pkg/engine/engine.h"
 
 namespace sluice::cli {
 
@@ -21,7 +21,7 @@ namespace sluice::cli {
 //   return sluice::cli::Run({argv + 1, argv + argc}, std::cout, ProcessEnvironment(),
 //                           RouteStopSignals());
 int Run(const std::vector<std::string>& args, std::ostream& out, const EnvLookup& env,
-        std::shared_ptr<engine::StopRequest> stop = nullptr);
+        std::shared_ptr<base::StopRequest> stop = nullptr);
 
 }  // namespace sluice::cli
 

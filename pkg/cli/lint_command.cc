@@ -28,7 +28,7 @@ int Usage(absl::string_view message) {
 int RunLintOn(const Options& options, const graph::RevisionGraph& graph,
               const std::optional<std::vector<std::string>>& current,
               const std::optional<std::string>& range, const std::string& to_when_no_range,
-              std::ostream& out) {
+              std::ostream& out, std::shared_ptr<base::StopRequest> stop) {
   if (options.dev_url.empty()) {
     return Usage(
         "lint needs --dev-url (or SLUICE_DEV_URL): a dev PostgreSQL server where it may create a "
@@ -51,6 +51,7 @@ int RunLintOn(const Options& options, const graph::RevisionGraph& graph,
 
   lint::LintOptions lint_options;
   lint_options.ddl_lock_timeout = options.ddl_lock_timeout;
+  lint_options.stop = std::move(stop);
   for (const manifest::Migration* m : graph.TopologicalOrder()) {
     for (const std::string& row : from) {
       if (graph.IsAncestorOrSelf(m->revision, row)) {

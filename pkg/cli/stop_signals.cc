@@ -12,8 +12,8 @@
 
 namespace sluice::cli {
 
-std::shared_ptr<engine::StopRequest> RouteStopSignals() {
-  auto stop = std::make_shared<engine::StopRequest>();
+std::shared_ptr<base::StopRequest> RouteStopSignals() {
+  auto stop = std::make_shared<base::StopRequest>();
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);

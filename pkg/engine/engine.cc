@@ -63,53 +63,6 @@ manifest::Migration MigrationFromHistory(const store::HistoryRow& row) {
 
 }  // namespace internal
 
-void StopRequest::Stop() {
-  absl::MutexLock lock(&mu_);
-  stopped_ = true;
-}
-
-void StopRequest::Cancel() {
-  std::function<void()> canceller;
-  {
-    absl::MutexLock lock(&mu_);
-    stopped_ = true;
-    cancelled_ = true;
-    canceller = canceller_;
-  }
-  // Outside the mutex: it sends a cancel request to the server and waits for its answer.
-  if (canceller) canceller();
-}
-
-bool StopRequest::stopped() const {
-  absl::MutexLock lock(&mu_);
-  return stopped_;
-}
-
-bool StopRequest::cancelled() const {
-  absl::MutexLock lock(&mu_);
-  return cancelled_;
-}
-
-bool StopRequest::taken_up() const {
-  absl::MutexLock lock(&mu_);
-  return runs_ > 0;
-}
-
-void StopRequest::TakeUp() {
-  absl::MutexLock lock(&mu_);
-  ++runs_;
-}
-
-void StopRequest::SetCanceller(std::function<void()> canceller) {
-  absl::MutexLock lock(&mu_);
-  canceller_ = std::move(canceller);
-}
-
-void StopRequest::GiveUp() {
-  absl::MutexLock lock(&mu_);
-  if (--runs_ == 0) canceller_ = nullptr;
-}
-
 Engine::Impl::Impl(std::shared_ptr<const graph::RevisionGraph> graph, StoreFactory factory,
                    EngineOptions options, Observer* observer, StoreFactory lock_factory)
     : manifest_graph_(std::move(graph)),

@@ -14,8 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "pkg/base/stop_request.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/manifest/migration.h"
 #include "pkg/store/store.h"
@@ -25,37 +25,6 @@ namespace sluice::engine {
 // Opens a new connection named `application_name`.
 using StoreFactory = std::function<absl::StatusOr<std::unique_ptr<store::Store>>(
     const std::string& application_name)>;
-
-// A request from another thread to stop a run: the CLI's SIGTERM and SIGINT, the operator's
-// shutdown. A run stops at the next point where stopping leaves nothing half done: a wait for the
-// lock at once, applying revisions before the next revision (the one under way commits or rolls
-// back first). Cancel() also cancels the statement under way, so its transaction rolls back now.
-// The lock is released as at any other end of a run. One request serves one run at a time (it
-// holds one canceller). Thread-safe.
-class StopRequest {
- public:
-  void Stop();
-  void Cancel();
-  bool stopped() const;
-  bool cancelled() const;
-  // Whether a run has taken up the request (from the start of an upgrade, downgrade or stamp to
-  // the engine's end, lock released): when none has, there is nothing to stop cleanly, and a
-  // signal handler may end the process at once.
-  bool taken_up() const;
-
-  // For the engine: a run takes the request up, and gives it up at its end; `canceller` cancels
-  // the statement of the connection that applies revisions.
-  void TakeUp();
-  void SetCanceller(std::function<void()> canceller);
-  void GiveUp();
-
- private:
-  mutable absl::Mutex mu_;
-  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
-  int runs_ ABSL_GUARDED_BY(mu_) = 0;
-  std::function<void()> canceller_ ABSL_GUARDED_BY(mu_);
-};
 
 // How runners exclude each other (--lock-mode): a session-level advisory lock on the lock
 // connection, or a lease row with a heartbeat that works through transaction-pooling proxies.
@@ -79,8 +48,10 @@ struct EngineOptions {
   absl::Duration lock_poll_max = absl::Milliseconds(250);
   // Backoff before retrying a revision that hit lock_timeout.
   absl::Duration ddl_retry_backoff = absl::Milliseconds(500);
-  // Asks the run to stop (SIGTERM); none: runs to the end.
-  std::shared_ptr<StopRequest> stop;
+  // Asks the run to stop (SIGTERM): it stops before its next revision, or at once while it waits
+  // for the lock; Cancel() also cancels the statement under way (its transaction rolls back). The
+  // lock is released as at any other end of a run. None: it runs to the end.
+  std::shared_ptr<base::StopRequest> stop;
   // WaitForTarget's polls of the version table: first interval and cap.
   absl::Duration wait_poll_initial = absl::Milliseconds(100);
   absl::Duration wait_poll_max = absl::Seconds(2);

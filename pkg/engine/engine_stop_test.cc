@@ -1,4 +1,4 @@
-// Unit tests of a run asked to stop (engine::StopRequest: the CLI's SIGTERM and SIGINT) against the
+// Unit tests of a run asked to stop (base::StopRequest: the CLI's SIGTERM and SIGINT) against the
 // in-memory database: it stops between revisions, cancels the statement under way when asked to,
 // stops waiting for the lock, and releases the lock in either mode.
 #include <functional>
@@ -40,11 +40,11 @@ class RunAfterStep : public Observer {
 
 class StopWhenWaiting : public Observer {
  public:
-  explicit StopWhenWaiting(StopRequest& stop) : stop_(stop) {}
+  explicit StopWhenWaiting(base::StopRequest& stop) : stop_(stop) {}
   void OnWaitingForLock(const store::LockHolder& /*holder*/) override { stop_.Stop(); }
 
  private:
-  StopRequest& stop_;
+  base::StopRequest& stop_;
 };
 
 std::vector<std::string> Outcomes(const std::vector<store::HistoryRow>& history) {
@@ -70,7 +70,7 @@ class StopTest : public EngineTest, public ::testing::WithParamInterface<LockMod
     return !(taken.ok() && *taken);
   }
 
-  std::shared_ptr<StopRequest> stop_ = std::make_shared<StopRequest>();
+  std::shared_ptr<base::StopRequest> stop_ = std::make_shared<base::StopRequest>();
 };
 
 TEST_P(StopTest, StopsBeforeTheNextRevisionAndReleasesTheLock) {

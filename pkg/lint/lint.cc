@@ -2,9 +2,6 @@
 // statement, and the rules judged on what was observed (rules below, in Judge).
 #include "pkg/lint/lint.h"
 
-#include <pthread.h>
-#include <signal.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -26,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "pkg/base/log.h"
 #include "pkg/base/status_macros.h"
+#include "pkg/failure/failure.h"
 #include "pkg/failure/migration_failure.h"
 #include "pkg/lint/parse.h"
 #include "pkg/sql/sql_text.h"
@@ -383,66 +381,61 @@ void Judge(const StatementRun& run, const std::vector<TableEffect>& effects,
   }
 }
 
-// Blocks SIGINT and SIGTERM while a lint runs and, on either, drops the scratch database from a
-// thread of its own (WITH (FORCE) ends the lint's sessions, so the main thread's statement fails
-// and it sees `signal()`).
-class SignalGuard {
+// Takes up `stop` (the CLI's SIGINT and SIGTERM, cli::RouteStopSignals) while a lint runs: a stop
+// drops the scratch database from the thread that asked (WITH (FORCE) ends the lint's sessions,
+// so the main thread's statement fails and it sees stopped()).
+absl::Status InterruptedError(absl::string_view database) {
+  return failure::WithFailureKind(
+      absl::CancelledError(absl::StrCat("interrupted (SIGTERM or SIGINT); the scratch database ",
+                                        database, " was dropped")),
+      failure::FailureKind::kInterrupted);
+}
+
+class StopGuard {
  public:
-  SignalGuard(const DevConnector& connect, std::string database)
-      : connect_(connect), database_(std::move(database)) {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGINT);
-    sigaddset(&signals_, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals_, &saved_);
-    watcher_ = std::thread([this] { Watch(); });
+  StopGuard(std::shared_ptr<base::StopRequest> stop, const DevConnector& connect,
+            std::string database)
+      : stop_(std::move(stop)), connect_(connect), database_(std::move(database)) {
+    if (stop_ == nullptr) return;
+    stop_->TakeUp();
+    stop_->SetOnStop([this] { DropNow(); });
   }
-  SignalGuard(const SignalGuard&) = delete;
-  SignalGuard& operator=(const SignalGuard&) = delete;
-  ~SignalGuard() {
-    stop_ = true;
-    watcher_.join();
-    pthread_sigmask(SIG_SETMASK, &saved_, nullptr);
+  StopGuard(const StopGuard&) = delete;
+  StopGuard& operator=(const StopGuard&) = delete;
+  ~StopGuard() {
+    if (stop_ != nullptr) stop_->GiveUp();  // waits for a DropNow under way
   }
-  int signal() const { return signal_; }
+  bool stopped() const { return stop_ != nullptr && stop_->stopped(); }
 
  private:
-  void Watch() {
-    const timespec poll = {0, 50 * 1000 * 1000};
-    while (!stop_) {
-      const int got = sigtimedwait(&signals_, nullptr, &poll);
-      if (got != SIGINT && got != SIGTERM) continue;
-      signal_ = got;
-      log::Warning("interrupted: dropping the scratch database",
-                   {{"signal", got == SIGINT ? "SIGINT" : "SIGTERM"}, {"database", database_}});
-      absl::StatusOr<std::unique_ptr<store::Store>> admin = connect_("", kApplicationName);
-      if (admin.ok()) {
-        absl::Status dropped = (*admin)->Execute(absl::StrCat(
-            "DROP DATABASE IF EXISTS ", sql::QuoteIdentifier(database_), " WITH (FORCE)"));
-        if (!dropped.ok()) log::Error(dropped.message());
-      } else {
-        log::Error(admin.status().message());
-      }
-      return;
+  void DropNow() {
+    log::Warning("interrupted: dropping the scratch database", {{"database", database_}});
+    absl::StatusOr<std::unique_ptr<store::Store>> admin = connect_("", kApplicationName);
+    if (admin.ok()) {
+      absl::Status dropped = (*admin)->Execute(absl::StrCat(
+          "DROP DATABASE IF EXISTS ", sql::QuoteIdentifier(database_), " WITH (FORCE)"));
+      if (!dropped.ok()) log::Error(dropped.message());
+    } else {
+      log::Error(admin.status().message());
     }
   }
 
+  const std::shared_ptr<base::StopRequest> stop_;
   const DevConnector& connect_;
   const std::string database_;
-  sigset_t signals_;
-  sigset_t saved_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> signal_{0};
-  std::thread watcher_;
 };
 
 class LintRun {
  public:
   LintRun(const LintOptions& options, const DevConnector& connect, std::string database,
-          const SignalGuard& guard)
+          const StopGuard& guard)
       : options_(options), connect_(connect), database_(std::move(database)), guard_(guard) {}
 
   absl::StatusOr<LintReport> Run() {
     SLUICE_ASSIGN_OR_RETURN(work_, connect_(database_, kApplicationName));
+    // Asked once, now: BackendPid() may need a round trip, which it cannot make while the
+    // observer thread watches a statement of this connection run.
+    work_pid_ = work_->BackendPid();
     SLUICE_ASSIGN_OR_RETURN(observer_, connect_(database_, kApplicationName));
     if (work_->inspector() == nullptr || observer_->inspector() == nullptr) {
       return absl::FailedPreconditionError("the dev server's store cannot inspect its catalog");
@@ -461,10 +454,8 @@ class LintRun {
 
  private:
   absl::Status Interrupted(absl::Status cause) const {
-    if (guard_.signal() == 0) return cause;
-    return absl::CancelledError(absl::StrCat("interrupted by ",
-                                             guard_.signal() == SIGINT ? "SIGINT" : "SIGTERM",
-                                             "; the scratch database ", database_, " was dropped"));
+    if (!guard_.stopped()) return cause;
+    return InterruptedError(database_);
   }
 
   absl::Status ApplyBefore(const Migration& m) {
@@ -563,7 +554,7 @@ class LintRun {
     } else {
       SLUICE_RETURN_IF_ERROR(Interrupted(work_->SetLockTimeout(options_.ddl_lock_timeout)));
     }
-    const int pid = m.transactional ? work_->BackendPid() : 0;
+    const int pid = m.transactional ? work_pid_ : 0;
     bool failed = false;
     for (const sql::Statement& statement : *statements) {
       StatementRun run{&m, &statement, {}, LineOf(m, statement)};
@@ -584,7 +575,7 @@ class LintRun {
         status = ExecuteWatched(statement.text, &taken);
         held = taken;
       }
-      if (guard_.signal() != 0) return Interrupted(status);
+      if (guard_.stopped()) return Interrupted(status);
       if (!status.ok()) {
         AddFailure(run, status, &findings);
         failed = true;
@@ -644,7 +635,7 @@ class LintRun {
 
   absl::StatusOr<std::vector<store::RelationLock>> OwnLocks() {
     absl::StatusOr<std::vector<store::RelationLock>> locks =
-        work_->inspector()->RelationLocks(work_->BackendPid());
+        work_->inspector()->RelationLocks(work_pid_);
     if (!locks.ok()) return Interrupted(locks.status());
     return locks;
   }
@@ -669,7 +660,7 @@ class LintRun {
     std::atomic<bool> done{false};
     absl::Status observer_status;
     std::thread watcher([&] {
-      const int pid = work_->BackendPid();
+      const int pid = work_pid_;
       // Bounded by the statement: `done` is set as soon as it returns.
       while (!done) {
         absl::StatusOr<std::vector<store::RelationLock>> locks =
@@ -696,8 +687,9 @@ class LintRun {
   const LintOptions& options_;
   const DevConnector& connect_;
   const std::string database_;
-  const SignalGuard& guard_;
+  const StopGuard& guard_;
   std::unique_ptr<store::Store> work_;
+  int work_pid_ = 0;
   std::unique_ptr<store::Store> observer_;
   LintReport report_;
   // The catalog as the last revision left it, when it ran to the end (saves a read).
@@ -714,7 +706,7 @@ absl::StatusOr<LintReport> Lint(const LintOptions& options, const DevConnector& 
   absl::StatusOr<LintReport> report;
   {
     // From before the database exists to after it is gone: a signal in between drops it.
-    SignalGuard guard(connect, database);
+    StopGuard guard(options.stop, connect, database);
     absl::Status created =
         admin->Execute(absl::StrCat("CREATE DATABASE ", sql::QuoteIdentifier(database)));
     if (!created.ok()) {
@@ -732,19 +724,15 @@ absl::StatusOr<LintReport> Lint(const LintOptions& options, const DevConnector& 
     }
     log::Info("lint: scratch database created", {{"database", database}});
     LintRun run(options, connect, database, guard);
-    report = guard.signal() != 0 ? absl::CancelledError("interrupted") : run.Run();
+    report = guard.stopped() ? InterruptedError(database) : run.Run();
     run.Close();
-    // Dropped here also after a signal: the watcher's drop may have come before CREATE ended.
+    // Dropped here also after a stop: the stop's drop may have come before CREATE ended.
     absl::Status dropped = admin->Execute(drop);
     if (!dropped.ok()) {
       log::Error(absl::StrCat("could not drop the scratch database ", database,
                               "; drop it by hand: ", dropped.message()));
     }
-    if (guard.signal() != 0) {
-      report = absl::CancelledError(
-          absl::StrCat("interrupted by ", guard.signal() == SIGINT ? "SIGINT" : "SIGTERM",
-                       "; the scratch database ", database, " was dropped"));
-    }
+    if (guard.stopped()) report = InterruptedError(database);
   }
   return report;
 }

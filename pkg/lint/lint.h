@@ -2,8 +2,7 @@
 // (same transaction mode, same splitter) and reports what PostgreSQL was seen doing to relations
 // that existed before each revision: the locks it took, rewrites, validation scans, drops and
 // renames. Statements are classified with PostgreSQL's own parser (libpg_query), which stays
-// inside this module and is touched only when a lint runs. One Lint call at a time per process
-// (it handles SIGINT and SIGTERM while it runs).
+// inside this module and is touched only when a lint runs.
 #ifndef SLUICE_PKG_LINT_LINT_H_
 #define SLUICE_PKG_LINT_LINT_H_
 
@@ -15,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "pkg/base/stop_request.h"
 #include "pkg/manifest/migration.h"
 #include "pkg/store/store.h"
 
@@ -65,6 +65,9 @@ struct LintOptions {
   absl::Duration ddl_lock_timeout = absl::Seconds(10);  // as `upgrade` sets it
   // The scratch database's name starts with this; a random suffix makes it unique.
   std::string database_prefix = "sluice_lint_";
+  // Stops the lint (the CLI's SIGINT and SIGTERM): the scratch database is dropped at once, and
+  // Lint returns a kInterrupted failure. None: it runs to the end.
+  std::shared_ptr<base::StopRequest> stop;
 };
 
 struct LintReport {
@@ -77,11 +80,11 @@ struct LintReport {
 };
 
 // Creates a scratch database on the dev server, applies `options.before`, runs and observes
-// `options.range`, and drops the scratch database, also when a step fails or SIGINT/SIGTERM
-// arrives (then the run ends with kCancelled). A revision that fails on the dev server is a
-// finding (`revision-failed`, or the rule that explains why), and the lint goes on with the next.
-// Returns kPermissionDenied, saying what to grant, when the dev URL's role cannot create
-// databases; kUnavailable when the dev server cannot be reached.
+// `options.range`, and drops the scratch database, also when a step fails or `options.stop` asks
+// it to stop (then the run ends with kCancelled, of failure kind kInterrupted). A revision that
+// fails on the dev server is a finding (`revision-failed`, or the rule that explains why), and the
+// lint goes on with the next. Returns kPermissionDenied, saying what to grant, when the dev URL's
+// role cannot create databases; kUnavailable when the dev server cannot be reached.
 //
 // Example:
 //   LintOptions options;
