@@ -112,7 +112,8 @@ TEST_F(EngineTest, ARunnerWhoseAdvisoryLockWentElsewhereCommitsNothingMore) {
   absl::StatusOr<RunResult> result = MakeEngine(ThreeRevisions(), &observer)->Upgrade("head");
   ASSERT_FALSE(result.ok());
   EXPECT_EQ(failure::ExitCodeFor(result.status()), failure::kExitLockTimeout);
-  EXPECT_THAT(std::string(result.status().message()), HasSubstr("no longer holds the migration lock"));
+  EXPECT_THAT(std::string(result.status().message()),
+              HasSubstr("no longer holds the migration lock"));
   EXPECT_THAT(Versions(), ElementsAre("a"));
   EXPECT_THAT(AppliedRevisions(History()), ElementsAre("a:applied"));
   EXPECT_THAT(db_.EffectsForTest(), ElementsAre("CREATE TABLE a (id int);"));

@@ -129,7 +129,24 @@ TEST_F(EngineTest, StopsWaitingOnceTheHolderHasAppliedTheTarget) {
   EXPECT_TRUE(db_.EffectsForTest().empty());
 }
 
-TEST_F(EngineTest, WaiterOpensNoWorkConnectionWhileAnotherRunnerHoldsTheLock) {
+// An engine over db_ planning TwoRevisions(), whose factory counts the connections it opens: for
+// what a waiter costs the server.
+class WaiterTest : public EngineTest {
+ protected:
+  std::unique_ptr<Engine> CountingEngine(Observer* observer) {
+    absl::StatusOr<graph::RevisionGraph> graph = graph::RevisionGraph::Build(TwoRevisions());
+    EXPECT_THAT(graph.status(), IsOk());
+    StoreFactory factory = [this](const std::string& application_name) {
+      ++connections_;
+      return absl::StatusOr<std::unique_ptr<store::Store>>(db_.Connect(application_name));
+    };
+    return std::make_unique<Engine>(std::make_shared<const graph::RevisionGraph>(*std::move(graph)),
+                                    std::move(factory), options_, observer);
+  }
+  int connections_ = 0;
+};
+
+TEST_F(WaiterTest, OpensNoWorkConnectionWhileAnotherRunnerHoldsTheLock) {
   std::unique_ptr<store::Store> other = db_.Connect("other-runner");
   ASSERT_THAT(other->TryLockAs(LockKey(), 7), IsOk());
   ASSERT_EQ(db_.LockAttemptsForTest(), 1);
@@ -137,23 +154,46 @@ TEST_F(EngineTest, WaiterOpensNoWorkConnectionWhileAnotherRunnerHoldsTheLock) {
     db_.SetVersionsForTest(options_.tables, {"b"});
     other.reset();
   });
-  absl::StatusOr<graph::RevisionGraph> graph = graph::RevisionGraph::Build(TwoRevisions());
-  ASSERT_THAT(graph.status(), IsOk());
-  int connections = 0;
-  StoreFactory factory = [&](const std::string& application_name) {
-    ++connections;
-    return absl::StatusOr<std::unique_ptr<store::Store>>(db_.Connect(application_name));
-  };
-  Engine engine(std::make_shared<const graph::RevisionGraph>(*std::move(graph)), std::move(factory),
-                options_, &observer);
-
-  absl::StatusOr<RunResult> result = engine.Upgrade("head");
+  absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
   ASSERT_THAT(result, IsOk());
   EXPECT_TRUE(result->already_at_target);
   EXPECT_EQ(observer.calls, 1);
-  EXPECT_EQ(connections, 1) << "the waiter opened a work connection it never used";
+  EXPECT_EQ(connections_, 1) << "the waiter opened a work connection it never used";
   EXPECT_EQ(db_.LockAttemptsForTest(), 1) << "the waiter tried a lock another runner visibly held";
   EXPECT_TRUE(db_.EffectsForTest().empty());
+}
+
+// A holder that is not sluice leaves no runner mark, so only the connection's own test can spare
+// a waiter the one-session probe: on a direct connection one statement proves one session.
+TEST_F(WaiterTest, OnADirectConnectionSkipsTheOneSessionProbe) {
+  db_.SetDirectConnectionsForTest(true);
+  std::unique_ptr<store::Store> other = db_.Connect("not-sluice");
+  absl::StatusOr<bool> taken = other->TryLock(LockKey());
+  ASSERT_TRUE(taken.ok() && *taken);
+  OnWaiting observer([&] {
+    db_.SetVersionsForTest(options_.tables, {"b"});
+    other.reset();
+  });
+  absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
+  ASSERT_THAT(result, IsOk());
+  EXPECT_TRUE(result->already_at_target);
+  EXPECT_EQ(connections_, 1) << "the waiter opened a work connection for the probe";
+}
+
+// Through a proxy that keeps sessions (MemoryDatabase's default), the same waiter runs the probe
+// with its work connection.
+TEST_F(WaiterTest, ThroughAProxyRunsTheOneSessionProbe) {
+  std::unique_ptr<store::Store> other = db_.Connect("not-sluice");
+  absl::StatusOr<bool> taken = other->TryLock(LockKey());
+  ASSERT_TRUE(taken.ok() && *taken);
+  OnWaiting observer([&] {
+    db_.SetVersionsForTest(options_.tables, {"b"});
+    other.reset();
+  });
+  absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
+  ASSERT_THAT(result, IsOk());
+  EXPECT_TRUE(result->already_at_target);
+  EXPECT_EQ(connections_, 2);
 }
 
 }  // namespace

@@ -50,6 +50,20 @@ class SessionLock final : public MigrationLock {
       : key_(key), work_shares_lock_target_(work_shares_lock_target), runner_(RandomRunnerMark()) {}
 
   absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) override {
+    if (server_pid_ == 0 && !proxied_) {
+      // A direct connection (the server sees this connection's own address and port) is one
+      // server session by construction: one statement proves it, without the probe below and
+      // the work connection it needs. Through any proxy the probe runs.
+      const std::string marker = absl::StrCat("sluice-", RandomSuffix());
+      SLUICE_ASSIGN_OR_RETURN(store::SessionIdentity identity,
+                              control.IdentifySession(key_, marker));
+      if (identity.direct) {
+        server_pid_ = identity.server_pid;
+        marker_ = marker;
+      } else {
+        proxied_ = true;
+      }
+    }
     if (server_pid_ == 0) {
       // While another runner visibly holds the lock, trying would fail anyway: the one-session
       // check below (nine statements), and the work connection it opens, wait until the lock
@@ -193,6 +207,7 @@ class SessionLock final : public MigrationLock {
   const uint32_t runner_;  // this runner's mark beside the lock (TryLockAs)
   int server_pid_ = 0;     // the lock connection's backend, once shown to be one session
   std::string marker_;
+  bool proxied_ = false;  // the server does not see the lock connection's own address
   bool held_ = false;
   absl::Status lost_;  // why the lock is no longer this runner's, once seen
 };

@@ -328,6 +328,7 @@ class MemoryStore final : public Store {
     if (!set_marker.empty()) session.marker = std::string(set_marker);
     identity.server_pid = pid_;
     identity.marker = session.marker;
+    identity.direct = db_.direct_connections_;
     auto it = db_.locks_.find(key);
     identity.holds_lock = it != db_.locks_.end() && it->second.pid == pid_;
     return identity;
@@ -665,6 +666,11 @@ void MemoryDatabase::InvalidateIndexOnExecuteForTest(absl::string_view containin
 void MemoryDatabase::ExpireLeaseOnExecuteForTest(absl::string_view containing, int64_t key) {
   absl::MutexLock lock(&mutex_);
   expire_lease_on_execute_[std::string(containing)] = key;
+}
+
+void MemoryDatabase::SetDirectConnectionsForTest(bool direct) {
+  absl::MutexLock lock(&mutex_);
+  direct_connections_ = direct;
 }
 
 void MemoryDatabase::RunOnExecuteForTest(absl::string_view containing,

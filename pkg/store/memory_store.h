@@ -134,6 +134,11 @@ class MemoryDatabase {
     // release it. This is the failure of issue #9: two runners both "hold" the lock.
     kOnTheSharedSession,
   };
+  // Makes IdentifySession report `direct` (the server sees the connection's own address: nothing
+  // in between) for every connection while no pooler is simulated. Off by default: connections
+  // then look like ones through a proxy that keeps sessions (a session pooler), which the lock
+  // checks with its one-session probe.
+  void SetDirectConnectionsForTest(bool direct);
   // Makes the sessions behave as through a transaction pooler (PgBouncer, pool_mode =
   // transaction) that reuses its most recently used server session (LIFO) while clients do not
   // overlap: every statement of every connection lands on one shared server session. Then
@@ -205,6 +210,7 @@ class MemoryDatabase {
   std::deque<InjectedFailure> lease_failures_ ABSL_GUARDED_BY(mutex_);  // containing: method
   absl::CondVar lease_unlocked_;
   bool transaction_pooling_ ABSL_GUARDED_BY(mutex_) = false;
+  bool direct_connections_ ABSL_GUARDED_BY(mutex_) = false;
   PooledLocks pooled_locks_ ABSL_GUARDED_BY(mutex_) = PooledLocks::kLostBetweenStatements;
   std::string pooled_marker_ ABSL_GUARDED_BY(mutex_);  // the shared server session's marker
   int next_pid_ ABSL_GUARDED_BY(mutex_) = 1000;

@@ -5,8 +5,11 @@
 // the error fields (SQLSTATE, detail, hint, position) one by one.
 #include "pkg/store/pg_store.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -167,7 +170,9 @@ constexpr char kIdentifySessionSql[] =
     " WHERE l.locktype = 'advisory' AND l.granted AND l.pid = pg_catalog.pg_backend_pid()"
     " AND l.database = (SELECT oid FROM pg_catalog.pg_database"
     "                   WHERE datname = pg_catalog.current_database())"
-    " AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1)";
+    " AND l.classid = $1::oid AND l.objid = $2::oid AND l.objsubid = 1),"
+    " coalesce(pg_catalog.host(pg_catalog.inet_client_addr()), ''),"
+    " coalesce(pg_catalog.inet_client_port(), 0)";
 
 // --- the lease (lock mode `lease`) ---
 // All times are the server's, from clock_timestamp() (now() is the transaction's start). A TTL
@@ -880,7 +885,33 @@ class PgStore final : public Store, public Inspector {
     }
     identity.marker = PQgetvalue(r, 0, 1);
     identity.holds_lock = std::strcmp(PQgetvalue(r, 0, 2), "t") == 0;
+    int client_port = 0;
+    identity.direct =
+        absl::SimpleAtoi(PQgetvalue(r, 0, 4), &client_port) && client_port > 0 &&
+        LocalTcpEndpoint() == std::make_pair(std::string(PQgetvalue(r, 0, 3)), client_port);
     return identity;
+  }
+
+  // This connection's own TCP address (as PostgreSQL's host() prints it) and port; empty and 0
+  // for a Unix socket or when it cannot be read.
+  std::pair<std::string, int> LocalTcpEndpoint() const {
+    sockaddr_storage address{};
+    socklen_t length = sizeof(address);
+    if (getsockname(PQsocket(conn_), reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      return {"", 0};
+    }
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET) {
+      const auto* v4 = reinterpret_cast<const sockaddr_in*>(&address);
+      if (inet_ntop(AF_INET, &v4->sin_addr, text, sizeof(text)) == nullptr) return {"", 0};
+      return {text, ntohs(v4->sin_port)};
+    }
+    if (address.ss_family == AF_INET6) {
+      const auto* v6 = reinterpret_cast<const sockaddr_in6*>(&address);
+      if (inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof(text)) == nullptr) return {"", 0};
+      return {text, ntohs(v6->sin6_port)};
+    }
+    return {"", 0};
   }
 
   absl::Status EnsureLeaseTable(const TableNames& tables) override {

@@ -261,11 +261,12 @@ TEST_F(PgStoreTest, DeadlockIsAborted) {
   SLUICE_ASSERT_OK(b->Begin());
   SLUICE_ASSERT_OK(a->Execute("UPDATE t SET v = 1 WHERE id = 1"));
   SLUICE_ASSERT_OK(b->Execute("UPDATE t SET v = 1 WHERE id = 2"));
+  // Before a's statement runs: BackendPid() may need a round trip on its connection.
+  const std::string a_waits_for_b = absl::StrCat(
+      "SELECT ", b->BackendPid(), " = ANY (pg_catalog.pg_blocking_pids(", a->BackendPid(), "))");
   absl::Status a_status;
   std::thread thread([&] { a_status = a->Execute("UPDATE t SET v = 2 WHERE id = 2"); });
   // Close the cycle only once a waits for b's row lock.
-  const std::string a_waits_for_b = absl::StrCat(
-      "SELECT ", b->BackendPid(), " = ANY (pg_catalog.pg_blocking_pids(", a->BackendPid(), "))");
   bool waiting = false;
   for (int i = 0; i < 200 && !waiting; ++i) {
     waiting = QueryValue(a_waits_for_b) == "t";

@@ -81,6 +81,10 @@ struct SessionIdentity {
   int server_pid = 0;       // pg_backend_pid()
   std::string marker;       // the session's `sluice.session_marker` setting; empty when unset
   bool holds_lock = false;  // whether this session holds the advisory lock asked about
+  // Whether the server sees this connection's own TCP address and port as its client's: nothing
+  // (no pooler, no proxy) sits in between, so the connection is one server session. False also
+  // when it cannot tell (a Unix socket, an address translated on the way).
+  bool direct = false;
 };
 
 // A session that blocks a statement (from pg_blocking_pids).
@@ -174,8 +178,9 @@ class Store {
   // (its transaction then fails and rolls back); callable from any thread, also once the
   // connection is gone, when it does nothing.
   virtual std::function<void()> StatementCanceller() = 0;
-  // Returns this connection's backend pid (the server's, also behind a pooler; may cost a round
-  // trip the first time).
+  // Returns this connection's backend pid (the server's, also behind a pooler). The first call
+  // may cost a round trip on this connection: make it before another thread runs a statement on
+  // the connection.
   virtual int BackendPid() = 0;
   // Returns the server session this connection reaches now (see SessionIdentity) and whether it
   // holds advisory lock `key`. A non-empty `set_marker` first sets the session's marker to it
