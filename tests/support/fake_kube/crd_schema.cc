@@ -208,6 +208,13 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
     info.group = spec["group"].as<std::string>();
     info.plural = spec["names"]["plural"].as<std::string>();
     info.kind = spec["names"]["kind"].as<std::string>();
+    if (spec["names"]["singular"]) info.singular = spec["names"]["singular"].as<std::string>();
+    for (const YAML::Node& n : spec["names"]["shortNames"]) {
+      info.short_names.push_back(n.as<std::string>());
+    }
+    for (const YAML::Node& n : spec["names"]["categories"]) {
+      info.categories.push_back(n.as<std::string>());
+    }
     const YAML::Node versions = spec["versions"];
     if (!versions || versions.size() != 1) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": expected exactly one version"));
@@ -215,6 +222,16 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
     const YAML::Node version = versions[0];
     info.version = version["name"].as<std::string>();
     info.status_subresource = version["subresources"] && version["subresources"]["status"];
+    for (const YAML::Node& c : version["additionalPrinterColumns"]) {
+      PrinterColumn column;
+      column.name = c["name"].as<std::string>();
+      column.type = c["type"].as<std::string>();
+      column.json_path = c["jsonPath"].as<std::string>();
+      if (c["format"]) column.format = c["format"].as<std::string>();
+      if (c["description"]) column.description = c["description"].as<std::string>();
+      if (c["priority"]) column.priority = c["priority"].as<int>();
+      info.printer_columns.push_back(std::move(column));
+    }
     auto schema = Build(version["schema"]["openAPIV3Schema"], "openAPIV3Schema");
     if (!schema.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", schema.status().message()));

@@ -1,6 +1,7 @@
 #include "tests/support/fake_kube/fake_kube_server.h"
 
 #include <cpprest/http_listener.h>
+#include <cpprest/producerconsumerstream.h>
 
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
@@ -13,6 +14,7 @@
 #include <random>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -61,11 +63,66 @@ struct Route {
   std::string subresource;
 };
 
+struct Watcher;
+
 struct Reply {
+  Reply() = default;
+  Reply(int code_, value body_, std::vector<std::pair<std::string, std::string>> headers_ = {},
+        std::shared_ptr<Watcher> watcher_ = nullptr)
+      : code(code_),
+        body(std::move(body_)),
+        headers(std::move(headers_)),
+        watcher(std::move(watcher_)) {}
+
   int code = 200;
   value body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::shared_ptr<Watcher> watcher;  // set: a watch stream, answered with its buffer
 };
+
+// One open watch stream: events are written as lines to `buffer`, which the listener sends
+// as chunks while the stream is open. Guarded by the server's mutex, except `dead`.
+struct Watcher {
+  concurrency::streams::producer_consumer_buffer<uint8_t> buffer;
+  const ResourceType* type = nullptr;
+  std::string ns;                             // empty: all namespaces
+  std::map<std::string, std::string> fields;  // fieldSelector: metadata.name / namespace
+  std::vector<std::string> label_terms;       // labelSelector terms
+  bool bookmarks = false;
+  std::chrono::steady_clock::time_point deadline;
+  bool closed = false;
+  std::atomic<bool> dead{false};  // the client went away (set from the listener's threads)
+
+  void Send(const std::string& line) {
+    if (closed) return;
+    const std::string text = absl::StrCat(line, "\n");
+    buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(text.data()), text.size()).wait();
+    buffer.sync().wait();
+  }
+  void Close(bool abruptly) {
+    if (closed) return;
+    closed = true;
+    if (abruptly) {
+      buffer
+          .close(std::ios_base::out,
+                 std::make_exception_ptr(std::runtime_error("connection cut by the test")))
+          .wait();
+    } else {
+      buffer.close(std::ios_base::out).wait();
+    }
+  }
+};
+
+// The query parameters of a request, decoded.
+std::map<std::string, std::string> QueryParams(const std::string& query) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    out[web::uri::decode(kv.first)] =
+        web::uri::decode(absl::StrReplaceAll(kv.second, {{"+", " "}}));
+  }
+  return out;
+}
 
 std::string Now() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
@@ -272,8 +329,11 @@ class FakeKubeServer::Impl {
     types_.push_back({"", "v1", "events", "Event"});
     types_.push_back({"", "v1", "configmaps", "ConfigMap"});
     types_.push_back({"", "v1", "secrets", "Secret"});
+    types_.push_back({"coordination.k8s.io", "v1", "leases", "Lease"});
     types_.push_back(
         {crd_.group, crd_.version, crd_.plural, crd_.kind, true, crd_.status_subresource});
+    history_floor_ = rv_;
+    reaper_ = std::thread([this] { ReapWatches(); });
   }
 
   ~Impl() {
@@ -281,10 +341,42 @@ class FakeKubeServer::Impl {
       std::unique_lock<std::mutex> lock(mu_);
       stopping_ = true;
       cv_.notify_all();
+      CloseAllWatches(false);
       // Handlers run on cpprest's threads and use this object: let them end first (bounded).
       cv_.wait_for(lock, std::chrono::seconds(10), [this] { return active_ == 0; });
     }
+    reaper_.join();
     (void)StopListening();
+  }
+
+  // Ends watch streams at their timeoutSeconds and forgets those whose client went away.
+  void ReapWatches() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      for (auto it = watchers_.begin(); it != watchers_.end();) {
+        Watcher& w = **it;
+        if (w.deadline <= std::chrono::steady_clock::now()) w.Close(false);
+        if (w.closed || w.dead) {
+          it = watchers_.erase(it);
+          ++changes_;
+          cv_.notify_all();
+          continue;
+        }
+        next = std::min(next, w.deadline);
+        ++it;
+      }
+      // Wakes up at the next deadline, or every 200 ms to notice streams whose client left.
+      cv_.wait_until(lock, next);
+    }
+  }
+
+  // Requires mu_.
+  void CloseAllWatches(bool abruptly) {
+    for (const auto& w : watchers_) w->Close(abruptly);
+    watchers_.clear();
+    ++changes_;
+    cv_.notify_all();
   }
 
   absl::Status StartListening() {
@@ -319,7 +411,18 @@ class FakeKubeServer::Impl {
   absl::Status StopListening() {
     std::lock_guard<std::mutex> lock(listener_mu_);
     if (!listener_) return absl::OkStatus();
+    {
+      // A watch holds its connection open: end the streams (as a restarting server does) and
+      // refuse new ones until the listener is closed.
+      std::lock_guard<std::mutex> state_lock(mu_);
+      draining_ = true;
+      CloseAllWatches(false);
+    }
     WaitForClientConnectionsToEnd(kConnectionDrain);
+    {
+      std::lock_guard<std::mutex> state_lock(mu_);
+      draining_ = false;
+    }
     try {
       listener_->close().wait();
     } catch (const std::exception& e) {
@@ -392,6 +495,7 @@ class FakeKubeServer::Impl {
     };
     entry.content_type = header("Content-Type");
     entry.authorization = header("Authorization");
+    entry.accept = header("Accept");
     try {
       entry.body = request.extract_string(true).get();
     } catch (const std::exception&) {
@@ -408,6 +512,20 @@ class FakeKubeServer::Impl {
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
+    if (reply.watcher) {
+      // No Content-Length: cpprest sends the buffer as chunks, headers first, as it fills.
+      response.set_body(reply.watcher->buffer.create_istream(), "application/json");
+      std::shared_ptr<Watcher> watcher = reply.watcher;
+      request.reply(response).then([watcher](pplx::task<void> sent) {
+        try {
+          sent.get();
+        } catch (const std::exception&) {
+          // The client went away.
+        }
+        watcher->dead = true;  // the reaper forgets the stream
+      });
+      return;
+    }
     response.set_body(reply.body.serialize(), "application/json");
     try {
       request.reply(response).wait();
@@ -491,11 +609,13 @@ class FakeKubeServer::Impl {
     }
     const std::string who =
         route.name.empty() ? t.Qualified() : absl::StrCat(t.Qualified(), " \"", route.name, "\"");
-    return StatusReply(403, "Forbidden",
-                       absl::StrCat(who, " is forbidden: User \"", it->second.first, "\" cannot ",
-                                    verb, " resource \"", resource, "\" in API group \"", t.group,
-                                    "\" in the namespace \"", route.ns, "\""),
-                       Details(route.name, t.group, t.resource));
+    return StatusReply(
+        403, "Forbidden",
+        absl::StrCat(who, " is forbidden: User \"", it->second.first, "\" cannot ", verb,
+                     " resource \"", resource, "\" in API group \"", t.group,
+                     route.ns.empty() ? "\" at the cluster scope"
+                                      : absl::StrCat("\" in the namespace \"", route.ns, "\"")),
+        Details(route.name, t.group, t.resource));
   }
 
   static std::string ReasonFor(int code) {
@@ -572,10 +692,12 @@ class FakeKubeServer::Impl {
     const std::string& method = entry.method;
     if (route.name.empty()) {
       if (method == http::methods::GET) {
-        if (absl::StrContains(entry.query, "watch=")) {
-          return BadRequest("the fake API server does not implement watch");
+        const std::map<std::string, std::string> params = QueryParams(entry.query);
+        auto watch = params.find("watch");
+        if (watch != params.end() && (watch->second == "1" || watch->second == "true")) {
+          return Watch(t, route.ns, params);
         }
-        return List(t, route.ns);
+        return List(t, route.ns, params, entry.accept);
       }
       if (method == http::methods::POST) {
         if (route.ns.empty())
@@ -594,10 +716,7 @@ class FakeKubeServer::Impl {
     }
     if (method == http::methods::DEL) {
       if (stored == objects_.end()) return NotFound(t, route.name);
-      value object = stored->second;
-      objects_.erase(stored);
-      ++rv_;
-      return Reply{200, object, {}};
+      return Reply{200, Delete(t, route.ns, route.name), {}};
     }
     if (method != http::methods::PUT && method != http::methods::PATCH) {
       return StatusReply(405, "MethodNotAllowed",
@@ -721,7 +840,9 @@ class FakeKubeServer::Impl {
     // An unchanged object is not written: same resourceVersion (etcd3 store short-circuit).
     if (next.serialize() == old.serialize()) return Reply{200, old, checked.headers};
     next["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
-    objects_[Key(t.resource, next.at("metadata").at("namespace").as_string(), name)] = next;
+    const std::string ns = next.at("metadata").at("namespace").as_string();
+    objects_[Key(t.resource, ns, name)] = next;
+    Record("MODIFIED", t, ns, name, next, old);
     return Reply{200, next, checked.headers};
   }
 
@@ -758,6 +879,9 @@ class FakeKubeServer::Impl {
       if (!errors.empty()) return Invalid(t, name, errors);
     } else if (t.resource == "events") {
       std::vector<FieldError> errors = ValidateEvent(object);
+      if (!errors.empty()) return Invalid(t, name, errors);
+    } else if (t.resource == "leases") {
+      std::vector<FieldError> errors = ValidateLease(object);
       if (!errors.empty()) return Invalid(t, name, errors);
     }
     return ok;
@@ -877,23 +1001,374 @@ class FakeKubeServer::Impl {
     if (t.crd) object["metadata"]["generation"] = value::number(1);
     object["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
     objects_[Key(t.resource, ns, name)] = object;
+    Record("ADDED", t, ns, name, object, std::nullopt);
     return Reply{201, object, checked.headers};
   }
 
-  // Requires mu_.
-  Reply List(const ResourceType& t, const std::string& ns) {
-    std::vector<value> items;
+  // Lease validation (kube-api.md section 6): only the ranges are checked.
+  static std::vector<FieldError> ValidateLease(const value& lease) {
+    std::vector<FieldError> errors;
+    if (!lease.has_object_field("spec")) return errors;
+    const value& spec = lease.at("spec");
+    if (spec.has_field("leaseDurationSeconds") &&
+        (!spec.at("leaseDurationSeconds").is_integer() ||
+         spec.at("leaseDurationSeconds").as_number().to_int64() <= 0)) {
+      errors.push_back({"FieldValueInvalid", "spec.leaseDurationSeconds",
+                        "spec.leaseDurationSeconds: Invalid value: must be greater than 0"});
+    }
+    if (spec.has_field("leaseTransitions") &&
+        (!spec.at("leaseTransitions").is_integer() ||
+         spec.at("leaseTransitions").as_number().to_int64() < 0)) {
+      errors.push_back(
+          {"FieldValueInvalid", "spec.leaseTransitions",
+           "spec.leaseTransitions: Invalid value: must be greater than or equal to 0"});
+    }
+    return errors;
+  }
+
+  // Requires mu_. Removes a stored object; returns its last state, at the deletion's
+  // resourceVersion (what a DELETED event carries).
+  value Delete(const ResourceType& t, const std::string& ns, const std::string& name) {
+    auto stored = objects_.find(Key(t.resource, ns, name));
+    value prev = stored->second;
+    objects_.erase(stored);
+    value object = prev;
+    object["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
+    Record("DELETED", t, ns, name, object, prev);
+    return object;
+  }
+
+  // One persisted write, for LIST snapshots and WATCH replays.
+  struct HistoryEntry {
+    int64_t rv = 0;
+    std::string type;  // ADDED, MODIFIED, DELETED
+    const ResourceType* resource = nullptr;
+    std::string ns;
+    std::string name;
+    value object;               // as stored (DELETED: the last state)
+    std::optional<value> prev;  // the state before (MODIFIED, DELETED)
+  };
+
+  // Requires mu_. Appends a write to the history (dropping the oldest beyond the limit) and
+  // sends it to the watches that select it.
+  void Record(const std::string& type, const ResourceType& t, const std::string& ns,
+              const std::string& name, const value& object, std::optional<value> prev) {
+    HistoryEntry entry{rv_, type, &t, ns, name, object, std::move(prev)};
+    for (const auto& w : watchers_) {
+      if (Selects(*w, entry)) w->Send(EventLine(type, object));
+    }
+    history_.push_back(std::move(entry));
+    while (history_.size() > history_limit_) {
+      history_floor_ = history_.front().rv;
+      history_.pop_front();
+    }
+  }
+
+  static std::string EventLine(const std::string& type, const value& object) {
+    value event = value::object();
+    event["type"] = value::string(type);
+    event["object"] = object;
+    return event.serialize();
+  }
+
+  // Whether `object` (of `w`'s kind and namespace) passes `w`'s selectors.
+  static bool Matches(const std::map<std::string, std::string>& fields,
+                      const std::vector<std::string>& label_terms, const value& object) {
+    const value metadata = object.has_field("metadata") ? object.at("metadata") : value::object();
+    for (const auto& [field, wanted] : fields) {
+      const std::string actual =
+          GetString(metadata, field == "metadata.name" ? "name" : "namespace");
+      if (actual != wanted) return false;
+    }
+    const value labels = metadata.has_field("labels") ? metadata.at("labels") : value::object();
+    for (const std::string& term : label_terms) {
+      const bool negated = absl::StrContains(term, "!=");
+      std::vector<std::string> kv =
+          absl::StrSplit(term, absl::ByAnyChar(negated ? "!=" : "="), absl::SkipEmpty());
+      if (kv.empty()) continue;
+      const std::string key(absl::StripAsciiWhitespace(kv[0]));
+      const std::string want = kv.size() > 1 ? std::string(absl::StripAsciiWhitespace(kv[1])) : "";
+      const bool has = labels.has_string_field(key);
+      if (kv.size() == 1) {
+        if (!has) return false;  // existence: "key"
+        continue;
+      }
+      const bool equal = has && labels.at(key).as_string() == want;
+      if (negated == equal) return false;
+    }
+    return true;
+  }
+
+  static bool Selects(const Watcher& w, const HistoryEntry& e) {
+    if (w.type != e.resource || (!w.ns.empty() && w.ns != e.ns)) return false;
+    return Matches(w.fields, w.label_terms, e.object);
+  }
+
+  // Parses fieldSelector and labelSelector; returns an error answer for what the fake (and, for
+  // custom resources, the real server) does not support.
+  static std::optional<Reply> ParseSelectors(const std::map<std::string, std::string>& params,
+                                             std::map<std::string, std::string>& fields,
+                                             std::vector<std::string>& label_terms) {
+    auto field = params.find("fieldSelector");
+    if (field != params.end()) {
+      for (absl::string_view term : absl::StrSplit(field->second, ',', absl::SkipEmpty())) {
+        std::vector<std::string> kv = absl::StrSplit(term, absl::MaxSplits('=', 1));
+        std::string key = kv[0];
+        std::string v = kv.size() > 1 ? kv[1] : "";
+        if (absl::EndsWith(key, "=")) key.pop_back();  // "=="
+        if (absl::StartsWith(v, "=")) v = v.substr(1);
+        if (key != "metadata.name" && key != "metadata.namespace") {
+          return BadRequest(absl::StrCat("field label not supported: ", key));
+        }
+        fields[key] = v;
+      }
+    }
+    auto labels = params.find("labelSelector");
+    if (labels != params.end()) {
+      for (absl::string_view term : absl::StrSplit(labels->second, ',', absl::SkipEmpty())) {
+        if (absl::StrContains(term, " in ") || absl::StrContains(term, "notin")) {
+          return BadRequest("the fake API server supports only equality label selectors");
+        }
+        label_terms.emplace_back(term);
+      }
+    }
+    return std::nullopt;
+  }
+
+  static Reply Expired(const std::string& message) { return StatusReply(410, "Expired", message); }
+
+  // Requires mu_. The objects of `t` at resourceVersion `rv` (>= history_floor_), by key.
+  std::map<std::string, value> Snapshot(const ResourceType& t, int64_t rv) const {
+    std::map<std::string, value> out;
+    const std::string prefix = absl::StrCat(t.resource, "|");
     for (const auto& [key, object] : objects_) {
-      std::vector<std::string> parts = absl::StrSplit(key, '|');
-      if (parts[0] == t.resource && (ns.empty() || parts[1] == ns)) items.push_back(object);
+      if (absl::StartsWith(key, prefix)) out[key] = object;
+    }
+    for (auto it = history_.rbegin(); it != history_.rend() && it->rv > rv; ++it) {
+      if (it->resource != &t) continue;
+      const std::string key = Key(t.resource, it->ns, it->name);
+      if (it->type == "ADDED") {
+        out.erase(key);
+      } else {
+        out[key] = *it->prev;
+      }
+    }
+    return out;
+  }
+
+  // Requires mu_. LIST (kube-api.md section 10, item 14).
+  Reply List(const ResourceType& t, const std::string& ns,
+             const std::map<std::string, std::string>& params, const std::string& accept) {
+    auto param = [&](const char* key) {
+      auto it = params.find(key);
+      return it == params.end() ? std::string() : it->second;
+    };
+    std::map<std::string, std::string> fields;
+    std::vector<std::string> label_terms;
+    if (std::optional<Reply> bad = ParseSelectors(params, fields, label_terms)) return *bad;
+    int64_t limit = 0;
+    if (!param("limit").empty() && (!absl::SimpleAtoi(param("limit"), &limit) || limit < 0)) {
+      return BadRequest(absl::StrCat("invalid limit: ", param("limit")));
+    }
+    int64_t at = rv_;
+    std::string start_after;
+    const std::string token = param("continue");
+    const std::string rv_param = param("resourceVersion");
+    if (!token.empty()) {
+      // The token holds the list's resourceVersion and the last key served.
+      std::string decoded;
+      std::pair<std::string, std::string> parts;
+      if (!absl::WebSafeBase64Unescape(token, &decoded) ||
+          (parts = absl::StrSplit(decoded, absl::MaxSplits('/', 1))).second.empty() ||
+          !absl::SimpleAtoi(parts.first, &at)) {
+        return BadRequest("continue key is not valid: incorrect encoded start resourceVersion");
+      }
+      if (!rv_param.empty()) {
+        return BadRequest("specifying resource version is not allowed when using continue");
+      }
+      start_after = parts.second;
+      if (at < history_floor_) {
+        return Expired(
+            "The provided continue parameter is too old to display a consistent list result. You "
+            "can start a new list without the continue parameter, or use the continue token in "
+            "this response to retrieve the remainder of the results. Continuing with the "
+            "provided token results in an inconsistent list - objects that were created, "
+            "modified, or deleted between the time the first chunk was returned and now may "
+            "show up in the list.");
+      }
+    } else if (!rv_param.empty() && rv_param != "0") {
+      int64_t wanted = 0;
+      if (!absl::SimpleAtoi(rv_param, &wanted)) {
+        return BadRequest(absl::StrCat("invalid resource version: ", rv_param));
+      }
+      if (wanted > rv_) {
+        return StatusReply(
+            504, "Timeout",
+            absl::StrCat("Too large resource version: ", wanted, ", current: ", rv_));
+      }
+      // Exact when asked, and (as the real server does) for a paged list at a given version.
+      if (param("resourceVersionMatch") == "Exact" || limit > 0) {
+        if (wanted < history_floor_) {
+          return Expired(
+              absl::StrCat("too old resource version: ", wanted, " (", history_floor_ + 1, ")"));
+        }
+        at = wanted;
+      }
+    }
+    std::vector<value> items;
+    std::string last_key;
+    bool more = false;
+    int64_t remaining = 0;
+    for (const auto& [key, object] : Snapshot(t, at)) {
+      if (!start_after.empty() && key <= start_after) continue;
+      if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+      if (!Matches(fields, label_terms, object)) continue;
+      if (limit > 0 && static_cast<int64_t>(items.size()) == limit) {
+        more = true;
+        ++remaining;
+        continue;
+      }
+      items.push_back(object);
+      last_key = key;
     }
     value list = value::object();
     list["kind"] = value::string(absl::StrCat(t.kind, "List"));
     list["apiVersion"] = value::string(t.ApiVersion());
     list["metadata"] = value::object();
-    list["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
+    list["metadata"]["resourceVersion"] = value::string(absl::StrCat(at));
+    if (more) {
+      list["metadata"]["continue"] =
+          value::string(absl::WebSafeBase64Escape(absl::StrCat(at, "/", last_key)));
+      list["metadata"]["remainingItemCount"] = value::number(remaining);
+    }
+    if (t.crd && absl::StrContains(accept, "as=Table") &&
+        absl::StrContains(accept, "g=meta.k8s.io")) {
+      return Reply{200, Table(list["metadata"], items), {}};
+    }
     list["items"] = value::array(items);
     return Reply{200, list, {}};
+  }
+
+  // Returns the meta.k8s.io/v1 Table of `items`: NAME, then the CRD's printer columns, as the API
+  // server's table convertor builds it for a custom resource.
+  value Table(const value& list_metadata, const std::vector<value>& items) const {
+    std::vector<value> columns;
+    auto column = [](const std::string& name, const std::string& type, const std::string& format,
+                     const std::string& description, int priority) {
+      value c = value::object();
+      c["name"] = value::string(name);
+      c["type"] = value::string(type);
+      c["format"] = value::string(format);
+      c["description"] = value::string(description);
+      c["priority"] = value::number(priority);
+      return c;
+    };
+    columns.push_back(column("Name", "string", "name",
+                             "Name must be unique within a namespace. Is required when creating "
+                             "resources, although some resources may allow a client to request "
+                             "the generation of an appropriate name automatically.",
+                             0));
+    for (const PrinterColumn& c : crd_.printer_columns) {
+      columns.push_back(column(c.name, c.type, c.format, c.description, c.priority));
+    }
+    std::vector<value> rows;
+    for (const value& item : items) {
+      std::vector<value> cells;
+      cells.push_back(value::string(GetString(item.at("metadata"), "name")));
+      for (const PrinterColumn& c : crd_.printer_columns) cells.push_back(Cell(item, c.json_path));
+      value object = value::object();
+      object["kind"] = value::string("PartialObjectMetadata");
+      object["apiVersion"] = value::string("meta.k8s.io/v1");
+      object["metadata"] = item.at("metadata");
+      value row = value::object();
+      row["cells"] = value::array(cells);
+      row["object"] = object;
+      rows.push_back(row);
+    }
+    value table = value::object();
+    table["kind"] = value::string("Table");
+    table["apiVersion"] = value::string("meta.k8s.io/v1");
+    table["metadata"] = list_metadata;
+    table["columnDefinitions"] = value::array(columns);
+    table["rows"] = value::array(rows);
+    return table;
+  }
+
+  // The cell for a simple JSONPath (".a.b"): a scalar as it is, a list or object as its JSON
+  // text (as the API server's JSONPath printer writes it), null when absent.
+  static value Cell(const value& object, const std::string& json_path) {
+    const value* node = &object;
+    for (absl::string_view part : absl::StrSplit(json_path, '.', absl::SkipEmpty())) {
+      const std::string key(part);
+      if (!node->is_object() || !node->has_field(key)) return value::null();
+      node = &node->at(key);
+    }
+    if (node->is_array() || node->is_object()) return value::string(node->serialize());
+    return *node;
+  }
+
+  // Requires mu_. WATCH (kube-api.md section 10, items 15-19).
+  Reply Watch(const ResourceType& t, const std::string& ns,
+              const std::map<std::string, std::string>& params) {
+    auto param = [&](const char* key) {
+      auto it = params.find(key);
+      return it == params.end() ? std::string() : it->second;
+    };
+    if (draining_) return StatusReply(503, "ServiceUnavailable", "the server is shutting down");
+    auto w = std::make_shared<Watcher>();
+    w->type = &t;
+    w->ns = ns;
+    if (std::optional<Reply> bad = ParseSelectors(params, w->fields, w->label_terms)) return *bad;
+    w->bookmarks = param("allowWatchBookmarks") == "true";
+    int64_t timeout_s = 1800;  // the server's own default (--min-request-timeout)
+    if (!param("timeoutSeconds").empty() &&
+        (!absl::SimpleAtoi(param("timeoutSeconds"), &timeout_s) || timeout_s < 0)) {
+      return BadRequest(absl::StrCat("invalid timeoutSeconds: ", param("timeoutSeconds")));
+    }
+    w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    const std::string rv_param = param("resourceVersion");
+    if (rv_param.empty() || rv_param == "0") {
+      // Synthetic ADDED events for the current state, then the changes.
+      for (const auto& [key, object] : Snapshot(t, rv_)) {
+        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+        if (Matches(w->fields, w->label_terms, object)) w->Send(EventLine("ADDED", object));
+      }
+    } else {
+      int64_t from = 0;
+      if (!absl::SimpleAtoi(rv_param, &from)) {
+        return BadRequest(absl::StrCat("invalid resource version: ", rv_param));
+      }
+      if (from < history_floor_) {
+        const std::string message =
+            absl::StrCat("too old resource version: ", from, " (", history_floor_ + 1, ")");
+        if (watch_expired_as_http_) return Expired(message);
+        // The usual path: 200, then an ERROR event, then the end of the stream.
+        Reply error = Expired(message);
+        w->Send(EventLine("ERROR", error.body));
+        w->Close(false);
+        return Reply{200, value(), {}, w};
+      }
+      for (const HistoryEntry& e : history_) {
+        if (e.rv > from && Selects(*w, e)) w->Send(EventLine(e.type, e.object));
+      }
+    }
+    watchers_.push_back(w);
+    cv_.notify_all();
+    return Reply{200, value(), {}, w};
+  }
+
+  // Requires mu_.
+  void SendBookmarks() {
+    for (const auto& w : watchers_) {
+      if (!w->bookmarks) continue;
+      const ResourceType& t = *w->type;
+      value object = value::object();
+      object["kind"] = value::string(t.kind);
+      object["apiVersion"] = value::string(t.ApiVersion());
+      object["metadata"] = value::object();
+      object["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
+      w->Send(EventLine("BOOKMARK", object));
+    }
   }
 
   std::string NewUid() {
@@ -937,6 +1412,13 @@ class FakeKubeServer::Impl {
   int conflicts_ = 0;
   int64_t rv_ = 1000;
   std::map<std::string, value> objects_;
+  std::deque<HistoryEntry> history_;
+  size_t history_limit_ = 1000;
+  int64_t history_floor_ = 0;  // states at resourceVersions >= this can be rebuilt
+  std::vector<std::shared_ptr<Watcher>> watchers_;
+  bool watch_expired_as_http_ = false;
+  bool draining_ = false;  // StopListening is waiting for connections to end
+  std::thread reaper_;
   std::vector<LoggedRequest> log_;
   std::vector<std::string> pruned_;
   std::mt19937 rng_{std::random_device{}()};
@@ -1056,6 +1538,61 @@ absl::Status FakeKubeServer::UpdateMigrationJobSpec(const std::string& ns, const
         absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
   }
   return absl::OkStatus();
+}
+
+absl::Status FakeKubeServer::DeleteObject(const std::string& resource, const std::string& ns,
+                                          const std::string& name) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  const ResourceType* t = impl_->TypeOf(resource);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("unknown resource ", resource));
+  if (!impl_->objects_.count(Impl::Key(resource, ns, name))) return absl::NotFoundError(name);
+  impl_->Delete(*t, ns, name);
+  return absl::OkStatus();
+}
+
+void FakeKubeServer::SetHistoryLimit(size_t limit) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->history_limit_ = std::max<size_t>(limit, 1);
+  while (impl_->history_.size() > impl_->history_limit_) {
+    impl_->history_floor_ = impl_->history_.front().rv;
+    impl_->history_.pop_front();
+  }
+}
+
+void FakeKubeServer::SetWatchExpiredAsHttp(bool as_http) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->watch_expired_as_http_ = as_http;
+}
+
+std::string FakeKubeServer::ResourceVersion() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return absl::StrCat(impl_->rv_);
+}
+
+int FakeKubeServer::OpenWatches() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  int open = 0;
+  for (const auto& w : impl_->watchers_) open += (!w->closed && !w->dead) ? 1 : 0;
+  return open;
+}
+
+void FakeKubeServer::SendBookmarks() {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->SendBookmarks();
+}
+
+void FakeKubeServer::CloseWatches(bool abruptly) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->CloseAllWatches(abruptly);
+}
+
+void FakeKubeServer::InjectWatchError(int http_code) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  const std::string reason = http_code == 410 ? "Expired" : Impl::ReasonFor(http_code);
+  Reply error =
+      StatusReply(http_code, reason, absl::StrCat("injected watch error: HTTP ", http_code));
+  for (const auto& w : impl_->watchers_) w->Send(Impl::EventLine("ERROR", error.body));
+  impl_->CloseAllWatches(false);
 }
 
 std::optional<std::string> FakeKubeServer::GetObject(const std::string& resource,
