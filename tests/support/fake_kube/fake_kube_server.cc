@@ -512,9 +512,18 @@ class FakeKubeServer::Impl {
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
+    bool close_connection;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      close_connection = close_connections_;
+    }
+    if (close_connection && !reply.watcher) response.headers().add("Connection", "close");
     if (reply.watcher) {
       // No Content-Length: cpprest sends the buffer as chunks, headers first, as it fills.
       response.set_body(reply.watcher->buffer.create_istream(), "application/json");
+      // A connection that served a watch is not reused, so that a restart (StopListening) need
+      // not wait for idle keep-alive connections of streams that have ended.
+      response.headers().add("Connection", "close");
       std::shared_ptr<Watcher> watcher = reply.watcher;
       request.reply(response).then([watcher](pplx::task<void> sent) {
         try {
@@ -1418,6 +1427,7 @@ class FakeKubeServer::Impl {
   std::vector<std::shared_ptr<Watcher>> watchers_;
   bool watch_expired_as_http_ = false;
   bool draining_ = false;  // StopListening is waiting for connections to end
+  bool close_connections_ = false;
   std::thread reaper_;
   std::vector<LoggedRequest> log_;
   std::vector<std::string> pruned_;
@@ -1579,6 +1589,20 @@ int FakeKubeServer::OpenWatches() const {
 void FakeKubeServer::SendBookmarks() {
   std::lock_guard<std::mutex> lock(impl_->mu_);
   impl_->SendBookmarks();
+}
+
+bool FakeKubeServer::WaitForWatchesGone(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (WaitUntil([&] { return OpenWatches() == 0; }, absl::Milliseconds(100))) return true;
+    if (absl::Now() >= deadline) return false;
+    SendBookmarks();
+  }
+}
+
+void FakeKubeServer::SetCloseConnections(bool close) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->close_connections_ = close;
 }
 
 void FakeKubeServer::CloseWatches(bool abruptly) {

@@ -173,6 +173,13 @@ class FakeKubeServer {
   int OpenWatches() const;
   // Sends a BOOKMARK at the current resourceVersion to every watch that allows bookmarks.
   void SendBookmarks();
+  // Waits until no watch stream is open; returns whether that happened within `timeout`. The
+  // server learns that a client closed its connection only when it writes to it, so this probes
+  // the streams that allow bookmarks with a BOOKMARK every 100 ms.
+  bool WaitForWatchesGone(absl::Duration timeout);
+  // Answers every request with `Connection: close`, so that no idle keep-alive connection makes
+  // StopListening wait for it (tests that restart the server often).
+  void SetCloseConnections(bool close);
   // Ends every watch stream: cleanly (the final chunk), or `abruptly` (the connection is cut
   // without it).
   void CloseWatches(bool abruptly);
