@@ -8,6 +8,7 @@
 
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -22,6 +23,7 @@ namespace {
 
 using ::sluice::testing::IsOk;
 using ::testing::ElementsAre;
+using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 
 constexpr absl::Duration kWait = absl::Seconds(10);
@@ -102,6 +104,15 @@ class InformerTest : public fake_kube::FakeKubeFixture {
     return server().WaitUntil([&] { return server().OpenWatches() == 1; }, kWait);
   }
 
+  // The queries of the watch requests the server answered with 200, in order.
+  std::vector<std::string> WatchRequests() {
+    std::vector<std::string> out;
+    for (const auto& r : server().Requests()) {
+      if (absl::StrContains(r.query, "watch=1") && r.response_code == 200) out.push_back(r.query);
+    }
+    return out;
+  }
+
   std::vector<std::string> Cached() {
     std::vector<std::string> out;
     for (const MigrationJob& j : informer_->List()) {
@@ -151,34 +162,33 @@ TEST_F(InformerTest, ADroppedStreamResumesFromTheLastVersionWithoutListing) {
   recorder_.WaitFor(1);
   recorder_.Take();
   for (bool abruptly : {true, false}) {
-    const int watches = informer_->Stats().watches;
+    const size_t watches = WatchRequests().size();
     server().CloseWatches(abruptly);
-    ASSERT_TRUE(server().WaitUntil([&] { return informer_->Stats().watches > watches; }, kWait))
+    ASSERT_TRUE(server().WaitUntil(
+        [&] { return WatchRequests().size() > watches && server().OpenWatches() == 1; }, kWait))
         << log_.str();
-    ASSERT_TRUE(WatchOpen());
   }
   CreateMigrationJob("apps", "b");
   EXPECT_THAT(recorder_.WaitFor(1), ElementsAre("add apps/b"));
   EXPECT_EQ(informer_->Stats().lists, 1);
-  EXPECT_GE(informer_->Stats().watches, 3);
   // Every watch after the first resumed from a version: none started over with synthetic ADDs.
-  int resumed = 0;
-  for (const auto& r : server().Requests()) {
-    if (r.query.find("watch=1") != std::string::npos) {
-      EXPECT_NE(r.query.find("resourceVersion="), std::string::npos) << r.query;
-      ++resumed;
-    }
-  }
-  EXPECT_GE(resumed, 3);
+  const std::vector<std::string> watches = WatchRequests();
+  ASSERT_EQ(watches.size(), 3u);
+  for (const std::string& query : watches) EXPECT_THAT(query, HasSubstr("resourceVersion="));
 }
 
 TEST_F(InformerTest, BookmarksAdvanceTheVersionItResumesFrom) {
-  StartInformer();
-  CreateMigrationJob("other", "x");  // seen: the informer watches all namespaces
-  recorder_.WaitFor(1);
+  InformerOptions options;
+  options.namespace_ = "apps";
+  StartInformer(options);
+  CreateMigrationJob("other", "x");  // not watched: only a bookmark tells the informer
+  const std::string version = server().ResourceVersion();
   server().SendBookmarks();
-  EXPECT_TRUE(server().WaitUntil(
-      [&] { return informer_->ResourceVersion() == server().ResourceVersion(); }, kWait));
+  // The stream ends after the bookmark; the next watch starts from the bookmark's version.
+  server().CloseWatches(/*abruptly=*/false);
+  ASSERT_TRUE(server().WaitUntil([&] { return WatchRequests().size() == 2; }, kWait));
+  EXPECT_THAT(WatchRequests().back(), HasSubstr(absl::StrCat("resourceVersion=", version, "&")));
+  EXPECT_THAT(recorder_.Take(), IsEmpty());
 }
 
 TEST_F(InformerTest, GoneListsAgainAndTellsWhatChangedMeanwhile) {

@@ -3,11 +3,14 @@
 #include <cpprest/http_listener.h>
 #include <cpprest/producerconsumerstream.h>
 
+#include <sys/socket.h>
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <condition_variable>
+
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -99,17 +102,10 @@ struct Watcher {
     buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(text.data()), text.size()).wait();
     buffer.sync().wait();
   }
-  void Close(bool abruptly) {
+  void Close() {
     if (closed) return;
     closed = true;
-    if (abruptly) {
-      buffer
-          .close(std::ios_base::out,
-                 std::make_exception_ptr(std::runtime_error("connection cut by the test")))
-          .wait();
-    } else {
-      buffer.close(std::ios_base::out).wait();
-    }
+    buffer.close(std::ios_base::out).wait();
   }
 };
 
@@ -356,7 +352,7 @@ class FakeKubeServer::Impl {
       auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
       for (auto it = watchers_.begin(); it != watchers_.end();) {
         Watcher& w = **it;
-        if (w.deadline <= std::chrono::steady_clock::now()) w.Close(false);
+        if (w.deadline <= std::chrono::steady_clock::now()) w.Close();
         if (w.closed || w.dead) {
           it = watchers_.erase(it);
           ++changes_;
@@ -373,7 +369,9 @@ class FakeKubeServer::Impl {
 
   // Requires mu_.
   void CloseAllWatches(bool abruptly) {
-    for (const auto& w : watchers_) w->Close(abruptly);
+    // Cut first: the final chunks written below then go nowhere.
+    if (abruptly) CutConnections();
+    for (const auto& w : watchers_) w->Close();
     watchers_.clear();
     ++changes_;
     cv_.notify_all();
@@ -447,6 +445,31 @@ class FakeKubeServer::Impl {
     const absl::Time deadline = absl::Now() + timeout;
     while (OpenServerConnections() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  // Shuts down (both ways) this process's sockets of established connections to the server's
+  // port. The descriptors stay cpprest's: its reads and writes on them fail, and it closes them.
+  void CutConnections() const {
+    std::set<std::string> inodes;
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // header
+    const std::string local_port = absl::StrFormat(":%04X", port_);
+    while (std::getline(table, line)) {
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() < 10 || !absl::EndsWith(fields[1], local_port) || fields[3] != "01") {
+        continue;
+      }
+      inodes.insert(absl::StrCat("socket:[", fields[9], "]"));
+    }
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
+      std::error_code link_error;
+      const std::string target = std::filesystem::read_symlink(entry.path(), link_error).string();
+      if (link_error || !inodes.count(target)) continue;
+      int fd = 0;
+      if (absl::SimpleAtoi(entry.path().filename().string(), &fd)) ::shutdown(fd, SHUT_RDWR);
     }
   }
 
@@ -1354,7 +1377,7 @@ class FakeKubeServer::Impl {
         // The usual path: 200, then an ERROR event, then the end of the stream.
         Reply error = Expired(message);
         w->Send(EventLine("ERROR", error.body));
-        w->Close(false);
+        w->Close();
         return Reply{200, value(), {}, w};
       }
       for (const HistoryEntry& e : history_) {

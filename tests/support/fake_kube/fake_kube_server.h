@@ -180,8 +180,9 @@ class FakeKubeServer {
   // Answers every request with `Connection: close`, so that no idle keep-alive connection makes
   // StopListening wait for it (tests that restart the server often).
   void SetCloseConnections(bool close);
-  // Ends every watch stream: cleanly (the final chunk), or `abruptly` (the connection is cut
-  // without it).
+  // Ends every watch stream: cleanly (the final chunk), or `abruptly`: every client connection
+  // to the server, the watches' included, is cut as a network failure would (shutdown(2) of the
+  // server's sockets), so no final chunk is sent.
   void CloseWatches(bool abruptly);
   // Sends every watch an ERROR event with a Status of `http_code`, then ends it.
   void InjectWatchError(int http_code);
