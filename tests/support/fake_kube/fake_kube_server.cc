@@ -92,6 +92,7 @@ struct Watcher {
   std::map<std::string, std::string> fields;  // fieldSelector: metadata.name / namespace
   std::vector<std::string> label_terms;       // labelSelector terms
   bool bookmarks = false;
+  bool table = false;  // objects are sent as one-row Tables (kubectl get -w)
   std::chrono::steady_clock::time_point deadline;
   bool closed = false;
   std::atomic<bool> dead{false};  // the client went away (set from the listener's threads)
@@ -594,6 +595,10 @@ class FakeKubeServer::Impl {
         !tokens_.count(entry.authorization.substr(prefix.size()))) {
       return StatusReply(401, "Unauthorized", "Unauthorized");
     }
+    if (entry.method == http::methods::GET) {
+      // Discovery is open to every authenticated user (the system:discovery ClusterRole).
+      if (std::optional<value> document = Discovery(entry.path)) return Reply(200, *document);
+    }
     std::optional<Route> route = Parse(entry.path);
     if (!route) {
       return StatusReply(404, "NotFound", "the server could not find the requested resource",
@@ -603,6 +608,88 @@ class FakeKubeServer::Impl {
         Authorize(entry.authorization.substr(prefix.size()), *route, entry);
     if (denied) return *denied;
     return Handle(*route, entry);
+  }
+
+  // Returns the legacy (unaggregated) discovery document at `path`, if it is one: what kubectl
+  // reads to map `mj` to sluice.dev/v1alpha1 migrationjobs. An aggregated-discovery Accept header
+  // gets these documents too, which kubectl takes as "not aggregated" and reads them as they are.
+  std::optional<value> Discovery(const std::string& path) const {
+    auto strings = [](const std::vector<std::string>& items) {
+      std::vector<value> out;
+      for (const std::string& item : items) out.push_back(value::string(item));
+      return value::array(out);
+    };
+    auto resource = [&](const ResourceType& t, const std::string& suffix,
+                        const std::vector<std::string>& verbs) {
+      value r = value::object();
+      r["name"] = value::string(absl::StrCat(t.resource, suffix));
+      r["singularName"] = value::string(suffix.empty() ? absl::AsciiStrToLower(t.kind) : "");
+      r["namespaced"] = value::boolean(true);
+      r["kind"] = value::string(t.kind);
+      r["verbs"] = strings(verbs);
+      if (t.crd && suffix.empty()) {
+        r["shortNames"] = strings(crd_.short_names);
+        r["categories"] = strings(crd_.categories);
+      }
+      return r;
+    };
+    const std::vector<std::string> all_verbs = {"create", "delete", "get",  "list",
+                                                "patch",  "update", "watch"};
+    if (path == "/version") {
+      value v = value::object();
+      v["major"] = value::string("1");
+      v["minor"] = value::string("32");
+      v["gitVersion"] = value::string("v1.32.0-sluice-fake");
+      v["platform"] = value::string("linux/amd64");
+      return v;
+    }
+    if (path == "/api") {
+      value v = value::object();
+      v["kind"] = value::string("APIVersions");
+      v["versions"] = strings({"v1"});
+      value address = value::object();
+      address["clientCIDR"] = value::string("0.0.0.0/0");
+      address["serverAddress"] = value::string(absl::StrCat("127.0.0.1:", port_));
+      v["serverAddressByClientCIDRs"] = value::array({address});
+      return v;
+    }
+    if (path == "/apis") {
+      std::vector<value> groups;
+      std::set<std::string> seen;
+      for (const ResourceType& t : types_) {
+        if (t.group.empty() || !seen.insert(t.group).second) continue;
+        value version = value::object();
+        version["groupVersion"] = value::string(t.ApiVersion());
+        version["version"] = value::string(t.version);
+        value group = value::object();
+        group["name"] = value::string(t.group);
+        group["versions"] = value::array({version});
+        group["preferredVersion"] = version;
+        groups.push_back(group);
+      }
+      value v = value::object();
+      v["kind"] = value::string("APIGroupList");
+      v["apiVersion"] = value::string("v1");
+      v["groups"] = value::array(groups);
+      return v;
+    }
+    std::vector<value> resources;
+    std::string group_version;
+    for (const ResourceType& t : types_) {
+      const std::string prefix = t.group.empty() ? "/api/" : "/apis/";
+      if (path != absl::StrCat(prefix, t.ApiVersion())) continue;
+      group_version = t.ApiVersion();
+      resources.push_back(resource(t, "", all_verbs));
+      if (t.status_subresource)
+        resources.push_back(resource(t, "/status", {"get", "patch", "update"}));
+    }
+    if (resources.empty()) return std::nullopt;
+    value v = value::object();
+    v["kind"] = value::string("APIResourceList");
+    v["apiVersion"] = value::string("v1");
+    v["groupVersion"] = value::string(group_version);
+    v["resources"] = value::array(resources);
+    return v;
   }
 
   // Requires mu_. Returns a 403 answer when the token's RBAC rules do not allow the request.
@@ -727,7 +814,7 @@ class FakeKubeServer::Impl {
         const std::map<std::string, std::string> params = QueryParams(entry.query);
         auto watch = params.find("watch");
         if (watch != params.end() && (watch->second == "1" || watch->second == "true")) {
-          return Watch(t, route.ns, params);
+          return Watch(t, route.ns, params, entry.accept);
         }
         return List(t, route.ns, params, entry.accept);
       }
@@ -1087,7 +1174,7 @@ class FakeKubeServer::Impl {
               const std::string& name, const value& object, std::optional<value> prev) {
     HistoryEntry entry{rv_, type, &t, ns, name, object, std::move(prev)};
     for (const auto& w : watchers_) {
-      if (Selects(*w, entry)) w->Send(EventLine(type, object));
+      if (Selects(*w, entry)) w->Send(LineFor(*w, type, object));
     }
     history_.push_back(std::move(entry));
     while (history_.size() > history_limit_) {
@@ -1273,12 +1360,25 @@ class FakeKubeServer::Impl {
           value::string(absl::WebSafeBase64Escape(absl::StrCat(at, "/", last_key)));
       list["metadata"]["remainingItemCount"] = value::number(remaining);
     }
-    if (t.crd && absl::StrContains(accept, "as=Table") &&
-        absl::StrContains(accept, "g=meta.k8s.io")) {
+    if (AsTable(t, accept)) {
       return Reply{200, Table(list["metadata"], items), {}};
     }
     list["items"] = value::array(items);
     return Reply{200, list, {}};
+  }
+
+  // Whether a request with `accept` gets Tables (only the custom resource's are built).
+  static bool AsTable(const ResourceType& t, const std::string& accept) {
+    return t.crd && absl::StrContains(accept, "as=Table") &&
+           absl::StrContains(accept, "g=meta.k8s.io");
+  }
+
+  // The line that sends `object` to `w`: as it is, or as a one-row Table.
+  std::string LineFor(const Watcher& w, const std::string& type, const value& object) const {
+    if (!w.table || type == "BOOKMARK" || type == "ERROR") return EventLine(type, object);
+    value metadata = value::object();
+    metadata["resourceVersion"] = value::string(GetString(object.at("metadata"), "resourceVersion"));
+    return EventLine(type, Table(metadata, {object}));
   }
 
   // Returns the meta.k8s.io/v1 Table of `items`: NAME, then the CRD's printer columns, as the API
@@ -1341,7 +1441,7 @@ class FakeKubeServer::Impl {
 
   // Requires mu_. WATCH (kube-api.md section 10, items 15-19).
   Reply Watch(const ResourceType& t, const std::string& ns,
-              const std::map<std::string, std::string>& params) {
+              const std::map<std::string, std::string>& params, const std::string& accept) {
     auto param = [&](const char* key) {
       auto it = params.find(key);
       return it == params.end() ? std::string() : it->second;
@@ -1352,6 +1452,7 @@ class FakeKubeServer::Impl {
     w->ns = ns;
     if (std::optional<Reply> bad = ParseSelectors(params, w->fields, w->label_terms)) return *bad;
     w->bookmarks = param("allowWatchBookmarks") == "true";
+    w->table = AsTable(t, accept);
     int64_t timeout_s = 1800;  // the server's own default (--min-request-timeout)
     if (!param("timeoutSeconds").empty() &&
         (!absl::SimpleAtoi(param("timeoutSeconds"), &timeout_s) || timeout_s < 0)) {
@@ -1363,7 +1464,7 @@ class FakeKubeServer::Impl {
       // Synthetic ADDED events for the current state, then the changes.
       for (const auto& [key, object] : Snapshot(t, rv_)) {
         if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
-        if (Matches(w->fields, w->label_terms, object)) w->Send(EventLine("ADDED", object));
+        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
       }
     } else {
       int64_t from = 0;
@@ -1381,7 +1482,7 @@ class FakeKubeServer::Impl {
         return Reply{200, value(), {}, w};
       }
       for (const HistoryEntry& e : history_) {
-        if (e.rv > from && Selects(*w, e)) w->Send(EventLine(e.type, e.object));
+        if (e.rv > from && Selects(*w, e)) w->Send(LineFor(*w, e.type, e.object));
       }
     }
     watchers_.push_back(w);

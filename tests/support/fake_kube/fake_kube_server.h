@@ -24,11 +24,15 @@
 //     Status (or HTTP 410, SetWatchExpiredAsHttp); BOOKMARKs on demand (SendBookmarks);
 //     timeoutSeconds honoured; tests end streams cleanly or abruptly, or inject ERROR events;
 //   - fieldSelector metadata.name / metadata.namespace and equality labelSelectors;
-//   - a LIST of MigrationJobs asked for with `Accept: application/json;as=Table;...` is a
-//     meta.k8s.io/v1 Table of the CRD's additionalPrinterColumns (what kubectl prints);
+//   - a LIST or WATCH of MigrationJobs asked for with `Accept: application/json;as=Table;...`
+//     gets meta.k8s.io/v1 Tables of the CRD's additionalPrinterColumns (what kubectl prints);
+//   - /version and legacy discovery (/api, /apis, /api/v1, /apis/GROUP/VERSION), open to every
+//     authenticated token, so that the real kubectl finds `mj`;
 //   - tests can wait for what the server observes (WaitUntil) instead of sleeping.
-// Not implemented (not used by sluice yet): server-side apply, deletion with finalizers, API
-// discovery. Requests for them get 400 / 404 Status answers, never silent success.
+// Not implemented (not used by sluice yet): server-side apply, deletion with finalizers,
+// aggregated discovery, the OpenAPI documents (kubectl apply needs --validate=false), the
+// CustomResourceDefinition resource itself. Requests for them get 400 / 404 Status answers, never
+// silent success.
 // Thread-safe.
 #ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 #define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_

@@ -1,0 +1,85 @@
+// The real kubectl (/usr/bin/kubectl) against the fake API server: discovery maps `mj` to
+// migrationjobs.sluice.dev, `get` prints the CRD's printer columns from the served Table, status
+// is patched through the subresource, and `get -w` follows a watch. If these pass, the fake serves
+// what a real client reads, not only what sluice's own client expects.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "tests/support/fake_kube/fake_kube_fixture.h"
+#include "tests/support/process.h"
+
+namespace sluice::fake_kube {
+namespace {
+
+using ::sluice::testing::Describe;
+using ::sluice::testing::Process;
+using ::sluice::testing::ProcessResult;
+using ::sluice::testing::RunProcess;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+
+constexpr char kKubectl[] = "/usr/bin/kubectl";
+
+class KubectlTest : public FakeKubeFixture {
+ protected:
+  void SetUp() override {
+    FakeKubeFixture::SetUp();
+    if (HasFatalFailure()) return;
+    kubeconfig_ = WriteKubeconfig();
+  }
+
+  std::vector<std::string> Argv(const std::vector<std::string>& args) {
+    // Its own discovery cache, so that no test (or earlier run) answers for the server.
+    std::vector<std::string> argv = {kKubectl, "--kubeconfig", kubeconfig_, "--cache-dir",
+                                     absl::StrCat(dir(), "/kube-cache")};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
+  }
+
+  std::map<std::string, std::string> Env() { return {{"HOME", dir()}, {"KUBECONFIG", ""}}; }
+
+  ProcessResult Kubectl(const std::vector<std::string>& args) {
+    return RunProcess(Argv(args), Env(), absl::Seconds(60));
+  }
+
+  std::string kubeconfig_;
+};
+
+TEST_F(KubectlTest, GetShowsPhaseCurrentTargetAndAge) {
+  CreateMigrationJob("apps", "db");
+  ProcessResult patched =
+      Kubectl({"-n", "apps", "patch", "mj", "db", "--subresource=status", "--type=merge", "-p",
+               R"({"status":{"phase":"Succeeded","currentRevisions":["fc0e7b400c13"]}})"});
+  ASSERT_EQ(patched.exit_code, 0) << Describe(patched);
+  ProcessResult got = Kubectl({"-n", "apps", "get", "mj"});
+  ASSERT_EQ(got.exit_code, 0) << Describe(got);
+  EXPECT_THAT(got.out, ContainsRegex("NAME +PHASE +CURRENT +TARGET +AGE\n"));
+  EXPECT_THAT(got.out, ContainsRegex("db +Succeeded +\\[\"fc0e7b400c13\"\\] +head +[0-9]+s\n"));
+  // The request asked for a Table and got one.
+  bool table_asked = false;
+  for (const LoggedRequest& r : server().Requests()) {
+    if (r.path == "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs") {
+      table_asked = table_asked || absl::StrContains(r.accept, "as=Table");
+    }
+  }
+  EXPECT_TRUE(table_asked);
+}
+
+TEST_F(KubectlTest, GetWatchPrintsChanges) {
+  CreateMigrationJob("apps", "db");
+  Process watch(Argv({"-n", "apps", "get", "mj", "-w", "--output-watch-events"}), Env());
+  ASSERT_TRUE(server().WaitUntil([&] { return server().OpenWatches() == 1; }, absl::Seconds(30)))
+      << watch.ErrorsSoFar();
+  CreateMigrationJob("apps", "db2");
+  // The event is in the stream before its end: kubectl prints it, then the stream ends.
+  server().CloseWatches(/*abruptly=*/false);
+  ProcessResult result = watch.Wait(absl::Seconds(30));
+  EXPECT_THAT(result.out, ContainsRegex("ADDED +db +"));
+  EXPECT_THAT(result.out, ContainsRegex("ADDED +db2 +"));
+}
+
+}  // namespace
+}  // namespace sluice::fake_kube
