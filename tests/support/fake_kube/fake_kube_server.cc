@@ -1377,7 +1377,8 @@ class FakeKubeServer::Impl {
   std::string LineFor(const Watcher& w, const std::string& type, const value& object) const {
     if (!w.table || type == "BOOKMARK" || type == "ERROR") return EventLine(type, object);
     value metadata = value::object();
-    metadata["resourceVersion"] = value::string(GetString(object.at("metadata"), "resourceVersion"));
+    metadata["resourceVersion"] =
+        value::string(GetString(object.at("metadata"), "resourceVersion"));
     return EventLine(type, Table(metadata, {object}));
   }
 
@@ -1407,7 +1408,7 @@ class FakeKubeServer::Impl {
     for (const value& item : items) {
       std::vector<value> cells;
       cells.push_back(value::string(GetString(item.at("metadata"), "name")));
-      for (const PrinterColumn& c : crd_.printer_columns) cells.push_back(Cell(item, c.json_path));
+      for (const PrinterColumn& c : crd_.printer_columns) cells.push_back(Cell(item, c));
       value object = value::object();
       object["kind"] = value::string("PartialObjectMetadata");
       object["apiVersion"] = value::string("meta.k8s.io/v1");
@@ -1426,17 +1427,63 @@ class FakeKubeServer::Impl {
     return table;
   }
 
-  // The cell for a simple JSONPath (".a.b"): a scalar as it is, a list or object as its JSON
-  // text (as the API server's JSONPath printer writes it), null when absent.
-  static value Cell(const value& object, const std::string& json_path) {
+  // The cell of column `c` for `object`, as the API server's table convertor for custom resources
+  // makes it: a "string" column prints the value as JSONPath does (a list as JSON), a "date"
+  // column is the age ("5s"), other types the typed value; null when absent or mistyped.
+  static value Cell(const value& object, const PrinterColumn& c) {
     const value* node = &object;
-    for (absl::string_view part : absl::StrSplit(json_path, '.', absl::SkipEmpty())) {
+    for (absl::string_view part : absl::StrSplit(c.json_path, '.', absl::SkipEmpty())) {
       const std::string key(part);
       if (!node->is_object() || !node->has_field(key)) return value::null();
       node = &node->at(key);
     }
-    if (node->is_array() || node->is_object()) return value::string(node->serialize());
-    return *node;
+    if (node->is_null()) return value::null();
+    if (c.type == "string") return node->is_string() ? *node : value::string(node->serialize());
+    if (c.type == "date") {
+      absl::Time t;
+      std::string error;
+      if (!node->is_string() ||
+          !absl::ParseTime(absl::RFC3339_full, node->as_string(), &t, &error)) {
+        return value::string("<invalid>");
+      }
+      return value::string(HumanDuration(absl::Now() - t));
+    }
+    if (c.type == "integer" && node->is_number())
+      return value::number(node->as_number().to_int64());
+    if (c.type == "number" && node->is_number()) return value::number(node->as_double());
+    if (c.type == "boolean" && node->is_boolean()) return *node;
+    return value::null();
+  }
+
+  // apimachinery's duration.HumanDuration: what `kubectl get` shows as AGE.
+  static std::string HumanDuration(absl::Duration d) {
+    if (d < -absl::Seconds(1)) return "<invalid>";
+    if (d < absl::ZeroDuration()) return "0s";
+    const int64_t seconds = absl::ToInt64Seconds(d);
+    if (seconds < 60 * 2) return absl::StrCat(seconds, "s");
+    const int64_t minutes = absl::ToInt64Minutes(d);
+    if (minutes < 10) {
+      const int64_t s = seconds % 60;
+      return s == 0 ? absl::StrCat(minutes, "m") : absl::StrCat(minutes, "m", s, "s");
+    }
+    if (minutes < 60 * 3) return absl::StrCat(minutes, "m");
+    const int64_t hours = absl::ToInt64Hours(d);
+    if (hours < 8) {
+      const int64_t m = minutes % 60;
+      return m == 0 ? absl::StrCat(hours, "h") : absl::StrCat(hours, "h", m, "m");
+    }
+    if (hours < 48) return absl::StrCat(hours, "h");
+    if (hours < 24 * 8) {
+      const int64_t h = hours % 24;
+      return h == 0 ? absl::StrCat(hours / 24, "d") : absl::StrCat(hours / 24, "d", h, "h");
+    }
+    if (hours < 24 * 365 * 2) return absl::StrCat(hours / 24, "d");
+    if (hours < 24 * 365 * 8) {
+      const int64_t days = (hours / 24) % 365;
+      return days == 0 ? absl::StrCat(hours / 24 / 365, "y")
+                       : absl::StrCat(hours / 24 / 365, "y", days, "d");
+    }
+    return absl::StrCat(hours / 24 / 365, "y");
   }
 
   // Requires mu_. WATCH (kube-api.md section 10, items 15-19).
