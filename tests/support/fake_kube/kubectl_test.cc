@@ -81,5 +81,44 @@ TEST_F(KubectlTest, GetWatchPrintsChanges) {
   EXPECT_THAT(result.out, ContainsRegex("ADDED +db2 +"));
 }
 
+TEST_F(KubectlTest, ApplyCreatesThenPatchesAMigrationJob) {
+  auto manifest = [&](const std::string& target) {
+    return WriteFile("mj.yaml", absl::StrCat(R"(apiVersion: sluice.dev/v1alpha1
+kind: MigrationJob
+metadata:
+  name: app-db
+  namespace: apps
+spec:
+  target: )",
+                                             target, R"(
+  database:
+    urlSecretRef: {name: app-db, key: url}
+  migrations:
+    configMaps: [{name: app-migrations}]
+)"));
+  };
+  // The fake serves no OpenAPI document, which kubectl's client-side validation reads.
+  ProcessResult created = Kubectl({"apply", "--validate=false", "-f", manifest("head")});
+  ASSERT_EQ(created.exit_code, 0) << Describe(created);
+  EXPECT_THAT(created.out, HasSubstr("migrationjob.sluice.dev/app-db created"));
+  ProcessResult patched = Kubectl({"apply", "--validate=false", "-f", manifest("fc0e7b400c13")});
+  ASSERT_EQ(patched.exit_code, 0) << Describe(patched);
+  EXPECT_THAT(patched.out, HasSubstr("migrationjob.sluice.dev/app-db configured"));
+  std::optional<std::string> stored = server().GetObject("migrationjobs", "apps", "app-db");
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_THAT(*stored, HasSubstr(R"("target":"fc0e7b400c13")"));
+  EXPECT_THAT(*stored, HasSubstr(R"("generation":2)"));
+  EXPECT_THAT(*stored, HasSubstr("kubectl.kubernetes.io/last-applied-configuration"));
+  // A custom resource is patched with a JSON merge patch (no strategic merge for CRs).
+  bool merge_patched = false;
+  for (const LoggedRequest& r : server().Requests()) {
+    if (r.method == "PATCH" &&
+        r.path == "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs/app-db") {
+      merge_patched = r.content_type == "application/merge-patch+json";
+    }
+  }
+  EXPECT_TRUE(merge_patched);
+}
+
 }  // namespace
 }  // namespace sluice::fake_kube
