@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "pkg/kube/client.h"
 #include "tests/support/status_matchers.h"
 
 namespace sluice::kube {
@@ -117,7 +118,7 @@ TEST(JsonCodecTest, WatchEventsAndErrors) {
   absl::Status gone =
       ParseMigrationJobWatchEvent(
           R"({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},)"
-          R"("status":"Failure","message":"too old resource version: 657887 (680402)",)"
+          R"json("status":"Failure","message":"too old resource version: 657887 (680402)",)json"
           R"("reason":"Expired","code":410}})")
           .status();
   EXPECT_TRUE(IsResourceExpired(gone)) << gone;
