@@ -13,6 +13,11 @@
 // the chain holds the http_client itself. Shutdown cancels the chains (closing their sockets); the
 // destructor waits for them to end (bounded, then logs what is left: those chains keep the
 // http_client and the count alive on their own).
+//
+// A watch has an http_client of its own (an inactivity timeout longer than the stream, and a
+// connection that goes away with it). Its body is read one line at a time by a chain that holds
+// that client and a ticket; cancelling the watch (Cancel, the stream's destructor, Shutdown)
+// cancels its token, which closes the connection and so ends a read in flight.
 #include <cpprest/containerstream.h>
 #include <cpprest/http_client.h>
 #include <openssl/ssl.h>
