@@ -81,6 +81,23 @@ TEST_F(KubectlTest, GetWatchPrintsChanges) {
   EXPECT_THAT(result.out, ContainsRegex("ADDED +db2 +"));
 }
 
+TEST_F(KubectlTest, WaitSeesTheReadyConditionArrive) {
+  CreateMigrationJob("apps", "db");
+  Process wait(Argv({"-n", "apps", "wait", "mj/db", "--for=condition=Ready", "--timeout=60s"}),
+               Env());
+  // kubectl lists the object (not Ready yet), then watches it.
+  ASSERT_TRUE(server().WaitUntil([&] { return server().OpenWatches() == 1; }, absl::Seconds(30)))
+      << wait.ErrorsSoFar();
+  ProcessResult patched = Kubectl(
+      {"-n", "apps", "patch", "mj", "db", "--subresource=status", "--type=merge", "-p",
+       R"({"status":{"conditions":[{"type":"Ready","status":"True","observedGeneration":1,)"
+       R"("lastTransitionTime":"2026-12-01T07:00:00Z","reason":"AtTarget","message":""}]}})"});
+  ASSERT_EQ(patched.exit_code, 0) << Describe(patched);
+  ProcessResult result = wait.Wait(absl::Seconds(30));
+  EXPECT_EQ(result.exit_code, 0) << Describe(result);
+  EXPECT_THAT(result.out, HasSubstr("migrationjob.sluice.dev/db condition met"));
+}
+
 TEST_F(KubectlTest, ApplyCreatesThenPatchesAMigrationJob) {
   auto manifest = [&](const std::string& target) {
     return WriteFile("mj.yaml", absl::StrCat(R"(apiVersion: sluice.dev/v1alpha1
