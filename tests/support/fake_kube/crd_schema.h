@@ -69,6 +69,8 @@ struct CrdInfo {
 // on every node, no $ref / additionalProperties: false / uniqueItems, and (sluice's own rule) no
 // x-kubernetes-preserve-unknown-fields.
 absl::StatusOr<CrdInfo> LoadCrd(const std::string& path);
+// The same for a CRD sent to the API server (JSON or YAML text); errors name `source`.
+absl::StatusOr<CrdInfo> LoadCrdFromText(const std::string& text, const std::string& source);
 
 // What a write does to an object.
 struct SchemaResult {

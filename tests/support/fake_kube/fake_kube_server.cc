@@ -50,6 +50,7 @@ struct ResourceType {
   std::string kind;
   bool crd = false;
   bool status_subresource = false;
+  bool cluster_scoped = false;
 
   std::string Qualified() const {
     return group.empty() ? resource : absl::StrCat(resource, ".", group);
@@ -327,6 +328,8 @@ class FakeKubeServer::Impl {
     types_.push_back({"", "v1", "configmaps", "ConfigMap"});
     types_.push_back({"", "v1", "secrets", "Secret"});
     types_.push_back({"coordination.k8s.io", "v1", "leases", "Lease"});
+    types_.push_back({"apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                      "CustomResourceDefinition", false, false, true});
     types_.push_back(
         {crd_.group, crd_.version, crd_.plural, crd_.kind, true, crd_.status_subresource});
     history_floor_ = rv_;
@@ -610,6 +613,16 @@ class FakeKubeServer::Impl {
     return Handle(*route, entry);
   }
 
+  // The name of the served custom resource's CRD, e.g. "migrationjobs.sluice.dev".
+  std::string CrdName() const { return absl::StrCat(crd_.plural, ".", crd_.group); }
+
+  // Requires mu_. Whether the custom resource is served: from the start, or once its CRD was
+  // created through the API (ServerOptions::crd_installed).
+  bool CrdServed() const {
+    return options_.crd_installed ||
+           objects_.count(Key("customresourcedefinitions", "", CrdName())) > 0;
+  }
+
   // Returns the legacy (unaggregated) discovery document at `path`, if it is one: what kubectl
   // reads to map `mj` to sluice.dev/v1alpha1 migrationjobs. An aggregated-discovery Accept header
   // gets these documents too, which kubectl takes as "not aggregated" and reads them as they are.
@@ -624,7 +637,7 @@ class FakeKubeServer::Impl {
       value r = value::object();
       r["name"] = value::string(absl::StrCat(t.resource, suffix));
       r["singularName"] = value::string(suffix.empty() ? absl::AsciiStrToLower(t.kind) : "");
-      r["namespaced"] = value::boolean(true);
+      r["namespaced"] = value::boolean(!t.cluster_scoped);
       r["kind"] = value::string(t.kind);
       r["verbs"] = strings(verbs);
       if (t.crd && suffix.empty()) {
@@ -657,7 +670,7 @@ class FakeKubeServer::Impl {
       std::vector<value> groups;
       std::set<std::string> seen;
       for (const ResourceType& t : types_) {
-        if (t.group.empty() || !seen.insert(t.group).second) continue;
+        if (t.group.empty() || (t.crd && !CrdServed()) || !seen.insert(t.group).second) continue;
         value version = value::object();
         version["groupVersion"] = value::string(t.ApiVersion());
         version["version"] = value::string(t.version);
@@ -677,7 +690,7 @@ class FakeKubeServer::Impl {
     std::string group_version;
     for (const ResourceType& t : types_) {
       const std::string prefix = t.group.empty() ? "/api/" : "/apis/";
-      if (path != absl::StrCat(prefix, t.ApiVersion())) continue;
+      if (path != absl::StrCat(prefix, t.ApiVersion()) || (t.crd && !CrdServed())) continue;
       group_version = t.ApiVersion();
       resources.push_back(resource(t, "", all_verbs));
       if (t.status_subresource)
@@ -786,9 +799,13 @@ class FakeKubeServer::Impl {
     }
     if (parts.size() <= i) return std::nullopt;
     for (const ResourceType& t : types_) {
-      if (t.group == group && t.version == version && t.resource == parts[i]) route.type = &t;
+      if (t.group == group && t.version == version && t.resource == parts[i] &&
+          (!t.crd || CrdServed())) {
+        route.type = &t;
+      }
     }
     if (route.type == nullptr) return std::nullopt;
+    if (route.type->cluster_scoped && !route.ns.empty()) return std::nullopt;
     if (parts.size() > i + 1) route.name = parts[i + 1];
     if (parts.size() > i + 2) route.subresource = parts[i + 2];
     if (parts.size() > i + 3) return std::nullopt;
@@ -796,7 +813,7 @@ class FakeKubeServer::Impl {
         !(route.subresource == "status" && route.type->status_subresource)) {
       return std::nullopt;
     }
-    if (!route.name.empty() && route.ns.empty()) return std::nullopt;
+    if (!route.name.empty() && route.ns.empty() && !route.type->cluster_scoped) return std::nullopt;
     return route;
   }
 
@@ -819,8 +836,9 @@ class FakeKubeServer::Impl {
         return List(t, route.ns, params, entry.accept);
       }
       if (method == http::methods::POST) {
-        if (route.ns.empty())
+        if (route.ns.empty() && !t.cluster_scoped) {
           return StatusReply(405, "MethodNotAllowed", "create needs a namespace");
+        }
         return Create(t, route.ns, entry.body, entry.query);
       }
       return StatusReply(
@@ -959,9 +977,10 @@ class FakeKubeServer::Impl {
     // An unchanged object is not written: same resourceVersion (etcd3 store short-circuit).
     if (next.serialize() == old.serialize()) return Reply{200, old, checked.headers};
     next["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
-    const std::string ns = next.at("metadata").at("namespace").as_string();
+    const std::string ns = GetString(next.at("metadata"), "namespace");
     objects_[Key(t.resource, ns, name)] = next;
     Record("MODIFIED", t, ns, name, next, old);
+    if (t.resource == "customresourcedefinitions" && name == CrdName()) crd_ = *pending_crd_;
     return Reply{200, next, checked.headers};
   }
 
@@ -1002,6 +1021,20 @@ class FakeKubeServer::Impl {
     } else if (t.resource == "leases") {
       std::vector<FieldError> errors = ValidateLease(object);
       if (!errors.empty()) return Invalid(t, name, errors);
+    } else if (t.resource == "customresourcedefinitions") {
+      absl::StatusOr<CrdInfo> crd = LoadCrdFromText(object.serialize(), name);
+      if (!crd.ok()) {
+        return Invalid(t, name,
+                       {{"FieldValueInvalid", "spec", std::string(crd.status().message())}});
+      }
+      if (name == CrdName() && (crd->group != crd_.group || crd->plural != crd_.plural ||
+                                crd->kind != crd_.kind || crd->version != crd_.version)) {
+        return Invalid(t, name,
+                       {{"FieldValueInvalid", "spec",
+                         "spec: the fake API server serves one custom resource, whose group, "
+                         "names and version are fixed when it starts"}});
+      }
+      pending_crd_ = std::move(*crd);
     }
     return ok;
   }
@@ -1078,7 +1111,7 @@ class FakeKubeServer::Impl {
       return BadRequest(
           "the namespace of the provided object does not match the namespace sent on the request");
     }
-    metadata["namespace"] = value::string(ns);
+    if (!ns.empty()) metadata["namespace"] = value::string(ns);
     std::string name = GetString(metadata, "name");
     if (name.empty() && !GetString(metadata, "generateName").empty()) {
       name = absl::StrCat(GetString(metadata, "generateName"), RandomSuffix());
@@ -1121,6 +1154,7 @@ class FakeKubeServer::Impl {
     object["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
     objects_[Key(t.resource, ns, name)] = object;
     Record("ADDED", t, ns, name, object, std::nullopt);
+    if (t.resource == "customresourcedefinitions" && name == CrdName()) crd_ = *pending_crd_;
     return Reply{201, object, checked.headers};
   }
 
@@ -1574,6 +1608,7 @@ class FakeKubeServer::Impl {
 
   ServerOptions options_;
   CrdInfo crd_;
+  std::optional<CrdInfo> pending_crd_;  // a CRD being written, checked by Check()
   std::vector<ResourceType> types_;
   int port_ = 0;
 

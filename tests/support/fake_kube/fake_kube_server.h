@@ -26,14 +26,15 @@
 //   - fieldSelector metadata.name / metadata.namespace and equality labelSelectors;
 //   - a LIST or WATCH of MigrationJobs asked for with `Accept: application/json;as=Table;...`
 //     gets meta.k8s.io/v1 Tables of the CRD's additionalPrinterColumns (what kubectl prints);
+//   - CustomResourceDefinitions (cluster-scoped): the served custom resource's own CRD can be
+//     created through the API (ServerOptions::crd_installed = false), as `kubectl apply` does;
 //   - /version and legacy discovery (/api, /apis, /api/v1, /apis/GROUP/VERSION), open to every
 //     authenticated token, so that the real kubectl finds `mj`;
 //   - tests can wait for what the server observes (WaitUntil) instead of sleeping.
 // Not implemented (not used by sluice yet): server-side apply, deletion with finalizers,
-// aggregated discovery, the OpenAPI documents (kubectl apply needs --validate=false), the
-// CustomResourceDefinition resource itself. Requests for them get 400 / 404 Status answers, never
-// silent success.
-// Thread-safe.
+// aggregated discovery, the OpenAPI documents (kubectl apply needs --validate=false), CRD
+// conditions (Established), custom resources other than the one of `crd_path`. Requests for them
+// get 400 / 404 Status answers, never silent success. Thread-safe.
 #ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 #define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 
@@ -57,6 +58,10 @@ struct ServerOptions {
   // `require_client_cert`).
   std::string client_ca_pem;
   bool require_client_cert = false;
+  // The custom resource is served from the start; false: only once a client has created its
+  // CustomResourceDefinition (apiextensions.k8s.io/v1, e.g. `kubectl apply -f crd.yaml`), whose
+  // schema and printer columns then replace those of `crd_path`.
+  bool crd_installed = true;
 };
 
 // One request as the server saw it, for assertions on wire traffic.

@@ -137,5 +137,34 @@ spec:
   EXPECT_TRUE(merge_patched);
 }
 
+// A server without the CRD: `kubectl apply -f manifests/crd.yaml` installs it.
+class KubectlCrdTest : public KubectlTest {
+ protected:
+  void SetUp() override {
+    install_crd_ = false;
+    KubectlTest::SetUp();
+  }
+};
+
+TEST_F(KubectlCrdTest, ApplyOfTheCrdMakesMigrationJobsServed) {
+  ProcessResult before = Kubectl({"-n", "apps", "get", "mj"});
+  EXPECT_NE(before.exit_code, 0) << Describe(before);
+  EXPECT_THAT(before.err, HasSubstr("the server doesn't have a resource type \"mj\""));
+
+  ProcessResult applied = Kubectl({"apply", "--validate=false", "-f", CrdPath()});
+  ASSERT_EQ(applied.exit_code, 0) << Describe(applied);
+  EXPECT_THAT(applied.out,
+              HasSubstr("customresourcedefinition.apiextensions.k8s.io/migrationjobs.sluice.dev "
+                        "created"));
+  CreateMigrationJob("apps", "db");
+  ProcessResult got = Kubectl({"-n", "apps", "get", "mj"});
+  ASSERT_EQ(got.exit_code, 0) << Describe(got);
+  EXPECT_THAT(got.out, ContainsRegex("NAME +PHASE +CURRENT +TARGET +AGE\n"));
+  // Applying the same CRD again changes nothing.
+  ProcessResult again = Kubectl({"apply", "--validate=false", "-f", CrdPath()});
+  ASSERT_EQ(again.exit_code, 0) << Describe(again);
+  EXPECT_THAT(again.out, HasSubstr("migrationjobs.sluice.dev unchanged"));
+}
+
 }  // namespace
 }  // namespace sluice::fake_kube
