@@ -36,7 +36,8 @@ namespace sluice::kube {
 struct ListOptions {
   std::string namespace_;
   // Empty: the most recent state (a consistent read); "0": any state the server has; otherwise
-  // a state at least as new as this one.
+  // a state at least as new as this one (exactly this one when `limit` is set, and 410 Gone
+  // when the server no longer has it).
   std::string resource_version;
   int64_t limit = 0;  // > 0: at most this many items a page
   std::string continue_token;
