@@ -18,6 +18,7 @@
 #include "pkg/kube/config.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/status_matchers.h"
+#include "tests/support/stopwatch.h"
 
 namespace sluice::kube {
 namespace {
@@ -295,11 +296,11 @@ TEST_F(WatchClientTest, CleanEndDropAndTimeoutAreTold) {
     options.timeout = absl::Seconds(1);
     auto stream = Watch(options);
     ASSERT_NE(stream, nullptr);
-    const absl::Time start = absl::Now();
+    const testing::Stopwatch stopwatch;
     absl::StatusOr<std::optional<Event>> end = stream->Next(In(absl::Seconds(10)));
     ASSERT_THAT(end.status(), IsOk());
     EXPECT_FALSE(end->has_value());
-    EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+    EXPECT_LT(stopwatch.Elapsed(), absl::Seconds(5));
   }
 }
 
@@ -311,17 +312,17 @@ TEST_F(WatchClientTest, CancelFromAnotherThreadEndsAWaitingNext) {
     absl::SleepFor(absl::Milliseconds(100));
     stream->Cancel();
   });
-  absl::Time start = absl::Now();
+  testing::Stopwatch stopwatch;
   absl::Status status = stream->Next(absl::InfiniteFuture()).status();
   canceller.join();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kCancelled, "cancelled"));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_LT(stopwatch.Elapsed(), absl::Seconds(5));
   EXPECT_TRUE(server().WaitForWatchesGone(absl::Seconds(10)));
   // No read is left hanging on the client: it is destroyed at once, with nothing left running.
   stream.reset();
-  start = absl::Now();
+  stopwatch.Restart();
   client_.reset();
-  EXPECT_LT(absl::Now() - start, absl::Seconds(2));
+  EXPECT_LT(stopwatch.Elapsed(), absl::Seconds(2));
   EXPECT_THAT(log_.str(), Not(HasSubstr("still running")));
 }
 
