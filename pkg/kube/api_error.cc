@@ -3,12 +3,18 @@
 #include <cpprest/json.h>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "pkg/kube/client.h"
 
 namespace sluice::kube {
 namespace {
+
+// Marks the error of a 410 (Gone / Expired) answer or watch event, so that callers tell "list
+// again" apart from any other kOutOfRange.
+constexpr char kExpiredPayload[] = "type.sluice.dev/kube.ResourceExpired";
 
 // Retry-After is seconds or an HTTP date; the API server sends seconds. Dates are treated as "a
 // second" rather than parsed: the client's backoff cap bounds the wait anyway.
@@ -92,7 +98,14 @@ absl::Status ApiErrorToStatus(const ApiError& error, absl::string_view operation
     default:
       break;
   }
-  return absl::Status(CodeFor(error.http_code), message);
+  absl::Status status(CodeFor(error.http_code), message);
+  if (error.http_code == 410) status.SetPayload(kExpiredPayload, absl::Cord(error.reason));
+  return status;
+}
+
+bool IsResourceExpired(const absl::Status& status) {
+  return status.code() == absl::StatusCode::kOutOfRange &&
+         status.GetPayload(kExpiredPayload).has_value();
 }
 
 bool IsRetryableHttpCode(int http_code) { return http_code == 429 || http_code >= 500; }

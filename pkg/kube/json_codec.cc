@@ -2,7 +2,9 @@
 
 #include <cpprest/json.h>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "pkg/kube/api_error.h"
 
 namespace sluice::kube {
 namespace {
@@ -84,29 +86,37 @@ MigrationJobStatus ParseStatus(const value& s) {
   return status;
 }
 
-}  // namespace
-
-absl::StatusOr<MigrationJob> ParseMigrationJob(absl::string_view json) {
+absl::StatusOr<value> ParseObject(absl::string_view json, absl::string_view what) {
   value root;
   try {
     root = value::parse(std::string(json));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the API server sent a MigrationJob that is not JSON: ", e.what()));
+        absl::StrCat("the API server sent a ", what, " that is not JSON: ", e.what()));
   }
   if (!root.is_object()) {
-    return absl::InvalidArgumentError("the API server sent a MigrationJob that is not an object");
+    return absl::InvalidArgumentError(
+        absl::StrCat("the API server sent a ", what, " that is not an object"));
   }
+  return root;
+}
+
+ObjectMeta ParseMeta(const value& root) {
+  ObjectMeta meta;
+  if (!root.has_object_field("metadata")) return meta;
+  const value& m = root.at("metadata");
+  meta.namespace_ = GetString(m, "namespace");
+  meta.name = GetString(m, "name");
+  meta.uid = GetString(m, "uid");
+  meta.resource_version = GetString(m, "resourceVersion");
+  meta.generation = GetInt(m, "generation");
+  meta.creation_timestamp = GetString(m, "creationTimestamp");
+  return meta;
+}
+
+MigrationJob MigrationJobFromValue(const value& root) {
   MigrationJob job;
-  if (root.has_object_field("metadata")) {
-    const value& m = root.at("metadata");
-    job.metadata.namespace_ = GetString(m, "namespace");
-    job.metadata.name = GetString(m, "name");
-    job.metadata.uid = GetString(m, "uid");
-    job.metadata.resource_version = GetString(m, "resourceVersion");
-    job.metadata.generation = GetInt(m, "generation");
-    job.metadata.creation_timestamp = GetString(m, "creationTimestamp");
-  }
+  job.metadata = ParseMeta(root);
   if (root.has_object_field("spec")) {
     const value& spec = root.at("spec");
     job.spec.target = GetString(spec, "target");
@@ -130,6 +140,162 @@ absl::StatusOr<MigrationJob> ParseMigrationJob(absl::string_view json) {
   }
   if (root.has_object_field("status")) job.status = ParseStatus(root.at("status"));
   return job;
+}
+
+std::optional<std::string> GetOptionalString(const value& object, const char* key) {
+  if (object.is_object() && object.has_string_field(key)) return object.at(key).as_string();
+  return std::nullopt;
+}
+
+std::optional<int32_t> GetOptionalInt32(const value& object, const char* key) {
+  if (object.is_object() && object.has_number_field(key)) {
+    return static_cast<int32_t>(object.at(key).as_number().to_int64());
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+absl::StatusOr<MigrationJob> ParseMigrationJob(absl::string_view json) {
+  absl::StatusOr<value> root = ParseObject(json, "MigrationJob");
+  if (!root.ok()) return root.status();
+  return MigrationJobFromValue(*root);
+}
+
+absl::StatusOr<MigrationJobList> ParseMigrationJobList(absl::string_view json) {
+  absl::StatusOr<value> root = ParseObject(json, "MigrationJobList");
+  if (!root.ok()) return root.status();
+  MigrationJobList list;
+  if (root->has_object_field("metadata")) {
+    const value& m = root->at("metadata");
+    list.resource_version = GetString(m, "resourceVersion");
+    list.continue_token = GetString(m, "continue");
+  }
+  if (root->has_array_field("items")) {
+    for (const value& item : root->at("items").as_array()) {
+      if (item.is_object()) list.items.push_back(MigrationJobFromValue(item));
+    }
+  }
+  return list;
+}
+
+absl::StatusOr<WatchEvent<MigrationJob>> ParseMigrationJobWatchEvent(absl::string_view line) {
+  absl::StatusOr<value> root = ParseObject(line, "watch event");
+  if (!root.ok()) return root.status();
+  const std::string type = GetString(*root, "type");
+  const value object = root->has_object_field("object") ? root->at("object") : value::object();
+  if (type == "ERROR") {
+    // The object is a Status (kube-api.md section 3): the same error as an HTTP answer.
+    ApiError error =
+        ParseApiError(static_cast<int>(GetInt(object, "code")), object.serialize(), "");
+    if (error.http_code == 0) error.http_code = 500;
+    return ApiErrorToStatus(error, "watching migrationjobs.sluice.dev");
+  }
+  WatchEvent<MigrationJob> event;
+  if (type == "ADDED") {
+    event.type = WatchEventType::kAdded;
+  } else if (type == "MODIFIED") {
+    event.type = WatchEventType::kModified;
+  } else if (type == "DELETED") {
+    event.type = WatchEventType::kDeleted;
+  } else if (type == "BOOKMARK") {
+    event.type = WatchEventType::kBookmark;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the API server sent a watch event of unknown type \"", type, "\""));
+  }
+  event.object = MigrationJobFromValue(object);
+  return event;
+}
+
+absl::StatusOr<ConfigMap> ParseConfigMap(absl::string_view json) {
+  absl::StatusOr<value> root = ParseObject(json, "ConfigMap");
+  if (!root.ok()) return root.status();
+  ConfigMap cm;
+  cm.metadata = ParseMeta(*root);
+  if (root->has_object_field("data")) {
+    for (const auto& [key, v] : root->at("data").as_object()) {
+      if (v.is_string()) cm.data[key] = v.as_string();
+    }
+  }
+  if (root->has_object_field("binaryData")) {
+    for (const auto& [key, v] : root->at("binaryData").as_object()) {
+      std::string decoded;
+      if (!v.is_string() || !absl::Base64Unescape(v.as_string(), &decoded)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "ConfigMap ", cm.metadata.name, ": binaryData key \"", key, "\" is not base64"));
+      }
+      cm.binary_data[key] = std::move(decoded);
+    }
+  }
+  return cm;
+}
+
+absl::StatusOr<Secret> ParseSecret(absl::string_view json) {
+  value root;
+  try {
+    root = value::parse(std::string(json));
+  } catch (const std::exception&) {
+    // The parser's message may quote the text, which holds the secret's values.
+    return absl::InvalidArgumentError("the API server sent a Secret that is not JSON");
+  }
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError("the API server sent a Secret that is not an object");
+  }
+  Secret secret;
+  secret.metadata = ParseMeta(root);
+  secret.type = GetString(root, "type");
+  if (root.has_object_field("data")) {
+    for (const auto& [key, v] : root.at("data").as_object()) {
+      std::string decoded;
+      if (!v.is_string() || !absl::Base64Unescape(v.as_string(), &decoded)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "Secret ", secret.metadata.name, ": the value of key \"", key, "\" is not base64"));
+      }
+      secret.data[key] = std::move(decoded);
+    }
+  }
+  return secret;
+}
+
+absl::StatusOr<Lease> ParseLease(absl::string_view json) {
+  absl::StatusOr<value> root = ParseObject(json, "Lease");
+  if (!root.ok()) return root.status();
+  Lease lease;
+  lease.metadata = ParseMeta(*root);
+  if (root->has_object_field("spec")) {
+    const value& spec = root->at("spec");
+    lease.spec.holder_identity = GetOptionalString(spec, "holderIdentity");
+    lease.spec.lease_duration_seconds = GetOptionalInt32(spec, "leaseDurationSeconds");
+    lease.spec.acquire_time = GetOptionalString(spec, "acquireTime");
+    lease.spec.renew_time = GetOptionalString(spec, "renewTime");
+    lease.spec.lease_transitions = GetOptionalInt32(spec, "leaseTransitions");
+  }
+  return lease;
+}
+
+std::string LeaseJson(const Lease& lease) {
+  value root = value::object();
+  root["apiVersion"] = value::string("coordination.k8s.io/v1");
+  root["kind"] = value::string("Lease");
+  value metadata = value::object();
+  metadata["name"] = value::string(lease.metadata.name);
+  metadata["namespace"] = value::string(lease.metadata.namespace_);
+  if (!lease.metadata.resource_version.empty()) {
+    metadata["resourceVersion"] = value::string(lease.metadata.resource_version);
+  }
+  root["metadata"] = std::move(metadata);
+  value spec = value::object();
+  const LeaseSpec& s = lease.spec;
+  if (s.holder_identity) spec["holderIdentity"] = value::string(*s.holder_identity);
+  if (s.lease_duration_seconds) {
+    spec["leaseDurationSeconds"] = value::number(*s.lease_duration_seconds);
+  }
+  if (s.acquire_time) spec["acquireTime"] = value::string(*s.acquire_time);
+  if (s.renew_time) spec["renewTime"] = value::string(*s.renew_time);
+  if (s.lease_transitions) spec["leaseTransitions"] = value::number(*s.lease_transitions);
+  root["spec"] = std::move(spec);
+  return root.serialize();
 }
 
 std::string StatusMergePatch(const MigrationJobStatus& status, absl::string_view resource_version) {

@@ -24,6 +24,24 @@ std::string StatusMergePatch(const MigrationJobStatus& status, absl::string_view
 // Returns the core/v1 Event body for `event`.
 std::string EventJson(const Event& event);
 
+// Returns the page of MigrationJobs in the MigrationJobList `json`.
+absl::StatusOr<MigrationJobList> ParseMigrationJobList(absl::string_view json);
+
+// Returns the event in one line of a MigrationJob watch stream. An ERROR event becomes its
+// Status as an error (see ApiErrorToStatus; code 410 is IsResourceExpired()).
+absl::StatusOr<WatchEvent<MigrationJob>> ParseMigrationJobWatchEvent(absl::string_view line);
+
+// Returns the ConfigMap in `json`; binaryData values decoded.
+absl::StatusOr<ConfigMap> ParseConfigMap(absl::string_view json);
+
+// Returns the Secret in `json`, its data values decoded from base64. Errors never quote a value.
+absl::StatusOr<Secret> ParseSecret(absl::string_view json);
+
+// Returns the Lease in `json`, and the JSON body (apiVersion, kind, metadata, spec) of `lease`
+// for a create or an update. Unset fields are not sent.
+absl::StatusOr<Lease> ParseLease(absl::string_view json);
+std::string LeaseJson(const Lease& lease);
+
 }  // namespace sluice::kube
 
 #endif  // SLUICE_PKG_KUBE_JSON_CODEC_H_

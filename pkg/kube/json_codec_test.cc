@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "pkg/kube/client.h"
 #include "tests/support/status_matchers.h"
 
 namespace sluice::kube {
@@ -98,6 +99,80 @@ TEST(JsonCodecTest, EventCarriesTheInvolvedObjectAndReporter) {
   EXPECT_THAT(json, HasSubstr(R"("reportingInstance":"pod-1")"));
   EXPECT_THAT(json, HasSubstr(R"("firstTimestamp":"2024-05-01T12:00:00Z")"));
   EXPECT_THAT(json, Not(HasSubstr("eventTime")));
+}
+
+TEST(JsonCodecTest, WatchEventsAndErrors) {
+  absl::StatusOr<WatchEvent<MigrationJob>> added = ParseMigrationJobWatchEvent(
+      R"({"type":"ADDED","object":{"metadata":{"name":"db","namespace":"apps",)"
+      R"("resourceVersion":"7"},"spec":{"target":"head"}}})");
+  ASSERT_TRUE(added.ok()) << added.status();
+  EXPECT_EQ(added->type, WatchEventType::kAdded);
+  EXPECT_EQ(added->object.metadata.resource_version, "7");
+  EXPECT_EQ(added->object.spec.target, "head");
+  absl::StatusOr<WatchEvent<MigrationJob>> bookmark = ParseMigrationJobWatchEvent(
+      R"({"type":"BOOKMARK","object":{"kind":"MigrationJob","metadata":{"resourceVersion":"9"}}})");
+  ASSERT_TRUE(bookmark.ok());
+  EXPECT_EQ(bookmark->type, WatchEventType::kBookmark);
+  EXPECT_EQ(bookmark->object.metadata.resource_version, "9");
+  // The real server's 410 event (kubernetes/kubernetes#25151).
+  absl::Status gone =
+      ParseMigrationJobWatchEvent(
+          R"({"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},)"
+          R"json("status":"Failure","message":"too old resource version: 657887 (680402)",)json"
+          R"("reason":"Expired","code":410}})")
+          .status();
+  EXPECT_TRUE(IsResourceExpired(gone)) << gone;
+  EXPECT_THAT(gone, StatusIs(absl::StatusCode::kOutOfRange, "too old resource version: 657887"));
+  absl::Status internal =
+      ParseMigrationJobWatchEvent(
+          R"({"type":"ERROR","object":{"kind":"Status","message":"etcd","code":500}})")
+          .status();
+  EXPECT_THAT(internal, StatusIs(absl::StatusCode::kUnavailable, "etcd"));
+  EXPECT_FALSE(IsResourceExpired(internal));
+  EXPECT_THAT(ParseMigrationJobWatchEvent(R"({"type":"SOMETHING","object":{}})").status(),
+              StatusIs(absl::StatusCode::kInvalidArgument, "unknown type \"SOMETHING\""));
+}
+
+TEST(JsonCodecTest, ListCarriesVersionAndContinue) {
+  absl::StatusOr<MigrationJobList> list = ParseMigrationJobList(
+      R"({"kind":"MigrationJobList","metadata":{"resourceVersion":"12","continue":"abc"},)"
+      R"("items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->resource_version, "12");
+  EXPECT_EQ(list->continue_token, "abc");
+  ASSERT_EQ(list->items.size(), 2u);
+  EXPECT_EQ(list->items[1].metadata.name, "b");
+}
+
+TEST(JsonCodecTest, SecretValuesAreDecodedAndNeverQuotedInErrors) {
+  absl::StatusOr<Secret> secret = ParseSecret(
+      R"({"metadata":{"name":"db"},"type":"Opaque","data":{"url":"cG9zdGdyZXNxbDovL3g="}})");
+  ASSERT_TRUE(secret.ok()) << secret.status();
+  EXPECT_EQ(secret->data.at("url"), "postgresql://x");
+  absl::Status bad =
+      ParseSecret(R"({"metadata":{"name":"db"},"data":{"url":"not base64 hunter2!"}})").status();
+  EXPECT_THAT(bad, StatusIs(absl::StatusCode::kInvalidArgument, "key \"url\" is not base64"));
+  EXPECT_THAT(bad.message(), Not(HasSubstr("hunter2")));
+  absl::Status not_json = ParseSecret(R"({"data":{"url":"hunter2)").status();
+  EXPECT_THAT(not_json.message(), Not(HasSubstr("hunter2")));
+}
+
+TEST(JsonCodecTest, LeaseRoundTripsAndSendsOnlySetFields) {
+  Lease lease;
+  lease.metadata.namespace_ = "sluice-system";
+  lease.metadata.name = "sluice";
+  lease.metadata.resource_version = "5";
+  lease.spec.holder_identity = "";
+  lease.spec.lease_duration_seconds = 1;
+  lease.spec.renew_time = "2026-12-01T06:00:00.123456Z";
+  const std::string json = LeaseJson(lease);
+  EXPECT_THAT(json, HasSubstr(R"("holderIdentity":"")"));
+  EXPECT_THAT(json, Not(HasSubstr("acquireTime")));
+  EXPECT_THAT(json, Not(HasSubstr("leaseTransitions")));
+  absl::StatusOr<Lease> back = ParseLease(json);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->spec, lease.spec);
+  EXPECT_EQ(back->metadata.resource_version, "5");
 }
 
 }  // namespace

@@ -13,6 +13,12 @@
 // the chain holds the http_client itself. Shutdown cancels the chains (closing their sockets); the
 // destructor waits for them to end (bounded, then logs what is left: those chains keep the
 // http_client and the count alive on their own).
+//
+// A watch has an http_client of its own (an inactivity timeout longer than the stream, and a
+// connection that goes away with it). Its body is read one line at a time by a chain that holds
+// that client and a ticket; cancelling the watch (Cancel, the stream's destructor, Shutdown)
+// cancels its token, which closes the connection and so ends a read in flight.
+#include <cpprest/containerstream.h>
 #include <cpprest/http_client.h>
 #include <openssl/ssl.h>
 
@@ -21,6 +27,7 @@
 #include <random>
 #include <set>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -113,6 +120,197 @@ absl::Status CheckPem(const ClusterConfig& config) {
   return absl::OkStatus();
 }
 
+// One open watch, shared by its WatchStream, the read in flight and the client's Shutdown.
+struct WatchState {
+  pplx::cancellation_token_source cts;
+  absl::Mutex mu;
+  bool cancelled ABSL_GUARDED_BY(mu) = false;
+  bool reading ABSL_GUARDED_BY(mu) = false;  // a read_line is in flight
+  bool line_ready ABSL_GUARDED_BY(mu) = false;
+  std::string line ABSL_GUARDED_BY(mu);
+  bool eof ABSL_GUARDED_BY(mu) = false;
+  std::exception_ptr error ABSL_GUARDED_BY(mu);
+
+  void Cancel() {
+    {
+      absl::MutexLock lock(&mu);
+      cancelled = true;
+    }
+    // Closes the connection, which ends a read in flight.
+    cts.cancel();
+  }
+};
+
+// The open watches of a client, to cancel on Shutdown. Shared with the streams, which may
+// outlive their client.
+class WatchRegistry {
+ public:
+  // Returns false when the client is shut down (the watch is cancelled then).
+  bool Add(const std::shared_ptr<WatchState>& state) {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return false;
+    states_.insert(state);
+    return true;
+  }
+  void Remove(const std::shared_ptr<WatchState>& state) {
+    absl::MutexLock lock(&mu_);
+    states_.erase(state);
+  }
+  void Shutdown() {
+    std::set<std::shared_ptr<WatchState>> states;
+    {
+      absl::MutexLock lock(&mu_);
+      shutdown_ = true;
+      states.swap(states_);
+    }
+    for (const auto& state : states) state->Cancel();
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<std::shared_ptr<WatchState>> states_ ABSL_GUARDED_BY(mu_);
+};
+
+// A watch stream read line by line from a chunked response body, one read_line in flight at a
+// time (so a slow consumer holds the server back instead of growing a queue here). A read that
+// outlives a Next() call's deadline stays in flight for the next call.
+class RestWatchStream final : public WatchStream<MigrationJob> {
+ public:
+  RestWatchStream(std::shared_ptr<WatchState> state, std::shared_ptr<WatchRegistry> registry,
+                  std::shared_ptr<http::client::http_client> http, http::http_response response,
+                  std::shared_ptr<InFlight> in_flight, std::string server)
+      : state_(std::move(state)),
+        registry_(std::move(registry)),
+        http_(std::move(http)),
+        response_(std::move(response)),
+        in_flight_(std::move(in_flight)),
+        server_(std::move(server)) {}
+
+  ~RestWatchStream() override {
+    state_->Cancel();
+    registry_->Remove(state_);
+  }
+
+  absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> Next(absl::Time deadline) override {
+    while (true) {
+      if (final_) return *final_;
+      bool start = false;
+      {
+        absl::MutexLock lock(&state_->mu);
+        if (state_->cancelled) return Finish(absl::CancelledError("the watch was cancelled"));
+        if (!state_->reading) {
+          state_->reading = true;
+          start = true;
+        }
+      }
+      // Outside the lock: a read of data already buffered completes, and runs its continuation,
+      // at once.
+      if (start) StartRead();
+      std::string line;
+      bool eof = false;
+      std::exception_ptr error;
+      {
+        absl::MutexLock lock(&state_->mu);
+        auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->mu) {
+          return state_->line_ready || state_->cancelled;
+        };
+        state_->mu.AwaitWithDeadline(absl::Condition(&ready), deadline);
+        if (state_->cancelled) return Finish(absl::CancelledError("the watch was cancelled"));
+        if (!state_->line_ready) {
+          return absl::DeadlineExceededError("no watch event came before the deadline");
+        }
+        state_->line_ready = false;
+        state_->reading = false;
+        line = std::move(state_->line);
+        state_->line.clear();
+        eof = state_->eof;
+        error = state_->error;
+      }
+      if (error != nullptr) {
+        std::string what = "unknown error";
+        try {
+          std::rethrow_exception(error);
+        } catch (const std::exception& e) {
+          what = e.what();
+        }
+        return Finish(absl::UnavailableError(absl::StrCat(
+            "the watch stream from the API server at ", server_, " broke off: ", what)));
+      }
+      if (absl::StripAsciiWhitespace(line).empty()) {
+        if (eof) return Finish(std::optional<WatchEvent<MigrationJob>>());
+        continue;
+      }
+      absl::StatusOr<WatchEvent<MigrationJob>> event = ParseMigrationJobWatchEvent(line);
+      if (!event.ok()) {
+        if (eof && !IsResourceExpired(event.status()) &&
+            event.status().code() == absl::StatusCode::kInvalidArgument) {
+          // The connection ended inside an event: a dropped stream, not a bad server.
+          return Finish(absl::UnavailableError(absl::StrCat(
+              "the watch stream from the API server at ", server_, " ended inside an event")));
+        }
+        return Finish(event.status());
+      }
+      return std::optional<WatchEvent<MigrationJob>>(std::move(*event));
+    }
+  }
+
+  void Cancel() override { state_->Cancel(); }
+
+ private:
+  // Remembers the stream's last answer: after an end or an error every call returns it again.
+  absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> Finish(
+      absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> result) {
+    final_ = result;
+    return result;
+  }
+
+  void StartRead() {
+    auto target = std::make_shared<concurrency::streams::container_buffer<std::string>>();
+    std::shared_ptr<void> ticket = InFlight::Enter(in_flight_);
+    std::shared_ptr<WatchState> state = state_;
+    concurrency::streams::istream body = response_.body();
+    pplx::task<size_t> read;
+    try {
+      read = body.read_line(*target);
+    } catch (...) {
+      read = pplx::task_from_exception<size_t>(std::current_exception());
+    }
+    // The continuation keeps the http_client (the connection's owner) and the ticket.
+    read.then([state, target, body, ticket, http = http_](pplx::task<size_t> task) {
+      std::exception_ptr error;
+      std::string line;
+      bool eof = false;
+      try {
+        task.get();
+        line = target->collection();
+        eof = body.is_eof();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      absl::MutexLock lock(&state->mu);
+      state->line = std::move(line);
+      state->eof = eof;
+      state->error = error;
+      state->line_ready = true;
+    });
+  }
+
+  const std::shared_ptr<WatchState> state_;
+  const std::shared_ptr<WatchRegistry> registry_;
+  const std::shared_ptr<http::client::http_client> http_;
+  http::http_response response_;
+  const std::shared_ptr<InFlight> in_flight_;
+  const std::string server_;
+  std::optional<absl::StatusOr<std::optional<WatchEvent<MigrationJob>>>> final_;
+};
+
+// Appends `key=value` (value URL-encoded) to `query` when `value` is not empty.
+void AddParam(std::string& query, absl::string_view key, const std::string& value) {
+  if (value.empty()) return;
+  absl::StrAppend(&query, query.empty() ? "?" : "&", key, "=", web::uri::encode_data_string(value));
+}
+
 class RestClient final : public Client {
  public:
   RestClient(const ClusterConfig& config, const ClientOptions& options,
@@ -120,8 +318,9 @@ class RestClient final : public Client {
       : config_(config),
         options_(options),
         tokens_(std::move(tokens)),
-        http_(std::make_shared<http::client::http_client>(config.server,
-                                                          MakeHttpConfig(config, options))) {}
+        // A backstop only: Attempt() enforces each attempt's deadline itself.
+        http_(std::make_shared<http::client::http_client>(
+            config.server, MakeHttpConfig(config, options.request_timeout + absl::Seconds(1)))) {}
 
   ~RestClient() override {
     Shutdown();
@@ -170,7 +369,132 @@ class RestClient final : public Client {
     return r.status();
   }
 
+  absl::StatusOr<MigrationJobList> ListMigrationJobs(const ListOptions& options,
+                                                     absl::Time deadline) override {
+    std::string query;
+    AddParam(query, "resourceVersion", options.resource_version);
+    if (options.limit > 0) AddParam(query, "limit", absl::StrCat(options.limit));
+    AddParam(query, "continue", options.continue_token);
+    AddParam(query, "labelSelector", options.label_selector);
+    AddParam(query, "fieldSelector", options.field_selector);
+    const std::string op = absl::StrCat(
+        "listing migrationjobs.sluice.dev in ",
+        options.namespace_.empty() ? "all namespaces"
+                                   : absl::StrCat("namespace \"", options.namespace_, "\""));
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r, Call(http::methods::GET,
+                         absl::StrCat(MigrationJobCollectionPath(options.namespace_), query), "",
+                         "", deadline, op));
+    return Decoded(ParseMigrationJobList(r.body), op);
+  }
+
+  absl::StatusOr<std::unique_ptr<WatchStream<MigrationJob>>> WatchMigrationJobs(
+      const WatchOptions& options, absl::Time deadline) override {
+    std::string query = "?watch=1";
+    AddParam(query, "resourceVersion", options.resource_version);
+    if (options.allow_bookmarks) AddParam(query, "allowWatchBookmarks", "true");
+    AddParam(query, "timeoutSeconds",
+             absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(options.timeout))));
+    AddParam(query, "labelSelector", options.label_selector);
+    AddParam(query, "fieldSelector", options.field_selector);
+    const std::string path = absl::StrCat(MigrationJobCollectionPath(options.namespace_), query);
+    const std::string op = absl::StrCat(
+        "watching migrationjobs.sluice.dev in ",
+        options.namespace_.empty() ? "all namespaces"
+                                   : absl::StrCat("namespace \"", options.namespace_, "\""));
+    // A client of its own: its inactivity timeout must outlast a quiet stream (the server ends
+    // the stream at `timeout`), and its connection goes away with the stream.
+    std::shared_ptr<http::client::http_client> http;
+    try {
+      http = std::make_shared<http::client::http_client>(
+          config_.server,
+          MakeHttpConfig(config_, options.timeout + options_.request_timeout + absl::Seconds(1)));
+    } catch (const std::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": ", e.what()));
+    }
+    bool reauthenticated = false;
+    while (true) {
+      auto state = std::make_shared<WatchState>();
+      if (!watches_->Add(state)) {
+        return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+      }
+      absl::StatusOr<http::http_response> response = OpenStream(http, path, state, deadline, op);
+      if (!response.ok()) {
+        watches_->Remove(state);
+        return response.status();
+      }
+      if (response->status_code() == http::status_codes::OK) {
+        return std::unique_ptr<WatchStream<MigrationJob>>(
+            new RestWatchStream(state, watches_, http, *response, in_flight_, config_.server));
+      }
+      // An error answer: its body is a short Status object.
+      absl::StatusOr<std::string> body = ReadBody(*response, state, deadline, op);
+      watches_->Remove(state);
+      if (!body.ok()) return body.status();
+      auto retry_after = response->headers().find("Retry-After");
+      const ApiError error =
+          ParseApiError(response->status_code(), *body,
+                        retry_after == response->headers().end() ? "" : retry_after->second);
+      if (error.http_code == 401 && !reauthenticated) {
+        tokens_->Invalidate();
+        reauthenticated = true;
+        continue;
+      }
+      return ApiErrorToStatus(error, op);
+    }
+  }
+
+  absl::StatusOr<ConfigMap> GetConfigMap(const ObjectRef& ref, absl::Time deadline) override {
+    const std::string op =
+        absl::StrCat("getting configmap \"", ref.namespace_, "/", ref.name, "\"");
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r, Call(http::methods::GET, CorePath("configmaps", ref), "", "", deadline, op));
+    return Decoded(ParseConfigMap(r.body), op);
+  }
+
+  absl::StatusOr<Secret> GetSecret(const ObjectRef& ref, absl::Time deadline) override {
+    const std::string op = absl::StrCat("getting secret \"", ref.namespace_, "/", ref.name, "\"");
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r, Call(http::methods::GET, CorePath("secrets", ref), "", "", deadline, op));
+    return Decoded(ParseSecret(r.body), op);
+  }
+
+  absl::StatusOr<Lease> GetLease(const ObjectRef& ref, absl::Time deadline) override {
+    const std::string op = absl::StrCat("getting ", DescribeLease(ref));
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r,
+        Call(http::methods::GET, LeasePath(ref.namespace_, ref.name), "", "", deadline, op));
+    return Decoded(ParseLease(r.body), op);
+  }
+
+  absl::StatusOr<Lease> CreateLease(const Lease& lease, absl::Time deadline) override {
+    const ObjectRef ref{lease.metadata.namespace_, lease.metadata.name};
+    const std::string op = absl::StrCat("creating ", DescribeLease(ref));
+    Lease body = lease;
+    body.metadata.resource_version.clear();
+    // A retry after a lost answer gets 409 AlreadyExists for this very create: the caller GETs
+    // and finds itself the holder, as client-go's leader election does.
+    SLUICE_ASSIGN_OR_RETURN(Response r, Call(http::methods::POST, LeasePath(ref.namespace_, ""),
+                                             LeaseJson(body), "application/json", deadline, op));
+    return Decoded(ParseLease(r.body), op);
+  }
+
+  absl::StatusOr<Lease> UpdateLease(const Lease& lease, absl::Time deadline) override {
+    const ObjectRef ref{lease.metadata.namespace_, lease.metadata.name};
+    const std::string op = absl::StrCat("updating ", DescribeLease(ref));
+    if (lease.metadata.resource_version.empty()) {
+      // Lease allows an unconditional PUT; leader election must never make one.
+      return absl::InvalidArgumentError(
+          absl::StrCat(op, ": no resourceVersion to make the update conditional on"));
+    }
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r, Call(http::methods::PUT, LeasePath(ref.namespace_, ref.name), LeaseJson(lease),
+                         "application/json", deadline, op));
+    return Decoded(ParseLease(r.body), op);
+  }
+
   void Shutdown() override {
+    watches_->Shutdown();
     {
       absl::MutexLock lock(&mu_);
       shutdown_ = true;
@@ -187,12 +511,11 @@ class RestClient final : public Client {
   }
 
  private:
+  // `inactivity` bounds the time without any byte from the server on one request.
   static http::client::http_client_config MakeHttpConfig(const ClusterConfig& config,
-                                                         const ClientOptions& options) {
+                                                         absl::Duration inactivity) {
     http::client::http_client_config http_config;
-    // A backstop only: Attempt() enforces each attempt's deadline itself.
-    http_config.set_timeout(std::chrono::milliseconds(
-        absl::ToInt64Milliseconds(options.request_timeout + absl::Seconds(1))));
+    http_config.set_timeout(std::chrono::milliseconds(absl::ToInt64Milliseconds(inactivity)));
     http_config.set_validate_certificates(!config.insecure_skip_tls_verify);
     const std::string ca = config.ca_pem;
     const std::string cert = config.client_cert_pem;
@@ -221,6 +544,131 @@ class RestClient final : public Client {
     if (!job.ok())
       return absl::Status(job.status().code(), absl::StrCat(op, ": ", job.status().message()));
     return job;
+  }
+
+  static std::string CorePath(absl::string_view resource, const ObjectRef& ref) {
+    return absl::StrCat("/api/v1/namespaces/", ref.namespace_, "/", resource, "/", ref.name);
+  }
+
+  static std::string LeasePath(absl::string_view ns, absl::string_view name) {
+    std::string path = absl::StrCat("/apis/coordination.k8s.io/v1/namespaces/", ns, "/leases");
+    if (!name.empty()) absl::StrAppend(&path, "/", name);
+    return path;
+  }
+
+  static std::string DescribeLease(const ObjectRef& ref) {
+    return absl::StrCat("leases.coordination.k8s.io \"", ref.namespace_, "/", ref.name, "\"");
+  }
+
+  template <typename T>
+  static absl::StatusOr<T> Decoded(absl::StatusOr<T> parsed, absl::string_view op) {
+    if (!parsed.ok()) {
+      return absl::Status(parsed.status().code(),
+                          absl::StrCat(op, ": ", parsed.status().message()));
+    }
+    return parsed;
+  }
+
+  // Sends the watch request on `http` and waits, until `deadline`, for the answer's headers.
+  absl::StatusOr<http::http_response> OpenStream(
+      const std::shared_ptr<http::client::http_client>& http, const std::string& path,
+      const std::shared_ptr<WatchState>& state, absl::Time deadline, const std::string& op) {
+    SLUICE_ASSIGN_OR_RETURN(std::string token, tokens_->Token());
+    http::http_request request(http::methods::GET);
+    request.set_request_uri(path);
+    request.headers().add("Accept", "application/json");
+    request.headers().add("User-Agent", options_.user_agent);
+    if (!config_.tls_server_name.empty()) request.headers().add("Host", config_.tls_server_name);
+    if (!token.empty()) request.headers().add("Authorization", absl::StrCat("Bearer ", token));
+    struct Opened {
+      absl::Mutex mu;
+      bool done ABSL_GUARDED_BY(mu) = false;
+      http::http_response response ABSL_GUARDED_BY(mu);
+      std::exception_ptr error ABSL_GUARDED_BY(mu);
+    };
+    auto opened = std::make_shared<Opened>();
+    std::shared_ptr<void> ticket = InFlight::Enter(in_flight_);
+    pplx::task<http::http_response> sent;
+    try {
+      sent = http->request(request, state->cts.get_token());
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(op, ": cannot send the request: ", e.what()));
+    }
+    sent.then([opened, ticket, http](pplx::task<http::http_response> task) {
+      http::http_response response;
+      std::exception_ptr error;
+      try {
+        response = task.get();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      absl::MutexLock lock(&opened->mu);
+      opened->done = true;
+      opened->response = response;
+      opened->error = error;
+    });
+    {
+      absl::MutexLock lock(&opened->mu);
+      auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(opened->mu) { return opened->done; };
+      bool cancelled = false;
+      while (!opened->done && !cancelled && absl::Now() < deadline) {
+        // Wakes for the answer, or every so often to notice a cancellation.
+        opened->mu.AwaitWithDeadline(absl::Condition(&done),
+                                     std::min(deadline, absl::Now() + absl::Milliseconds(50)));
+        absl::MutexLock state_lock(&state->mu);
+        cancelled = state->cancelled;
+      }
+      if (cancelled) return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+      if (!opened->done) {
+        state->cts.cancel();
+        return absl::DeadlineExceededError(
+            absl::StrCat(op, ": no answer from the API server at ", config_.server));
+      }
+      if (opened->error == nullptr) return opened->response;
+      try {
+        std::rethrow_exception(opened->error);
+      } catch (const std::exception& e) {
+        return absl::UnavailableError(
+            absl::StrCat(op, ": cannot reach the API server at ", config_.server, ": ", e.what()));
+      }
+    }
+  }
+
+  // Returns the whole body of an error answer to a watch, waiting until `deadline`.
+  absl::StatusOr<std::string> ReadBody(http::http_response& response,
+                                       const std::shared_ptr<WatchState>& state,
+                                       absl::Time deadline, const std::string& op) {
+    struct Body {
+      absl::Mutex mu;
+      bool done ABSL_GUARDED_BY(mu) = false;
+      std::string text ABSL_GUARDED_BY(mu);
+      bool failed ABSL_GUARDED_BY(mu) = false;
+    };
+    auto body = std::make_shared<Body>();
+    std::shared_ptr<void> ticket = InFlight::Enter(in_flight_);
+    response.extract_string(true).then([body, ticket](pplx::task<std::string> task) {
+      std::string text;
+      bool failed = false;
+      try {
+        text = task.get();
+      } catch (...) {
+        failed = true;
+      }
+      absl::MutexLock lock(&body->mu);
+      body->done = true;
+      body->text = std::move(text);
+      body->failed = failed;
+    });
+    absl::MutexLock lock(&body->mu);
+    auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(body->mu) { return body->done; };
+    if (!body->mu.AwaitWithDeadline(absl::Condition(&done), deadline)) {
+      state->cts.cancel();
+      return absl::DeadlineExceededError(absl::StrCat(op, ": the error answer did not arrive"));
+    }
+    if (body->failed) {
+      return absl::UnavailableError(absl::StrCat(op, ": the error answer broke off"));
+    }
+    return body->text;
   }
 
   std::string UniqueEventName(const std::string& object_name) {
@@ -418,6 +866,7 @@ class RestClient final : public Client {
   // Shared with the request chains, which may outlive this object (see the file comment).
   const std::shared_ptr<http::client::http_client> http_;
   const std::shared_ptr<InFlight> in_flight_ = std::make_shared<InFlight>();
+  const std::shared_ptr<WatchRegistry> watches_ = std::make_shared<WatchRegistry>();
 
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
@@ -427,6 +876,11 @@ class RestClient final : public Client {
 };
 
 }  // namespace
+
+std::string MigrationJobCollectionPath(absl::string_view ns) {
+  if (ns.empty()) return absl::StrCat("/apis/", kGroup, "/", kVersion, "/", kPlural);
+  return absl::StrCat("/apis/", kGroup, "/", kVersion, "/namespaces/", ns, "/", kPlural);
+}
 
 std::string MigrationJobPath(const ObjectRef& ref, absl::string_view subresource) {
   std::string path = absl::StrCat("/apis/", kGroup, "/", kVersion, "/namespaces/", ref.namespace_,

@@ -6,6 +6,7 @@
 #define SLUICE_PKG_KUBE_TYPES_H_
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -112,6 +113,62 @@ struct MigrationJob {
   ObjectMeta metadata;
   MigrationJobSpec spec;
   std::optional<MigrationJobStatus> status;
+};
+
+// One page of a LIST of MigrationJobs. Every page of one list shares `resource_version` (the
+// snapshot the list describes); `continue_token` is non-empty while more pages follow.
+struct MigrationJobList {
+  std::string resource_version;
+  std::string continue_token;
+  std::vector<MigrationJob> items;
+};
+
+// core/v1 ConfigMap: `binary_data` values are decoded bytes.
+struct ConfigMap {
+  ObjectMeta metadata;
+  std::map<std::string, std::string> data;
+  std::map<std::string, std::string> binary_data;
+};
+
+// core/v1 Secret: `data` values are decoded bytes (the API server sends them base64-encoded).
+// Its values never go into a log line or an error message.
+struct Secret {
+  ObjectMeta metadata;
+  std::string type;
+  std::map<std::string, std::string> data;
+};
+
+// coordination.k8s.io/v1 Lease, for leader election (kube-api.md section 6). Absent optionals are
+// fields that are not set; times are MicroTime strings (RFC 3339, 6 fractional digits), sent and
+// kept verbatim.
+struct LeaseSpec {
+  std::optional<std::string> holder_identity;
+  std::optional<int32_t> lease_duration_seconds;
+  std::optional<std::string> acquire_time;
+  std::optional<std::string> renew_time;
+  std::optional<int32_t> lease_transitions;
+
+  bool operator==(const LeaseSpec& o) const {
+    return holder_identity == o.holder_identity &&
+           lease_duration_seconds == o.lease_duration_seconds && acquire_time == o.acquire_time &&
+           renew_time == o.renew_time && lease_transitions == o.lease_transitions;
+  }
+};
+
+struct Lease {
+  ObjectMeta metadata;
+  LeaseSpec spec;
+};
+
+// The type of a watch event (kube-api.md section 3).
+enum class WatchEventType { kAdded, kModified, kDeleted, kBookmark };
+
+// One event of a watch. A BOOKMARK carries only `object.metadata.resource_version`; a DELETED
+// event the object's last state. ERROR events are not events: the stream returns them as errors.
+template <typename T>
+struct WatchEvent {
+  WatchEventType type = WatchEventType::kAdded;
+  T object;
 };
 
 // A core/v1 Event about a MigrationJob.

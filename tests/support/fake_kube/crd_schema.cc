@@ -195,6 +195,10 @@ bool IsDateTime(const std::string& s) {
 
 }  // namespace
 
+namespace {
+absl::StatusOr<CrdInfo> CrdFromNode(const YAML::Node& root, const std::string& path);
+}  // namespace
+
 absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
   YAML::Node root;
   try {
@@ -202,12 +206,36 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
+  return CrdFromNode(root, path);
+}
+
+absl::StatusOr<CrdInfo> LoadCrdFromText(const std::string& text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": ", e.what()));
+  }
+  return CrdFromNode(root, source);
+}
+
+namespace {
+
+absl::StatusOr<CrdInfo> CrdFromNode(const YAML::Node& root, const std::string& path) {
   try {
     CrdInfo info;
     const YAML::Node spec = root["spec"];
     info.group = spec["group"].as<std::string>();
     info.plural = spec["names"]["plural"].as<std::string>();
     info.kind = spec["names"]["kind"].as<std::string>();
+    if (spec["names"]["singular"]) info.singular = spec["names"]["singular"].as<std::string>();
+    for (const char* key : {"shortNames", "categories"}) {
+      if (!spec["names"][key]) continue;
+      for (const YAML::Node& n : spec["names"][key]) {
+        (std::string(key) == "shortNames" ? info.short_names : info.categories)
+            .push_back(n.as<std::string>());
+      }
+    }
     const YAML::Node versions = spec["versions"];
     if (!versions || versions.size() != 1) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": expected exactly one version"));
@@ -215,6 +243,18 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
     const YAML::Node version = versions[0];
     info.version = version["name"].as<std::string>();
     info.status_subresource = version["subresources"] && version["subresources"]["status"];
+    const YAML::Node columns =
+        version["additionalPrinterColumns"] ? version["additionalPrinterColumns"] : YAML::Node();
+    for (const YAML::Node& c : columns) {
+      PrinterColumn column;
+      column.name = c["name"].as<std::string>();
+      column.type = c["type"].as<std::string>();
+      column.json_path = c["jsonPath"].as<std::string>();
+      if (c["format"]) column.format = c["format"].as<std::string>();
+      if (c["description"]) column.description = c["description"].as<std::string>();
+      if (c["priority"]) column.priority = c["priority"].as<int>();
+      info.printer_columns.push_back(std::move(column));
+    }
     auto schema = Build(version["schema"]["openAPIV3Schema"], "openAPIV3Schema");
     if (!schema.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(path, ": ", schema.status().message()));
@@ -225,6 +265,8 @@ absl::StatusOr<CrdInfo> LoadCrd(const std::string& path) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
   }
 }
+
+}  // namespace
 
 absl::StatusOr<std::vector<std::string>> YamlFileToJson(const std::string& path) {
   try {

@@ -41,12 +41,26 @@ struct SchemaNode {
   bool preserve_unknown_fields = false;
 };
 
+// One of the CRD's additionalPrinterColumns (kubectl's columns, served in a Table).
+struct PrinterColumn {
+  std::string name;
+  std::string type;  // integer, number, string, boolean, date
+  std::string format;
+  std::string description;
+  std::string json_path;  // e.g. ".status.phase"
+  int priority = 0;
+};
+
 // The CRD facts a fake API server needs.
 struct CrdInfo {
   std::string group;
   std::string version;
   std::string plural;
+  std::string singular;
   std::string kind;
+  std::vector<std::string> short_names;
+  std::vector<std::string> categories;
+  std::vector<PrinterColumn> printer_columns;
   bool status_subresource = false;
   std::shared_ptr<SchemaNode> schema;  // openAPIV3Schema
 };
@@ -55,6 +69,8 @@ struct CrdInfo {
 // on every node, no $ref / additionalProperties: false / uniqueItems, and (sluice's own rule) no
 // x-kubernetes-preserve-unknown-fields.
 absl::StatusOr<CrdInfo> LoadCrd(const std::string& path);
+// The same for a CRD sent to the API server (JSON or YAML text); errors name `source`.
+absl::StatusOr<CrdInfo> LoadCrdFromText(const std::string& text, const std::string& source);
 
 // What a write does to an object.
 struct SchemaResult {

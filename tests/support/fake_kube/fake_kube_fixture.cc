@@ -29,6 +29,7 @@ void FakeKubeFixture::SetUp() {
   options.crd_path = CrdPath();
   options.cert_pem = leaf->cert_pem;
   options.key_pem = leaf->key_pem;
+  options.crd_installed = install_crd_;
   absl::StatusOr<std::unique_ptr<FakeKubeServer>> server = FakeKubeServer::Start(options);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = std::move(*server);

@@ -60,6 +60,9 @@ class FakeKubeFixture : public ::testing::Test {
   // Creates the MigrationJob `ns/name` with a typical spec; returns its uid.
   std::string CreateMigrationJob(const std::string& ns, const std::string& name);
 
+  // Set before SetUp(): false starts the server without the MigrationJob CRD installed.
+  bool install_crd_ = true;
+
   // Allows writes rejected for their content in this test (tests of the server's validation).
   void ExpectRejectedWrites() { expect_rejections_ = true; }
 

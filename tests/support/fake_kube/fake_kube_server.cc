@@ -1,18 +1,23 @@
 #include "tests/support/fake_kube/fake_kube_server.h"
 
 #include <cpprest/http_listener.h>
+#include <cpprest/producerconsumerstream.h>
 
+#include <sys/socket.h>
 #include <algorithm>
 #include <boost/asio/ssl.hpp>
 #include <chrono>
 #include <condition_variable>
+
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
 #include <random>
 #include <regex>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -45,6 +50,7 @@ struct ResourceType {
   std::string kind;
   bool crd = false;
   bool status_subresource = false;
+  bool cluster_scoped = false;
 
   std::string Qualified() const {
     return group.empty() ? resource : absl::StrCat(resource, ".", group);
@@ -61,11 +67,60 @@ struct Route {
   std::string subresource;
 };
 
+struct Watcher;
+
 struct Reply {
+  Reply() = default;
+  Reply(int code_, value body_, std::vector<std::pair<std::string, std::string>> headers_ = {},
+        std::shared_ptr<Watcher> watcher_ = nullptr)
+      : code(code_),
+        body(std::move(body_)),
+        headers(std::move(headers_)),
+        watcher(std::move(watcher_)) {}
+
   int code = 200;
   value body;
   std::vector<std::pair<std::string, std::string>> headers;
+  std::shared_ptr<Watcher> watcher;  // set: a watch stream, answered with its buffer
 };
+
+// One open watch stream: events are written as lines to `buffer`, which the listener sends
+// as chunks while the stream is open. Guarded by the server's mutex, except `dead`.
+struct Watcher {
+  concurrency::streams::producer_consumer_buffer<uint8_t> buffer;
+  const ResourceType* type = nullptr;
+  std::string ns;                             // empty: all namespaces
+  std::map<std::string, std::string> fields;  // fieldSelector: metadata.name / namespace
+  std::vector<std::string> label_terms;       // labelSelector terms
+  bool bookmarks = false;
+  bool table = false;  // objects are sent as one-row Tables (kubectl get -w)
+  std::chrono::steady_clock::time_point deadline;
+  bool closed = false;
+  std::atomic<bool> dead{false};  // the client went away (set from the listener's threads)
+
+  void Send(const std::string& line) {
+    if (closed) return;
+    const std::string text = absl::StrCat(line, "\n");
+    buffer.putn_nocopy(reinterpret_cast<const uint8_t*>(text.data()), text.size()).wait();
+    buffer.sync().wait();
+  }
+  void Close() {
+    if (closed) return;
+    closed = true;
+    buffer.close(std::ios_base::out).wait();
+  }
+};
+
+// The query parameters of a request, decoded.
+std::map<std::string, std::string> QueryParams(const std::string& query) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view part : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    out[web::uri::decode(kv.first)] =
+        web::uri::decode(absl::StrReplaceAll(kv.second, {{"+", " "}}));
+  }
+  return out;
+}
 
 std::string Now() {
   return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::Now(), absl::UTCTimeZone());
@@ -272,8 +327,13 @@ class FakeKubeServer::Impl {
     types_.push_back({"", "v1", "events", "Event"});
     types_.push_back({"", "v1", "configmaps", "ConfigMap"});
     types_.push_back({"", "v1", "secrets", "Secret"});
+    types_.push_back({"coordination.k8s.io", "v1", "leases", "Lease"});
+    types_.push_back({"apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                      "CustomResourceDefinition", false, false, true});
     types_.push_back(
         {crd_.group, crd_.version, crd_.plural, crd_.kind, true, crd_.status_subresource});
+    history_floor_ = rv_;
+    reaper_ = std::thread([this] { ReapWatches(); });
   }
 
   ~Impl() {
@@ -281,10 +341,44 @@ class FakeKubeServer::Impl {
       std::unique_lock<std::mutex> lock(mu_);
       stopping_ = true;
       cv_.notify_all();
+      CloseAllWatches(false);
       // Handlers run on cpprest's threads and use this object: let them end first (bounded).
       cv_.wait_for(lock, std::chrono::seconds(10), [this] { return active_ == 0; });
     }
+    reaper_.join();
     (void)StopListening();
+  }
+
+  // Ends watch streams at their timeoutSeconds and forgets those whose client went away.
+  void ReapWatches() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      for (auto it = watchers_.begin(); it != watchers_.end();) {
+        Watcher& w = **it;
+        if (w.deadline <= std::chrono::steady_clock::now()) w.Close();
+        if (w.closed || w.dead) {
+          it = watchers_.erase(it);
+          ++changes_;
+          cv_.notify_all();
+          continue;
+        }
+        next = std::min(next, w.deadline);
+        ++it;
+      }
+      // Wakes up at the next deadline, or every 200 ms to notice streams whose client left.
+      cv_.wait_until(lock, next);
+    }
+  }
+
+  // Requires mu_.
+  void CloseAllWatches(bool abruptly) {
+    // Cut first: the final chunks written below then go nowhere.
+    if (abruptly) CutConnections();
+    for (const auto& w : watchers_) w->Close();
+    watchers_.clear();
+    ++changes_;
+    cv_.notify_all();
   }
 
   absl::Status StartListening() {
@@ -319,7 +413,18 @@ class FakeKubeServer::Impl {
   absl::Status StopListening() {
     std::lock_guard<std::mutex> lock(listener_mu_);
     if (!listener_) return absl::OkStatus();
+    {
+      // A watch holds its connection open: end the streams (as a restarting server does) and
+      // refuse new ones until the listener is closed.
+      std::lock_guard<std::mutex> state_lock(mu_);
+      draining_ = true;
+      CloseAllWatches(false);
+    }
     WaitForClientConnectionsToEnd(kConnectionDrain);
+    {
+      std::lock_guard<std::mutex> state_lock(mu_);
+      draining_ = false;
+    }
     try {
       listener_->close().wait();
     } catch (const std::exception& e) {
@@ -344,6 +449,31 @@ class FakeKubeServer::Impl {
     const absl::Time deadline = absl::Now() + timeout;
     while (OpenServerConnections() > 0 && absl::Now() < deadline) {
       absl::SleepFor(absl::Milliseconds(5));
+    }
+  }
+
+  // Shuts down (both ways) this process's sockets of established connections to the server's
+  // port. The descriptors stay cpprest's: its reads and writes on them fail, and it closes them.
+  void CutConnections() const {
+    std::set<std::string> inodes;
+    std::ifstream table("/proc/net/tcp");
+    std::string line;
+    std::getline(table, line);  // header
+    const std::string local_port = absl::StrFormat(":%04X", port_);
+    while (std::getline(table, line)) {
+      std::vector<std::string> fields = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (fields.size() < 10 || !absl::EndsWith(fields[1], local_port) || fields[3] != "01") {
+        continue;
+      }
+      inodes.insert(absl::StrCat("socket:[", fields[9], "]"));
+    }
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
+      std::error_code link_error;
+      const std::string target = std::filesystem::read_symlink(entry.path(), link_error).string();
+      if (link_error || !inodes.count(target)) continue;
+      int fd = 0;
+      if (absl::SimpleAtoi(entry.path().filename().string(), &fd)) ::shutdown(fd, SHUT_RDWR);
     }
   }
 
@@ -392,6 +522,7 @@ class FakeKubeServer::Impl {
     };
     entry.content_type = header("Content-Type");
     entry.authorization = header("Authorization");
+    entry.accept = header("Accept");
     try {
       entry.body = request.extract_string(true).get();
     } catch (const std::exception&) {
@@ -408,6 +539,29 @@ class FakeKubeServer::Impl {
     }
     http::http_response response(static_cast<http::status_code>(reply.code));
     for (const auto& [name, v] : reply.headers) response.headers().add(name, v);
+    bool close_connection;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      close_connection = close_connections_;
+    }
+    if (close_connection && !reply.watcher) response.headers().add("Connection", "close");
+    if (reply.watcher) {
+      // No Content-Length: cpprest sends the buffer as chunks, headers first, as it fills.
+      response.set_body(reply.watcher->buffer.create_istream(), "application/json");
+      // A connection that served a watch is not reused, so that a restart (StopListening) need
+      // not wait for idle keep-alive connections of streams that have ended.
+      response.headers().add("Connection", "close");
+      std::shared_ptr<Watcher> watcher = reply.watcher;
+      request.reply(response).then([watcher](pplx::task<void> sent) {
+        try {
+          sent.get();
+        } catch (const std::exception&) {
+          // The client went away.
+        }
+        watcher->dead = true;  // the reaper forgets the stream
+      });
+      return;
+    }
     response.set_body(reply.body.serialize(), "application/json");
     try {
       request.reply(response).wait();
@@ -444,6 +598,10 @@ class FakeKubeServer::Impl {
         !tokens_.count(entry.authorization.substr(prefix.size()))) {
       return StatusReply(401, "Unauthorized", "Unauthorized");
     }
+    if (entry.method == http::methods::GET) {
+      // Discovery is open to every authenticated user (the system:discovery ClusterRole).
+      if (std::optional<value> document = Discovery(entry.path)) return Reply(200, *document);
+    }
     std::optional<Route> route = Parse(entry.path);
     if (!route) {
       return StatusReply(404, "NotFound", "the server could not find the requested resource",
@@ -453,6 +611,98 @@ class FakeKubeServer::Impl {
         Authorize(entry.authorization.substr(prefix.size()), *route, entry);
     if (denied) return *denied;
     return Handle(*route, entry);
+  }
+
+  // The name of the served custom resource's CRD, e.g. "migrationjobs.sluice.dev".
+  std::string CrdName() const { return absl::StrCat(crd_.plural, ".", crd_.group); }
+
+  // Requires mu_. Whether the custom resource is served: from the start, or once its CRD was
+  // created through the API (ServerOptions::crd_installed).
+  bool CrdServed() const {
+    return options_.crd_installed ||
+           objects_.count(Key("customresourcedefinitions", "", CrdName())) > 0;
+  }
+
+  // Returns the legacy (unaggregated) discovery document at `path`, if it is one: what kubectl
+  // reads to map `mj` to sluice.dev/v1alpha1 migrationjobs. An aggregated-discovery Accept header
+  // gets these documents too, which kubectl takes as "not aggregated" and reads them as they are.
+  std::optional<value> Discovery(const std::string& path) const {
+    auto strings = [](const std::vector<std::string>& items) {
+      std::vector<value> out;
+      for (const std::string& item : items) out.push_back(value::string(item));
+      return value::array(out);
+    };
+    auto resource = [&](const ResourceType& t, const std::string& suffix,
+                        const std::vector<std::string>& verbs) {
+      value r = value::object();
+      r["name"] = value::string(absl::StrCat(t.resource, suffix));
+      r["singularName"] = value::string(suffix.empty() ? absl::AsciiStrToLower(t.kind) : "");
+      r["namespaced"] = value::boolean(!t.cluster_scoped);
+      r["kind"] = value::string(t.kind);
+      r["verbs"] = strings(verbs);
+      if (t.crd && suffix.empty()) {
+        r["shortNames"] = strings(crd_.short_names);
+        r["categories"] = strings(crd_.categories);
+      }
+      return r;
+    };
+    const std::vector<std::string> all_verbs = {"create", "delete", "get",  "list",
+                                                "patch",  "update", "watch"};
+    if (path == "/version") {
+      value v = value::object();
+      v["major"] = value::string("1");
+      v["minor"] = value::string("32");
+      v["gitVersion"] = value::string("v1.32.0-sluice-fake");
+      v["platform"] = value::string("linux/amd64");
+      return v;
+    }
+    if (path == "/api") {
+      value v = value::object();
+      v["kind"] = value::string("APIVersions");
+      v["versions"] = strings({"v1"});
+      value address = value::object();
+      address["clientCIDR"] = value::string("0.0.0.0/0");
+      address["serverAddress"] = value::string(absl::StrCat("127.0.0.1:", port_));
+      v["serverAddressByClientCIDRs"] = value::array({address});
+      return v;
+    }
+    if (path == "/apis") {
+      std::vector<value> groups;
+      std::set<std::string> seen;
+      for (const ResourceType& t : types_) {
+        if (t.group.empty() || (t.crd && !CrdServed()) || !seen.insert(t.group).second) continue;
+        value version = value::object();
+        version["groupVersion"] = value::string(t.ApiVersion());
+        version["version"] = value::string(t.version);
+        value group = value::object();
+        group["name"] = value::string(t.group);
+        group["versions"] = value::array({version});
+        group["preferredVersion"] = version;
+        groups.push_back(group);
+      }
+      value v = value::object();
+      v["kind"] = value::string("APIGroupList");
+      v["apiVersion"] = value::string("v1");
+      v["groups"] = value::array(groups);
+      return v;
+    }
+    std::vector<value> resources;
+    std::string group_version;
+    for (const ResourceType& t : types_) {
+      const std::string prefix = t.group.empty() ? "/api/" : "/apis/";
+      if (path != absl::StrCat(prefix, t.ApiVersion()) || (t.crd && !CrdServed())) continue;
+      group_version = t.ApiVersion();
+      resources.push_back(resource(t, "", all_verbs));
+      if (t.status_subresource)
+        resources.push_back(resource(t, "/status", {"get", "patch", "update"}));
+    }
+    if (resources.empty()) return std::nullopt;
+    value v = value::object();
+    v["kind"] = value::string("APIResourceList");
+    v["apiVersion"] = value::string("v1");
+    v["groupVersion"] = value::string(group_version);
+    v["resources"] = value::array(resources);
+    return v;
   }
 
   // Requires mu_. Returns a 403 answer when the token's RBAC rules do not allow the request.
@@ -491,11 +741,13 @@ class FakeKubeServer::Impl {
     }
     const std::string who =
         route.name.empty() ? t.Qualified() : absl::StrCat(t.Qualified(), " \"", route.name, "\"");
-    return StatusReply(403, "Forbidden",
-                       absl::StrCat(who, " is forbidden: User \"", it->second.first, "\" cannot ",
-                                    verb, " resource \"", resource, "\" in API group \"", t.group,
-                                    "\" in the namespace \"", route.ns, "\""),
-                       Details(route.name, t.group, t.resource));
+    return StatusReply(
+        403, "Forbidden",
+        absl::StrCat(who, " is forbidden: User \"", it->second.first, "\" cannot ", verb,
+                     " resource \"", resource, "\" in API group \"", t.group,
+                     route.ns.empty() ? "\" at the cluster scope"
+                                      : absl::StrCat("\" in the namespace \"", route.ns, "\"")),
+        Details(route.name, t.group, t.resource));
   }
 
   static std::string ReasonFor(int code) {
@@ -547,9 +799,13 @@ class FakeKubeServer::Impl {
     }
     if (parts.size() <= i) return std::nullopt;
     for (const ResourceType& t : types_) {
-      if (t.group == group && t.version == version && t.resource == parts[i]) route.type = &t;
+      if (t.group == group && t.version == version && t.resource == parts[i] &&
+          (!t.crd || CrdServed())) {
+        route.type = &t;
+      }
     }
     if (route.type == nullptr) return std::nullopt;
+    if (route.type->cluster_scoped && !route.ns.empty()) return std::nullopt;
     if (parts.size() > i + 1) route.name = parts[i + 1];
     if (parts.size() > i + 2) route.subresource = parts[i + 2];
     if (parts.size() > i + 3) return std::nullopt;
@@ -557,7 +813,7 @@ class FakeKubeServer::Impl {
         !(route.subresource == "status" && route.type->status_subresource)) {
       return std::nullopt;
     }
-    if (!route.name.empty() && route.ns.empty()) return std::nullopt;
+    if (!route.name.empty() && route.ns.empty() && !route.type->cluster_scoped) return std::nullopt;
     return route;
   }
 
@@ -572,14 +828,17 @@ class FakeKubeServer::Impl {
     const std::string& method = entry.method;
     if (route.name.empty()) {
       if (method == http::methods::GET) {
-        if (absl::StrContains(entry.query, "watch=")) {
-          return BadRequest("the fake API server does not implement watch");
+        const std::map<std::string, std::string> params = QueryParams(entry.query);
+        auto watch = params.find("watch");
+        if (watch != params.end() && (watch->second == "1" || watch->second == "true")) {
+          return Watch(t, route.ns, params, entry.accept);
         }
-        return List(t, route.ns);
+        return List(t, route.ns, params, entry.accept);
       }
       if (method == http::methods::POST) {
-        if (route.ns.empty())
+        if (route.ns.empty() && !t.cluster_scoped) {
           return StatusReply(405, "MethodNotAllowed", "create needs a namespace");
+        }
         return Create(t, route.ns, entry.body, entry.query);
       }
       return StatusReply(
@@ -594,10 +853,7 @@ class FakeKubeServer::Impl {
     }
     if (method == http::methods::DEL) {
       if (stored == objects_.end()) return NotFound(t, route.name);
-      value object = stored->second;
-      objects_.erase(stored);
-      ++rv_;
-      return Reply{200, object, {}};
+      return Reply{200, Delete(t, route.ns, route.name), {}};
     }
     if (method != http::methods::PUT && method != http::methods::PATCH) {
       return StatusReply(405, "MethodNotAllowed",
@@ -721,7 +977,10 @@ class FakeKubeServer::Impl {
     // An unchanged object is not written: same resourceVersion (etcd3 store short-circuit).
     if (next.serialize() == old.serialize()) return Reply{200, old, checked.headers};
     next["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
-    objects_[Key(t.resource, next.at("metadata").at("namespace").as_string(), name)] = next;
+    const std::string ns = GetString(next.at("metadata"), "namespace");
+    objects_[Key(t.resource, ns, name)] = next;
+    Record("MODIFIED", t, ns, name, next, old);
+    if (t.resource == "customresourcedefinitions" && name == CrdName()) crd_ = *pending_crd_;
     return Reply{200, next, checked.headers};
   }
 
@@ -759,6 +1018,23 @@ class FakeKubeServer::Impl {
     } else if (t.resource == "events") {
       std::vector<FieldError> errors = ValidateEvent(object);
       if (!errors.empty()) return Invalid(t, name, errors);
+    } else if (t.resource == "leases") {
+      std::vector<FieldError> errors = ValidateLease(object);
+      if (!errors.empty()) return Invalid(t, name, errors);
+    } else if (t.resource == "customresourcedefinitions") {
+      absl::StatusOr<CrdInfo> crd = LoadCrdFromText(object.serialize(), name);
+      if (!crd.ok()) {
+        return Invalid(t, name,
+                       {{"FieldValueInvalid", "spec", std::string(crd.status().message())}});
+      }
+      if (name == CrdName() && (crd->group != crd_.group || crd->plural != crd_.plural ||
+                                crd->kind != crd_.kind || crd->version != crd_.version)) {
+        return Invalid(t, name,
+                       {{"FieldValueInvalid", "spec",
+                         "spec: the fake API server serves one custom resource, whose group, "
+                         "names and version are fixed when it starts"}});
+      }
+      pending_crd_ = std::move(*crd);
     }
     return ok;
   }
@@ -835,7 +1111,7 @@ class FakeKubeServer::Impl {
       return BadRequest(
           "the namespace of the provided object does not match the namespace sent on the request");
     }
-    metadata["namespace"] = value::string(ns);
+    if (!ns.empty()) metadata["namespace"] = value::string(ns);
     std::string name = GetString(metadata, "name");
     if (name.empty() && !GetString(metadata, "generateName").empty()) {
       name = absl::StrCat(GetString(metadata, "generateName"), RandomSuffix());
@@ -877,23 +1153,436 @@ class FakeKubeServer::Impl {
     if (t.crd) object["metadata"]["generation"] = value::number(1);
     object["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
     objects_[Key(t.resource, ns, name)] = object;
+    Record("ADDED", t, ns, name, object, std::nullopt);
+    if (t.resource == "customresourcedefinitions" && name == CrdName()) crd_ = *pending_crd_;
     return Reply{201, object, checked.headers};
   }
 
-  // Requires mu_.
-  Reply List(const ResourceType& t, const std::string& ns) {
-    std::vector<value> items;
+  // Lease validation (kube-api.md section 6): only the ranges are checked.
+  static std::vector<FieldError> ValidateLease(const value& lease) {
+    std::vector<FieldError> errors;
+    if (!lease.has_object_field("spec")) return errors;
+    const value& spec = lease.at("spec");
+    if (spec.has_field("leaseDurationSeconds") &&
+        (!spec.at("leaseDurationSeconds").is_integer() ||
+         spec.at("leaseDurationSeconds").as_number().to_int64() <= 0)) {
+      errors.push_back({"FieldValueInvalid", "spec.leaseDurationSeconds",
+                        "spec.leaseDurationSeconds: Invalid value: must be greater than 0"});
+    }
+    if (spec.has_field("leaseTransitions") &&
+        (!spec.at("leaseTransitions").is_integer() ||
+         spec.at("leaseTransitions").as_number().to_int64() < 0)) {
+      errors.push_back(
+          {"FieldValueInvalid", "spec.leaseTransitions",
+           "spec.leaseTransitions: Invalid value: must be greater than or equal to 0"});
+    }
+    return errors;
+  }
+
+  // Requires mu_. Removes a stored object; returns its last state, at the deletion's
+  // resourceVersion (what a DELETED event carries).
+  value Delete(const ResourceType& t, const std::string& ns, const std::string& name) {
+    auto stored = objects_.find(Key(t.resource, ns, name));
+    value prev = stored->second;
+    objects_.erase(stored);
+    value object = prev;
+    object["metadata"]["resourceVersion"] = value::string(absl::StrCat(++rv_));
+    Record("DELETED", t, ns, name, object, prev);
+    return object;
+  }
+
+  // One persisted write, for LIST snapshots and WATCH replays.
+  struct HistoryEntry {
+    int64_t rv = 0;
+    std::string type;  // ADDED, MODIFIED, DELETED
+    const ResourceType* resource = nullptr;
+    std::string ns;
+    std::string name;
+    value object;               // as stored (DELETED: the last state)
+    std::optional<value> prev;  // the state before (MODIFIED, DELETED)
+  };
+
+  // Requires mu_. Appends a write to the history (dropping the oldest beyond the limit) and
+  // sends it to the watches that select it.
+  void Record(const std::string& type, const ResourceType& t, const std::string& ns,
+              const std::string& name, const value& object, std::optional<value> prev) {
+    HistoryEntry entry{rv_, type, &t, ns, name, object, std::move(prev)};
+    for (const auto& w : watchers_) {
+      if (Selects(*w, entry)) w->Send(LineFor(*w, type, object));
+    }
+    history_.push_back(std::move(entry));
+    while (history_.size() > history_limit_) {
+      history_floor_ = history_.front().rv;
+      history_.pop_front();
+    }
+  }
+
+  static std::string EventLine(const std::string& type, const value& object) {
+    value event = value::object();
+    event["type"] = value::string(type);
+    event["object"] = object;
+    return event.serialize();
+  }
+
+  // Whether `object` (of `w`'s kind and namespace) passes `w`'s selectors.
+  static bool Matches(const std::map<std::string, std::string>& fields,
+                      const std::vector<std::string>& label_terms, const value& object) {
+    const value metadata = object.has_field("metadata") ? object.at("metadata") : value::object();
+    for (const auto& [field, wanted] : fields) {
+      const std::string actual =
+          GetString(metadata, field == "metadata.name" ? "name" : "namespace");
+      if (actual != wanted) return false;
+    }
+    const value labels = metadata.has_field("labels") ? metadata.at("labels") : value::object();
+    for (const std::string& term : label_terms) {
+      const bool negated = absl::StrContains(term, "!=");
+      std::vector<std::string> kv =
+          absl::StrSplit(term, absl::ByAnyChar(negated ? "!=" : "="), absl::SkipEmpty());
+      if (kv.empty()) continue;
+      const std::string key(absl::StripAsciiWhitespace(kv[0]));
+      const std::string want = kv.size() > 1 ? std::string(absl::StripAsciiWhitespace(kv[1])) : "";
+      const bool has = labels.has_string_field(key);
+      if (kv.size() == 1) {
+        if (!has) return false;  // existence: "key"
+        continue;
+      }
+      const bool equal = has && labels.at(key).as_string() == want;
+      if (negated == equal) return false;
+    }
+    return true;
+  }
+
+  static bool Selects(const Watcher& w, const HistoryEntry& e) {
+    if (w.type != e.resource || (!w.ns.empty() && w.ns != e.ns)) return false;
+    return Matches(w.fields, w.label_terms, e.object);
+  }
+
+  // Parses fieldSelector and labelSelector; returns an error answer for what the fake (and, for
+  // custom resources, the real server) does not support.
+  static std::optional<Reply> ParseSelectors(const std::map<std::string, std::string>& params,
+                                             std::map<std::string, std::string>& fields,
+                                             std::vector<std::string>& label_terms) {
+    auto field = params.find("fieldSelector");
+    if (field != params.end()) {
+      for (absl::string_view term : absl::StrSplit(field->second, ',', absl::SkipEmpty())) {
+        std::vector<std::string> kv = absl::StrSplit(term, absl::MaxSplits('=', 1));
+        std::string key = kv[0];
+        std::string v = kv.size() > 1 ? kv[1] : "";
+        if (absl::EndsWith(key, "=")) key.pop_back();  // "=="
+        if (absl::StartsWith(v, "=")) v = v.substr(1);
+        if (key != "metadata.name" && key != "metadata.namespace") {
+          return BadRequest(absl::StrCat("field label not supported: ", key));
+        }
+        fields[key] = v;
+      }
+    }
+    auto labels = params.find("labelSelector");
+    if (labels != params.end()) {
+      for (absl::string_view term : absl::StrSplit(labels->second, ',', absl::SkipEmpty())) {
+        if (absl::StrContains(term, " in ") || absl::StrContains(term, "notin")) {
+          return BadRequest("the fake API server supports only equality label selectors");
+        }
+        label_terms.emplace_back(term);
+      }
+    }
+    return std::nullopt;
+  }
+
+  static Reply Expired(const std::string& message) { return StatusReply(410, "Expired", message); }
+
+  // Requires mu_. The objects of `t` at resourceVersion `rv` (>= history_floor_), by key.
+  std::map<std::string, value> Snapshot(const ResourceType& t, int64_t rv) const {
+    std::map<std::string, value> out;
+    const std::string prefix = absl::StrCat(t.resource, "|");
     for (const auto& [key, object] : objects_) {
-      std::vector<std::string> parts = absl::StrSplit(key, '|');
-      if (parts[0] == t.resource && (ns.empty() || parts[1] == ns)) items.push_back(object);
+      if (absl::StartsWith(key, prefix)) out[key] = object;
+    }
+    for (auto it = history_.rbegin(); it != history_.rend() && it->rv > rv; ++it) {
+      if (it->resource != &t) continue;
+      const std::string key = Key(t.resource, it->ns, it->name);
+      if (it->type == "ADDED") {
+        out.erase(key);
+      } else {
+        out[key] = *it->prev;
+      }
+    }
+    return out;
+  }
+
+  // Requires mu_. LIST (kube-api.md section 10, item 14).
+  Reply List(const ResourceType& t, const std::string& ns,
+             const std::map<std::string, std::string>& params, const std::string& accept) {
+    auto param = [&](const char* key) {
+      auto it = params.find(key);
+      return it == params.end() ? std::string() : it->second;
+    };
+    std::map<std::string, std::string> fields;
+    std::vector<std::string> label_terms;
+    if (std::optional<Reply> bad = ParseSelectors(params, fields, label_terms)) return *bad;
+    int64_t limit = 0;
+    if (!param("limit").empty() && (!absl::SimpleAtoi(param("limit"), &limit) || limit < 0)) {
+      return BadRequest(absl::StrCat("invalid limit: ", param("limit")));
+    }
+    int64_t at = rv_;
+    std::string start_after;
+    const std::string token = param("continue");
+    const std::string rv_param = param("resourceVersion");
+    if (!token.empty()) {
+      // The token holds the list's resourceVersion and the last key served.
+      std::string decoded;
+      std::pair<std::string, std::string> parts;
+      if (!absl::WebSafeBase64Unescape(token, &decoded) ||
+          (parts = absl::StrSplit(decoded, absl::MaxSplits('/', 1))).second.empty() ||
+          !absl::SimpleAtoi(parts.first, &at)) {
+        return BadRequest("continue key is not valid: incorrect encoded start resourceVersion");
+      }
+      if (!rv_param.empty()) {
+        return BadRequest("specifying resource version is not allowed when using continue");
+      }
+      start_after = parts.second;
+      if (at < history_floor_) {
+        return Expired(
+            "The provided continue parameter is too old to display a consistent list result. You "
+            "can start a new list without the continue parameter, or use the continue token in "
+            "this response to retrieve the remainder of the results. Continuing with the "
+            "provided token results in an inconsistent list - objects that were created, "
+            "modified, or deleted between the time the first chunk was returned and now may "
+            "show up in the list.");
+      }
+    } else if (!rv_param.empty() && rv_param != "0") {
+      int64_t wanted = 0;
+      if (!absl::SimpleAtoi(rv_param, &wanted)) {
+        return BadRequest(absl::StrCat("invalid resource version: ", rv_param));
+      }
+      if (wanted > rv_) {
+        return StatusReply(
+            504, "Timeout",
+            absl::StrCat("Too large resource version: ", wanted, ", current: ", rv_));
+      }
+      // Exact when asked, and (as the real server does) for a paged list at a given version.
+      if (param("resourceVersionMatch") == "Exact" || limit > 0) {
+        if (wanted < history_floor_) {
+          return Expired(
+              absl::StrCat("too old resource version: ", wanted, " (", history_floor_ + 1, ")"));
+        }
+        at = wanted;
+      }
+    }
+    std::vector<value> items;
+    std::string last_key;
+    bool more = false;
+    int64_t remaining = 0;
+    for (const auto& [key, object] : Snapshot(t, at)) {
+      if (!start_after.empty() && key <= start_after) continue;
+      if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+      if (!Matches(fields, label_terms, object)) continue;
+      if (limit > 0 && static_cast<int64_t>(items.size()) == limit) {
+        more = true;
+        ++remaining;
+        continue;
+      }
+      items.push_back(object);
+      last_key = key;
     }
     value list = value::object();
     list["kind"] = value::string(absl::StrCat(t.kind, "List"));
     list["apiVersion"] = value::string(t.ApiVersion());
     list["metadata"] = value::object();
-    list["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
+    list["metadata"]["resourceVersion"] = value::string(absl::StrCat(at));
+    if (more) {
+      list["metadata"]["continue"] =
+          value::string(absl::WebSafeBase64Escape(absl::StrCat(at, "/", last_key)));
+      list["metadata"]["remainingItemCount"] = value::number(remaining);
+    }
+    if (AsTable(t, accept)) {
+      return Reply{200, Table(list["metadata"], items), {}};
+    }
     list["items"] = value::array(items);
     return Reply{200, list, {}};
+  }
+
+  // Whether a request with `accept` gets Tables (only the custom resource's are built).
+  static bool AsTable(const ResourceType& t, const std::string& accept) {
+    return t.crd && absl::StrContains(accept, "as=Table") &&
+           absl::StrContains(accept, "g=meta.k8s.io");
+  }
+
+  // The line that sends `object` to `w`: as it is, or as a one-row Table.
+  std::string LineFor(const Watcher& w, const std::string& type, const value& object) const {
+    if (!w.table || type == "BOOKMARK" || type == "ERROR") return EventLine(type, object);
+    value metadata = value::object();
+    metadata["resourceVersion"] =
+        value::string(GetString(object.at("metadata"), "resourceVersion"));
+    return EventLine(type, Table(metadata, {object}));
+  }
+
+  // Returns the meta.k8s.io/v1 Table of `items`: NAME, then the CRD's printer columns, as the API
+  // server's table convertor builds it for a custom resource.
+  value Table(const value& list_metadata, const std::vector<value>& items) const {
+    std::vector<value> columns;
+    auto column = [](const std::string& name, const std::string& type, const std::string& format,
+                     const std::string& description, int priority) {
+      value c = value::object();
+      c["name"] = value::string(name);
+      c["type"] = value::string(type);
+      c["format"] = value::string(format);
+      c["description"] = value::string(description);
+      c["priority"] = value::number(priority);
+      return c;
+    };
+    columns.push_back(column("Name", "string", "name",
+                             "Name must be unique within a namespace. Is required when creating "
+                             "resources, although some resources may allow a client to request "
+                             "the generation of an appropriate name automatically.",
+                             0));
+    for (const PrinterColumn& c : crd_.printer_columns) {
+      columns.push_back(column(c.name, c.type, c.format, c.description, c.priority));
+    }
+    std::vector<value> rows;
+    for (const value& item : items) {
+      std::vector<value> cells;
+      cells.push_back(value::string(GetString(item.at("metadata"), "name")));
+      for (const PrinterColumn& c : crd_.printer_columns) cells.push_back(Cell(item, c));
+      value object = value::object();
+      object["kind"] = value::string("PartialObjectMetadata");
+      object["apiVersion"] = value::string("meta.k8s.io/v1");
+      object["metadata"] = item.at("metadata");
+      value row = value::object();
+      row["cells"] = value::array(cells);
+      row["object"] = object;
+      rows.push_back(row);
+    }
+    value table = value::object();
+    table["kind"] = value::string("Table");
+    table["apiVersion"] = value::string("meta.k8s.io/v1");
+    table["metadata"] = list_metadata;
+    table["columnDefinitions"] = value::array(columns);
+    table["rows"] = value::array(rows);
+    return table;
+  }
+
+  // The cell of column `c` for `object`, as the API server's table convertor for custom resources
+  // makes it: a "string" column prints the value as JSONPath does (a list as JSON), a "date"
+  // column is the age ("5s"), other types the typed value; null when absent or mistyped.
+  static value Cell(const value& object, const PrinterColumn& c) {
+    const value* node = &object;
+    for (absl::string_view part : absl::StrSplit(c.json_path, '.', absl::SkipEmpty())) {
+      const std::string key(part);
+      if (!node->is_object() || !node->has_field(key)) return value::null();
+      node = &node->at(key);
+    }
+    if (node->is_null()) return value::null();
+    if (c.type == "string") return node->is_string() ? *node : value::string(node->serialize());
+    if (c.type == "date") {
+      absl::Time t;
+      std::string error;
+      if (!node->is_string() ||
+          !absl::ParseTime(absl::RFC3339_full, node->as_string(), &t, &error)) {
+        return value::string("<invalid>");
+      }
+      return value::string(HumanDuration(absl::Now() - t));
+    }
+    if (c.type == "integer" && node->is_number())
+      return value::number(node->as_number().to_int64());
+    if (c.type == "number" && node->is_number()) return value::number(node->as_double());
+    if (c.type == "boolean" && node->is_boolean()) return *node;
+    return value::null();
+  }
+
+  // apimachinery's duration.HumanDuration: what `kubectl get` shows as AGE.
+  static std::string HumanDuration(absl::Duration d) {
+    if (d < -absl::Seconds(1)) return "<invalid>";
+    if (d < absl::ZeroDuration()) return "0s";
+    const int64_t seconds = absl::ToInt64Seconds(d);
+    if (seconds < 60 * 2) return absl::StrCat(seconds, "s");
+    const int64_t minutes = absl::ToInt64Minutes(d);
+    if (minutes < 10) {
+      const int64_t s = seconds % 60;
+      return s == 0 ? absl::StrCat(minutes, "m") : absl::StrCat(minutes, "m", s, "s");
+    }
+    if (minutes < 60 * 3) return absl::StrCat(minutes, "m");
+    const int64_t hours = absl::ToInt64Hours(d);
+    if (hours < 8) {
+      const int64_t m = minutes % 60;
+      return m == 0 ? absl::StrCat(hours, "h") : absl::StrCat(hours, "h", m, "m");
+    }
+    if (hours < 48) return absl::StrCat(hours, "h");
+    if (hours < 24 * 8) {
+      const int64_t h = hours % 24;
+      return h == 0 ? absl::StrCat(hours / 24, "d") : absl::StrCat(hours / 24, "d", h, "h");
+    }
+    if (hours < 24 * 365 * 2) return absl::StrCat(hours / 24, "d");
+    if (hours < 24 * 365 * 8) {
+      const int64_t days = (hours / 24) % 365;
+      return days == 0 ? absl::StrCat(hours / 24 / 365, "y")
+                       : absl::StrCat(hours / 24 / 365, "y", days, "d");
+    }
+    return absl::StrCat(hours / 24 / 365, "y");
+  }
+
+  // Requires mu_. WATCH (kube-api.md section 10, items 15-19).
+  Reply Watch(const ResourceType& t, const std::string& ns,
+              const std::map<std::string, std::string>& params, const std::string& accept) {
+    auto param = [&](const char* key) {
+      auto it = params.find(key);
+      return it == params.end() ? std::string() : it->second;
+    };
+    if (draining_) return StatusReply(503, "ServiceUnavailable", "the server is shutting down");
+    auto w = std::make_shared<Watcher>();
+    w->type = &t;
+    w->ns = ns;
+    if (std::optional<Reply> bad = ParseSelectors(params, w->fields, w->label_terms)) return *bad;
+    w->bookmarks = param("allowWatchBookmarks") == "true";
+    w->table = AsTable(t, accept);
+    int64_t timeout_s = 1800;  // the server's own default (--min-request-timeout)
+    if (!param("timeoutSeconds").empty() &&
+        (!absl::SimpleAtoi(param("timeoutSeconds"), &timeout_s) || timeout_s < 0)) {
+      return BadRequest(absl::StrCat("invalid timeoutSeconds: ", param("timeoutSeconds")));
+    }
+    w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+    const std::string rv_param = param("resourceVersion");
+    if (rv_param.empty() || rv_param == "0") {
+      // Synthetic ADDED events for the current state, then the changes.
+      for (const auto& [key, object] : Snapshot(t, rv_)) {
+        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
+      }
+    } else {
+      int64_t from = 0;
+      if (!absl::SimpleAtoi(rv_param, &from)) {
+        return BadRequest(absl::StrCat("invalid resource version: ", rv_param));
+      }
+      if (from < history_floor_) {
+        const std::string message =
+            absl::StrCat("too old resource version: ", from, " (", history_floor_ + 1, ")");
+        if (watch_expired_as_http_) return Expired(message);
+        // The usual path: 200, then an ERROR event, then the end of the stream.
+        Reply error = Expired(message);
+        w->Send(EventLine("ERROR", error.body));
+        w->Close();
+        return Reply{200, value(), {}, w};
+      }
+      for (const HistoryEntry& e : history_) {
+        if (e.rv > from && Selects(*w, e)) w->Send(LineFor(*w, e.type, e.object));
+      }
+    }
+    watchers_.push_back(w);
+    cv_.notify_all();
+    return Reply{200, value(), {}, w};
+  }
+
+  // Requires mu_.
+  void SendBookmarks() {
+    for (const auto& w : watchers_) {
+      if (!w->bookmarks) continue;
+      const ResourceType& t = *w->type;
+      value object = value::object();
+      object["kind"] = value::string(t.kind);
+      object["apiVersion"] = value::string(t.ApiVersion());
+      object["metadata"] = value::object();
+      object["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
+      w->Send(EventLine("BOOKMARK", object));
+    }
   }
 
   std::string NewUid() {
@@ -919,6 +1608,7 @@ class FakeKubeServer::Impl {
 
   ServerOptions options_;
   CrdInfo crd_;
+  std::optional<CrdInfo> pending_crd_;  // a CRD being written, checked by Check()
   std::vector<ResourceType> types_;
   int port_ = 0;
 
@@ -937,6 +1627,14 @@ class FakeKubeServer::Impl {
   int conflicts_ = 0;
   int64_t rv_ = 1000;
   std::map<std::string, value> objects_;
+  std::deque<HistoryEntry> history_;
+  size_t history_limit_ = 1000;
+  int64_t history_floor_ = 0;  // states at resourceVersions >= this can be rebuilt
+  std::vector<std::shared_ptr<Watcher>> watchers_;
+  bool watch_expired_as_http_ = false;
+  bool draining_ = false;  // StopListening is waiting for connections to end
+  bool close_connections_ = false;
+  std::thread reaper_;
   std::vector<LoggedRequest> log_;
   std::vector<std::string> pruned_;
   std::mt19937 rng_{std::random_device{}()};
@@ -1056,6 +1754,75 @@ absl::Status FakeKubeServer::UpdateMigrationJobSpec(const std::string& ns, const
         absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
   }
   return absl::OkStatus();
+}
+
+absl::Status FakeKubeServer::DeleteObject(const std::string& resource, const std::string& ns,
+                                          const std::string& name) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  const ResourceType* t = impl_->TypeOf(resource);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("unknown resource ", resource));
+  if (!impl_->objects_.count(Impl::Key(resource, ns, name))) return absl::NotFoundError(name);
+  impl_->Delete(*t, ns, name);
+  return absl::OkStatus();
+}
+
+void FakeKubeServer::SetHistoryLimit(size_t limit) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->history_limit_ = std::max<size_t>(limit, 1);
+  while (impl_->history_.size() > impl_->history_limit_) {
+    impl_->history_floor_ = impl_->history_.front().rv;
+    impl_->history_.pop_front();
+  }
+}
+
+void FakeKubeServer::SetWatchExpiredAsHttp(bool as_http) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->watch_expired_as_http_ = as_http;
+}
+
+std::string FakeKubeServer::ResourceVersion() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  return absl::StrCat(impl_->rv_);
+}
+
+int FakeKubeServer::OpenWatches() const {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  int open = 0;
+  for (const auto& w : impl_->watchers_) open += (!w->closed && !w->dead) ? 1 : 0;
+  return open;
+}
+
+void FakeKubeServer::SendBookmarks() {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->SendBookmarks();
+}
+
+bool FakeKubeServer::WaitForWatchesGone(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (WaitUntil([&] { return OpenWatches() == 0; }, absl::Milliseconds(100))) return true;
+    if (absl::Now() >= deadline) return false;
+    SendBookmarks();
+  }
+}
+
+void FakeKubeServer::SetCloseConnections(bool close) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->close_connections_ = close;
+}
+
+void FakeKubeServer::CloseWatches(bool abruptly) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  impl_->CloseAllWatches(abruptly);
+}
+
+void FakeKubeServer::InjectWatchError(int http_code) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  const std::string reason = http_code == 410 ? "Expired" : Impl::ReasonFor(http_code);
+  Reply error =
+      StatusReply(http_code, reason, absl::StrCat("injected watch error: HTTP ", http_code));
+  for (const auto& w : impl_->watchers_) w->Send(Impl::EventLine("ERROR", error.body));
+  impl_->CloseAllWatches(false);
 }
 
 std::optional<std::string> FakeKubeServer::GetObject(const std::string& resource,

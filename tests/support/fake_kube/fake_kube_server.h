@@ -1,7 +1,7 @@
 // A fake Kubernetes API server for tests: real HTTPS on 127.0.0.1 (cpprest http_listener) with a
 // certificate from a CA the test makes, bearer-token authentication, and the storage semantics of
 // kube-api.md section 10 for the MigrationJob CRD (manifests/crd.yaml), core/v1 Events, ConfigMaps
-// and Secrets:
+// and Secrets, and coordination.k8s.io/v1 Leases:
 //   - one global resourceVersion counter; generation bumped only by main-resource content changes;
 //   - main-resource writes ignore status, /status writes change only status;
 //   - PUT needs the current resourceVersion (409 when stale, 422 when missing on a CR);
@@ -16,10 +16,25 @@
 //   - closing the listener (StopListening, the destructor) first waits, bounded, for the clients'
 //     connections to end: cpprest's listener cannot be closed safely while it is still handling a
 //     client's disconnect;
+//   - LIST with resourceVersion (unset, "0", N; resourceVersionMatch=Exact), limit and continue:
+//     every page is served from the first page's snapshot, rebuilt from a bounded history of
+//     writes; a continue token or Exact version older than that history is 410 Expired;
+//   - WATCH (chunked JSON lines): no resourceVersion gives synthetic ADDED events, N replays the
+//     history after N, a version older than the history is 200 then an ERROR event with a 410
+//     Status (or HTTP 410, SetWatchExpiredAsHttp); BOOKMARKs on demand (SendBookmarks);
+//     timeoutSeconds honoured; tests end streams cleanly or abruptly, or inject ERROR events;
+//   - fieldSelector metadata.name / metadata.namespace and equality labelSelectors;
+//   - a LIST or WATCH of MigrationJobs asked for with `Accept: application/json;as=Table;...`
+//     gets meta.k8s.io/v1 Tables of the CRD's additionalPrinterColumns (what kubectl prints);
+//   - CustomResourceDefinitions (cluster-scoped): the served custom resource's own CRD can be
+//     created through the API (ServerOptions::crd_installed = false), as `kubectl apply` does;
+//   - /version and legacy discovery (/api, /apis, /api/v1, /apis/GROUP/VERSION), open to every
+//     authenticated token, so that the real kubectl finds `mj`;
 //   - tests can wait for what the server observes (WaitUntil) instead of sleeping.
-// Not implemented (not used by sluice yet): watch, list pagination, server-side apply, Leases,
-// deletion with finalizers. Requests for them get 400 / 404 Status answers, never silent success.
-// Thread-safe.
+// Not implemented (not used by sluice yet): server-side apply, deletion with finalizers,
+// aggregated discovery, the OpenAPI documents (kubectl apply needs --validate=false), CRD
+// conditions (Established), custom resources other than the one of `crd_path`. Requests for them
+// get 400 / 404 Status answers, never silent success. Thread-safe.
 #ifndef SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 #define SLUICE_TESTS_SUPPORT_FAKE_KUBE_FAKE_KUBE_SERVER_H_
 
@@ -43,6 +58,10 @@ struct ServerOptions {
   // `require_client_cert`).
   std::string client_ca_pem;
   bool require_client_cert = false;
+  // The custom resource is served from the start; false: only once a client has created its
+  // CustomResourceDefinition (apiextensions.k8s.io/v1, e.g. `kubectl apply -f crd.yaml`), whose
+  // schema and printer columns then replace those of `crd_path`.
+  bool crd_installed = true;
 };
 
 // One request as the server saw it, for assertions on wire traffic.
@@ -52,6 +71,7 @@ struct LoggedRequest {
   std::string query;
   std::string content_type;
   std::string authorization;
+  std::string accept;
   std::string body;
   int response_code = 0;
   bool injected = false;  // answered by a fault rule
@@ -125,12 +145,16 @@ class FakeKubeServer {
   void InjectConflicts(int times);
 
   // Stores an object as a client POST would (validation included) without authentication.
-  // `resource` is "migrationjobs", "configmaps", "secrets" or "events". Returns the stored JSON.
+  // `resource` is "migrationjobs", "configmaps", "secrets", "events" or "leases". Returns the
+  // stored JSON.
   absl::StatusOr<std::string> CreateObject(const std::string& resource, const std::string& ns,
                                            const std::string& json);
   // Changes a MigrationJob's spec as `kubectl apply` would (generation + 1).
   absl::Status UpdateMigrationJobSpec(const std::string& ns, const std::string& name,
                                       const std::string& spec_json);
+  // Deletes an object as a client DELETE would (watchers get a DELETED event).
+  absl::Status DeleteObject(const std::string& resource, const std::string& ns,
+                            const std::string& name);
   // Returns the stored JSON of an object, if any.
   std::optional<std::string> GetObject(const std::string& resource, const std::string& ns,
                                        const std::string& name) const;
@@ -147,6 +171,31 @@ class FakeKubeServer {
   std::vector<std::string> PrunedFields() const;
   // Writes rejected for their content (400, 415, 422): what a correct client never gets.
   std::vector<LoggedRequest> RejectedWrites() const;
+  // Watches. The history of writes that LIST snapshots and WATCH replays keeps the last `limit`
+  // writes (default 1000); older resourceVersions are 410 Expired.
+  void SetHistoryLimit(size_t limit);
+  // Answers a watch from a too-old resourceVersion with HTTP 410 instead of 200 + ERROR event.
+  void SetWatchExpiredAsHttp(bool as_http);
+  // Returns the current resourceVersion (the global counter).
+  std::string ResourceVersion() const;
+  // Returns how many watch streams are open.
+  int OpenWatches() const;
+  // Sends a BOOKMARK at the current resourceVersion to every watch that allows bookmarks.
+  void SendBookmarks();
+  // Waits until no watch stream is open; returns whether that happened within `timeout`. The
+  // server learns that a client closed its connection only when it writes to it, so this probes
+  // the streams that allow bookmarks with a BOOKMARK every 100 ms.
+  bool WaitForWatchesGone(absl::Duration timeout);
+  // Answers every request with `Connection: close`, so that no idle keep-alive connection makes
+  // StopListening wait for it (tests that restart the server often).
+  void SetCloseConnections(bool close);
+  // Ends every watch stream: cleanly (the final chunk), or `abruptly`: every client connection
+  // to the server, the watches' included, is cut as a network failure would (shutdown(2) of the
+  // server's sockets), so no final chunk is sent.
+  void CloseWatches(bool abruptly);
+  // Sends every watch an ERROR event with a Status of `http_code`, then ends it.
+  void InjectWatchError(int http_code);
+
   // Returns the field errors of the stored MigrationJob against the schema (empty: valid).
   std::vector<std::string> ValidateStored(const std::string& ns, const std::string& name) const;
 
