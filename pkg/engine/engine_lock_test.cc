@@ -164,36 +164,35 @@ TEST_F(WaiterTest, OpensNoWorkConnectionWhileAnotherRunnerHoldsTheLock) {
 }
 
 // A holder that is not sluice leaves no runner mark, so only the connection's own test can spare
-// a waiter the one-session probe: on a direct connection one statement proves one session.
-TEST_F(WaiterTest, OnADirectConnectionSkipsTheOneSessionProbe) {
-  db_.SetDirectConnectionsForTest(true);
-  std::unique_ptr<store::Store> other = db_.Connect("not-sluice");
-  absl::StatusOr<bool> taken = other->TryLock(LockKey());
-  ASSERT_TRUE(taken.ok() && *taken);
-  OnWaiting observer([&] {
-    db_.SetVersionsForTest(options_.tables, {"b"});
-    other.reset();
-  });
-  absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
-  ASSERT_THAT(result, IsOk());
-  EXPECT_TRUE(result->already_at_target);
-  EXPECT_EQ(connections_, 1) << "the waiter opened a work connection for the probe";
+// a waiter the one-session probe. Runs a waiter on `direct` connections (or through a proxy that
+// keeps sessions: MemoryDatabase's default) while such a holder holds the lock and then finishes
+// the work; returns the connections the waiter opened.
+class NonSluiceHolderTest : public WaiterTest {
+ protected:
+  int WaiterConnections(bool direct) {
+    db_.SetDirectConnectionsForTest(direct);
+    std::unique_ptr<store::Store> other = db_.Connect("not-sluice");
+    absl::StatusOr<bool> taken = other->TryLock(LockKey());
+    EXPECT_TRUE(taken.ok() && *taken);
+    OnWaiting observer([&] {
+      db_.SetVersionsForTest(options_.tables, {"b"});
+      other.reset();
+    });
+    absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
+    EXPECT_THAT(result, IsOk());
+    EXPECT_TRUE(result.ok() && result->already_at_target);
+    return connections_;
+  }
+};
+
+// On a direct connection one statement proves one session.
+TEST_F(NonSluiceHolderTest, OnADirectConnectionTheWaiterSkipsTheOneSessionProbe) {
+  EXPECT_EQ(WaiterConnections(/*direct=*/true), 1)
+      << "the waiter opened a work connection for the probe";
 }
 
-// Through a proxy that keeps sessions (MemoryDatabase's default), the same waiter runs the probe
-// with its work connection.
-TEST_F(WaiterTest, ThroughAProxyRunsTheOneSessionProbe) {
-  std::unique_ptr<store::Store> other = db_.Connect("not-sluice");
-  absl::StatusOr<bool> taken = other->TryLock(LockKey());
-  ASSERT_TRUE(taken.ok() && *taken);
-  OnWaiting observer([&] {
-    db_.SetVersionsForTest(options_.tables, {"b"});
-    other.reset();
-  });
-  absl::StatusOr<RunResult> result = CountingEngine(&observer)->Upgrade("head");
-  ASSERT_THAT(result, IsOk());
-  EXPECT_TRUE(result->already_at_target);
-  EXPECT_EQ(connections_, 2);
+TEST_F(NonSluiceHolderTest, ThroughAProxyTheWaiterRunsTheOneSessionProbe) {
+  EXPECT_EQ(WaiterConnections(/*direct=*/false), 2);
 }
 
 }  // namespace
