@@ -10,6 +10,7 @@
 #include "pkg/base/log.h"
 #include "pkg/kube/client.h"
 #include "pkg/kube/config.h"
+#include "pkg/kube/test_client.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/status_matchers.h"
 
@@ -44,21 +45,10 @@ class RestClientTest : public fake_kube::FakeKubeFixture {
 
   std::unique_ptr<Client> NewClient(const KubeconfigOptions& options = {},
                                     ClientOptions client_options = FastOptions()) {
-    absl::StatusOr<ClusterConfig> config = KubeconfigConfig(WriteKubeconfig(options));
-    EXPECT_THAT(config.status(), IsOk());
-    if (!config.ok()) return nullptr;
-    absl::StatusOr<std::unique_ptr<Client>> client = NewRestClient(*config, client_options);
-    EXPECT_THAT(client.status(), IsOk());
-    return client.ok() ? std::move(*client) : nullptr;
+    return NewTestClient(WriteKubeconfig(options), client_options);
   }
 
-  static ClientOptions FastOptions() {
-    ClientOptions o;
-    o.request_timeout = absl::Seconds(2);
-    o.initial_backoff = absl::Milliseconds(20);
-    o.max_backoff = absl::Milliseconds(200);
-    return o;
-  }
+  static ClientOptions FastOptions() { return FastClientOptions(absl::Seconds(2)); }
 
   static absl::Time In(absl::Duration d) { return absl::Now() + d; }
 

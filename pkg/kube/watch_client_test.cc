@@ -16,6 +16,7 @@
 #include "pkg/base/log.h"
 #include "pkg/kube/client.h"
 #include "pkg/kube/config.h"
+#include "pkg/kube/test_client.h"
 #include "tests/support/fake_kube/fake_kube_fixture.h"
 #include "tests/support/status_matchers.h"
 #include "tests/support/stopwatch.h"
@@ -41,15 +42,8 @@ class WatchClientTest : public fake_kube::FakeKubeFixture {
     if (HasFatalFailure()) return;
     log::SetSinkForTest(&log_);
     log::SetVerbose(true);
-    absl::StatusOr<ClusterConfig> config = KubeconfigConfig(WriteKubeconfig());
-    ASSERT_THAT(config.status(), IsOk());
-    ClientOptions options;
-    options.request_timeout = absl::Seconds(5);
-    options.initial_backoff = absl::Milliseconds(20);
-    options.max_backoff = absl::Milliseconds(200);
-    absl::StatusOr<std::unique_ptr<Client>> client = NewRestClient(*config, options);
-    ASSERT_THAT(client.status(), IsOk());
-    client_ = std::move(*client);
+    client_ = NewTestClient(WriteKubeconfig(), FastClientOptions(absl::Seconds(5)));
+    ASSERT_NE(client_, nullptr);
   }
   void TearDown() override {
     client_.reset();
