@@ -1,7 +1,8 @@
 // The Kubernetes API as sluice uses it: read, list and watch MigrationJobs, merge-patch their
-// /status, create Events, read ConfigMaps and Secrets, and keep a Lease. `Client` is the interface
-// (status reporting and tests depend on it); NewRestClient makes the HTTPS implementation
-// (rest_client.cc, the only cpprest user in sluice besides the fake API server in tests/).
+// /status, create Events, read ConfigMaps and Secrets and watch their metadata, and keep a Lease.
+// `Client` is the interface (status reporting and tests depend on it); NewRestClient makes the
+// HTTPS implementation (rest_client.cc, the only cpprest user in sluice besides the fake API server
+// in tests/).
 //
 // Every call takes a deadline and gives up by then. Within it, 429 and 5xx answers and unreachable
 // or slow servers are retried with exponential backoff, honouring Retry-After; each attempt has its
@@ -123,6 +124,17 @@ class Client {
   // IsResourceExpired() here; answered as an ERROR event, it comes from the stream's Next().
   virtual absl::StatusOr<std::unique_ptr<WatchStream<MigrationJob>>> WatchMigrationJobs(
       const WatchOptions& options, absl::Time deadline) = 0;
+
+  // Returns one page of ConfigMaps or Secrets, their metadata only (a Secret's values are read
+  // and dropped: they never leave the client).
+  virtual absl::StatusOr<ObjectMetaList> ListObjectMeta(CoreResource resource,
+                                                        const ListOptions& options,
+                                                        absl::Time deadline) = 0;
+
+  // Opens a watch of ConfigMaps or Secrets whose events carry metadata only; as
+  // WatchMigrationJobs otherwise.
+  virtual absl::StatusOr<std::unique_ptr<WatchStream<ObjectMeta>>> WatchObjectMeta(
+      CoreResource resource, const WatchOptions& options, absl::Time deadline) = 0;
 
   // Returns the ConfigMap `ref`. kNotFound when it does not exist.
   virtual absl::StatusOr<ConfigMap> GetConfigMap(const ObjectRef& ref, absl::Time deadline) = 0;

@@ -11,26 +11,70 @@ namespace {
 // A LIST that pages forever means a server that hands out continue tokens in a circle.
 constexpr int kMaxPages = 100000;
 
-std::pair<std::string, std::string> KeyOf(const MigrationJob& job) {
-  return {job.metadata.namespace_, job.metadata.name};
+const ObjectMeta& MetaOf(const MigrationJob& job) { return job.metadata; }
+const ObjectMeta& MetaOf(const ObjectMeta& meta) { return meta; }
+
+template <typename T>
+std::pair<std::string, std::string> KeyOf(const T& object) {
+  return {MetaOf(object).namespace_, MetaOf(object).name};
+}
+
+InformerSource<MigrationJob> MigrationJobSource(Client& client) {
+  InformerSource<MigrationJob> source;
+  source.what = "migrationjobs";
+  source.list = [&client](
+                    const ListOptions& options,
+                    absl::Time deadline) -> absl::StatusOr<InformerSource<MigrationJob>::Page> {
+    absl::StatusOr<MigrationJobList> list = client.ListMigrationJobs(options, deadline);
+    if (!list.ok()) return list.status();
+    return InformerSource<MigrationJob>::Page{
+        std::move(list->resource_version), std::move(list->continue_token), std::move(list->items)};
+  };
+  source.watch = [&client](const WatchOptions& options, absl::Time deadline) {
+    return client.WatchMigrationJobs(options, deadline);
+  };
+  return source;
+}
+
+InformerSource<ObjectMeta> ObjectMetaSource(Client& client, CoreResource resource) {
+  InformerSource<ObjectMeta> source;
+  source.what = resource == CoreResource::kConfigMaps ? "configmaps" : "secrets";
+  source.list = [&client, resource](
+                    const ListOptions& options,
+                    absl::Time deadline) -> absl::StatusOr<InformerSource<ObjectMeta>::Page> {
+    absl::StatusOr<ObjectMetaList> list = client.ListObjectMeta(resource, options, deadline);
+    if (!list.ok()) return list.status();
+    return InformerSource<ObjectMeta>::Page{
+        std::move(list->resource_version), std::move(list->continue_token), std::move(list->items)};
+  };
+  source.watch = [&client, resource](const WatchOptions& options, absl::Time deadline) {
+    return client.WatchObjectMeta(resource, options, deadline);
+  };
+  return source;
 }
 
 }  // namespace
 
-MigrationJobInformer::MigrationJobInformer(Client& client, InformerOptions options,
-                                           InformerHandlers handlers)
-    : client_(client), options_(std::move(options)), handlers_(std::move(handlers)) {}
+template <typename T>
+Informer<T>::Informer(InformerSource<T> source, InformerOptions options,
+                      InformerHandlersOf<T> handlers)
+    : source_(std::move(source)), options_(std::move(options)), handlers_(std::move(handlers)) {}
 
-MigrationJobInformer::~MigrationJobInformer() { Stop(); }
+template <typename T>
+Informer<T>::~Informer() {
+  Stop();
+}
 
-void MigrationJobInformer::Start() {
+template <typename T>
+void Informer<T>::Start() {
   absl::MutexLock lock(&mu_);
   if (started_ || stopped_) return;
   started_ = true;
   thread_ = std::thread([this] { Run(); });
 }
 
-void MigrationJobInformer::Stop() {
+template <typename T>
+void Informer<T>::Stop() {
   {
     absl::MutexLock lock(&mu_);
     stopped_ = true;
@@ -39,49 +83,57 @@ void MigrationJobInformer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-bool MigrationJobInformer::stopped() const {
+template <typename T>
+bool Informer<T>::stopped() const {
   absl::MutexLock lock(&mu_);
   return stopped_;
 }
 
-bool MigrationJobInformer::Wait(absl::Duration d) {
+template <typename T>
+bool Informer<T>::Wait(absl::Duration d) {
   absl::MutexLock lock(&mu_);
   mu_.AwaitWithTimeout(absl::Condition(&stopped_), d);
   return !stopped_;
 }
 
-bool MigrationJobInformer::WaitForSync(absl::Time deadline) const {
+template <typename T>
+bool Informer<T>::WaitForSync(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   mu_.AwaitWithDeadline(absl::Condition(&synced_), deadline);
   return synced_;
 }
 
-std::optional<MigrationJob> MigrationJobInformer::Get(const ObjectRef& ref) const {
+template <typename T>
+std::optional<T> Informer<T>::Get(const ObjectRef& ref) const {
   absl::MutexLock lock(&mu_);
   auto it = cache_.find({ref.namespace_, ref.name});
   if (it == cache_.end()) return std::nullopt;
   return it->second;
 }
 
-std::vector<MigrationJob> MigrationJobInformer::List() const {
+template <typename T>
+std::vector<T> Informer<T>::List() const {
   absl::MutexLock lock(&mu_);
-  std::vector<MigrationJob> out;
+  std::vector<T> out;
   out.reserve(cache_.size());
-  for (const auto& [key, job] : cache_) out.push_back(job);
+  for (const auto& [key, object] : cache_) out.push_back(object);
   return out;
 }
 
-std::string MigrationJobInformer::ResourceVersion() const {
+template <typename T>
+std::string Informer<T>::ResourceVersion() const {
   absl::MutexLock lock(&mu_);
   return resource_version_;
 }
 
-InformerStats MigrationJobInformer::Stats() const {
+template <typename T>
+InformerStats Informer<T>::Stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;
 }
 
-void MigrationJobInformer::Run() {
+template <typename T>
+void Informer<T>::Run() {
   base::Backoff backoff(options_.initial_backoff, options_.max_backoff);
   bool need_list = true;
   while (!stopped()) {
@@ -98,8 +150,8 @@ void MigrationJobInformer::Run() {
     watch.resource_version = ResourceVersion();
     watch.allow_bookmarks = true;
     watch.timeout = options_.watch_timeout;
-    absl::StatusOr<std::unique_ptr<WatchStream<MigrationJob>>> stream =
-        client_.WatchMigrationJobs(watch, absl::Now() + options_.request_timeout);
+    absl::StatusOr<std::unique_ptr<WatchStream<T>>> stream =
+        source_.watch(watch, absl::Now() + options_.request_timeout);
     absl::Status ended;
     if (stream.ok()) {
       {
@@ -108,7 +160,7 @@ void MigrationJobInformer::Run() {
         if (stopped_) return;
         stream_ = stream->get();
       }
-      ended = (*stream)->ForEach([this](const WatchEvent<MigrationJob>& event) {
+      ended = (*stream)->ForEach([this](const WatchEvent<T>& event) {
         Apply(event);
         return true;
       });
@@ -127,8 +179,8 @@ void MigrationJobInformer::Run() {
       continue;
     }
     if (IsResourceExpired(ended)) {
-      log::Info("the MigrationJob watch's resourceVersion expired; listing again",
-                {{"error", std::string(ended.message())}});
+      log::Info("a watch's resourceVersion expired; listing again",
+                {{"resource", source_.what}, {"error", std::string(ended.message())}});
       absl::MutexLock lock(&mu_);
       ++stats_.expired;
       need_list = true;
@@ -139,85 +191,88 @@ void MigrationJobInformer::Run() {
       ++stats_.errors;
     }
     const absl::Duration wait = backoff.Next();
-    log::Warning("watching MigrationJobs failed; watching again",
-                 {{"error", std::string(ended.message())}, {"wait", absl::FormatDuration(wait)}});
+    log::Warning("watching failed; watching again", {{"resource", source_.what},
+                                                     {"error", std::string(ended.message())},
+                                                     {"wait", absl::FormatDuration(wait)}});
     if (!Wait(wait)) return;
   }
 }
 
-bool MigrationJobInformer::ListAndReplace() {
+template <typename T>
+bool Informer<T>::ListAndReplace() {
   ListOptions list;
   list.namespace_ = options_.namespace_;
   list.limit = options_.page_size;
-  std::vector<MigrationJob> items;
+  std::vector<T> items;
   std::string version;
   for (int page = 0; page < kMaxPages; ++page) {
     if (stopped()) return false;
-    absl::StatusOr<MigrationJobList> got =
-        client_.ListMigrationJobs(list, absl::Now() + options_.request_timeout);
+    absl::StatusOr<typename InformerSource<T>::Page> got =
+        source_.list(list, absl::Now() + options_.request_timeout);
     if (!got.ok()) {
       absl::MutexLock lock(&mu_);
       ++stats_.errors;
       if (IsResourceExpired(got.status())) ++stats_.expired;
-      log::Warning("listing MigrationJobs failed",
-                   {{"error", std::string(got.status().message())}});
+      log::Warning("listing failed",
+                   {{"resource", source_.what}, {"error", std::string(got.status().message())}});
       return false;  // the caller backs off and lists again from the first page
     }
     if (page == 0) version = got->resource_version;
-    for (MigrationJob& job : got->items) items.push_back(std::move(job));
+    for (T& object : got->items) items.push_back(std::move(object));
     if (got->continue_token.empty()) break;
     list.continue_token = got->continue_token;
   }
   // What changed against the cache, told to the handlers outside the lock.
-  std::vector<MigrationJob> added;
-  std::vector<std::pair<MigrationJob, MigrationJob>> updated;
-  std::vector<MigrationJob> deleted;
+  std::vector<T> added;
+  std::vector<std::pair<T, T>> updated;
+  std::vector<T> deleted;
   {
     absl::MutexLock lock(&mu_);
-    std::map<std::pair<std::string, std::string>, MigrationJob> fresh;
-    for (MigrationJob& job : items) {
-      auto key = KeyOf(job);
+    std::map<std::pair<std::string, std::string>, T> fresh;
+    for (T& object : items) {
+      auto key = KeyOf(object);
       auto old = cache_.find(key);
       if (old == cache_.end()) {
-        added.push_back(job);
-      } else if (old->second.metadata.resource_version != job.metadata.resource_version) {
-        updated.emplace_back(old->second, job);
+        added.push_back(object);
+      } else if (MetaOf(old->second).resource_version != MetaOf(object).resource_version) {
+        updated.emplace_back(old->second, object);
       }
-      fresh.emplace(key, std::move(job));
+      fresh.emplace(key, std::move(object));
     }
-    for (const auto& [key, job] : cache_) {
-      if (!fresh.count(key)) deleted.push_back(job);
+    for (const auto& [key, object] : cache_) {
+      if (!fresh.count(key)) deleted.push_back(object);
     }
     cache_ = std::move(fresh);
     resource_version_ = version;
     ++stats_.lists;
     synced_ = true;
   }
-  for (const MigrationJob& job : added) {
-    if (handlers_.on_add) handlers_.on_add(job);
+  for (const T& object : added) {
+    if (handlers_.on_add) handlers_.on_add(object);
   }
-  for (const auto& [old_job, new_job] : updated) {
-    if (handlers_.on_update) handlers_.on_update(old_job, new_job);
+  for (const auto& [old_object, new_object] : updated) {
+    if (handlers_.on_update) handlers_.on_update(old_object, new_object);
   }
-  for (const MigrationJob& job : deleted) {
-    if (handlers_.on_delete) handlers_.on_delete(job);
+  for (const T& object : deleted) {
+    if (handlers_.on_delete) handlers_.on_delete(object);
   }
   return true;
 }
 
-void MigrationJobInformer::Apply(const WatchEvent<MigrationJob>& event) {
-  std::optional<MigrationJob> old_job;
+template <typename T>
+void Informer<T>::Apply(const WatchEvent<T>& event) {
+  std::optional<T> old_object;
   bool existed = false;
   {
     absl::MutexLock lock(&mu_);
-    if (!event.object.metadata.resource_version.empty()) {
-      resource_version_ = event.object.metadata.resource_version;
+    if (!MetaOf(event.object).resource_version.empty()) {
+      resource_version_ = MetaOf(event.object).resource_version;
     }
     if (event.type == WatchEventType::kBookmark) return;
     const auto key = KeyOf(event.object);
     auto it = cache_.find(key);
     existed = it != cache_.end();
-    if (existed) old_job = it->second;
+    if (existed) old_object = it->second;
     if (event.type == WatchEventType::kDeleted) {
       if (existed) cache_.erase(it);
     } else {
@@ -225,12 +280,25 @@ void MigrationJobInformer::Apply(const WatchEvent<MigrationJob>& event) {
     }
   }
   if (event.type == WatchEventType::kDeleted) {
-    if (handlers_.on_delete) handlers_.on_delete(existed ? *old_job : event.object);
+    if (handlers_.on_delete) handlers_.on_delete(existed ? *old_object : event.object);
   } else if (existed) {
-    if (handlers_.on_update) handlers_.on_update(*old_job, event.object);
+    if (handlers_.on_update) handlers_.on_update(*old_object, event.object);
   } else if (handlers_.on_add) {
     handlers_.on_add(event.object);
   }
 }
+
+template class Informer<MigrationJob>;
+template class Informer<ObjectMeta>;
+
+MigrationJobInformer::MigrationJobInformer(Client& client, InformerOptions options,
+                                           InformerHandlers handlers)
+    : Informer<MigrationJob>(MigrationJobSource(client), std::move(options), std::move(handlers)) {}
+
+ObjectMetaInformer::ObjectMetaInformer(Client& client, CoreResource resource,
+                                       InformerOptions options,
+                                       InformerHandlersOf<ObjectMeta> handlers)
+    : Informer<ObjectMeta>(ObjectMetaSource(client, resource), std::move(options),
+                           std::move(handlers)) {}
 
 }  // namespace sluice::kube

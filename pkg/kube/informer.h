@@ -1,5 +1,6 @@
-// A MigrationJob informer: list-then-watch (kube-api.md section 3, client-go's Reflector) on a
-// thread of its own, keeping a cache of the objects and calling handlers for each change.
+// Informers of MigrationJobs and of ConfigMaps' and Secrets' metadata: list-then-watch (kube-api.md
+// section 3, client-go's Reflector) on a thread of its own, keeping a cache of the objects and
+// calling handlers for each change.
 //   - LIST in pages (all pages at the first one's resourceVersion), then WATCH from that
 //     version with bookmarks; every event, bookmarks included, advances the version it resumes
 //     from;
@@ -47,11 +48,13 @@ struct InformerOptions {
   absl::Duration max_backoff = absl::Seconds(30);
 };
 
-struct InformerHandlers {
-  std::function<void(const MigrationJob&)> on_add;
-  std::function<void(const MigrationJob& old_job, const MigrationJob& new_job)> on_update;
-  std::function<void(const MigrationJob&)> on_delete;  // the last state the informer knew
+template <typename T>
+struct InformerHandlersOf {
+  std::function<void(const T&)> on_add;
+  std::function<void(const T& old_object, const T& new_object)> on_update;
+  std::function<void(const T&)> on_delete;  // the last state the informer knew
 };
+using InformerHandlers = InformerHandlersOf<MigrationJob>;
 
 // What the informer did so far, for logs and tests.
 struct InformerStats {
@@ -61,15 +64,31 @@ struct InformerStats {
   int errors = 0;   // failed LISTs and watches (retried with backoff)
 };
 
-class MigrationJobInformer {
- public:
-  // `client` must outlive the informer.
-  MigrationJobInformer(Client& client, InformerOptions options, InformerHandlers handlers);
-  // Stops the informer.
-  ~MigrationJobInformer();
+// Where an informer's objects come from: one LIST page, one WATCH.
+template <typename T>
+struct InformerSource {
+  struct Page {
+    std::string resource_version;
+    std::string continue_token;
+    std::vector<T> items;
+  };
+  std::string what;  // the collection, for logs ("migrationjobs")
+  std::function<absl::StatusOr<Page>(const ListOptions&, absl::Time deadline)> list;
+  std::function<absl::StatusOr<std::unique_ptr<WatchStream<T>>>(const WatchOptions&,
+                                                                absl::Time deadline)>
+      watch;
+};
 
-  MigrationJobInformer(const MigrationJobInformer&) = delete;
-  MigrationJobInformer& operator=(const MigrationJobInformer&) = delete;
+// The informer of objects of type T (MigrationJob or ObjectMeta; see the two classes below).
+template <typename T>
+class Informer {
+ public:
+  Informer(InformerSource<T> source, InformerOptions options, InformerHandlersOf<T> handlers);
+  // Stops the informer.
+  ~Informer();
+
+  Informer(const Informer&) = delete;
+  Informer& operator=(const Informer&) = delete;
 
   // Starts the thread. Call once.
   void Start();
@@ -80,9 +99,9 @@ class MigrationJobInformer {
   bool WaitForSync(absl::Time deadline) const;
 
   // Returns the cached object `ref`, if any.
-  std::optional<MigrationJob> Get(const ObjectRef& ref) const;
+  std::optional<T> Get(const ObjectRef& ref) const;
   // Returns the cached objects, ordered by namespace and name.
-  std::vector<MigrationJob> List() const;
+  std::vector<T> List() const;
   // Returns the resourceVersion the informer would resume watching from.
   std::string ResourceVersion() const;
   InformerStats Stats() const;
@@ -91,24 +110,42 @@ class MigrationJobInformer {
   void Run();
   // Lists every page; returns false when stopped.
   bool ListAndReplace();
-  void Apply(const WatchEvent<MigrationJob>& event);
+  void Apply(const WatchEvent<T>& event);
   // Waits `d` unless stopped first; returns false when stopped.
   bool Wait(absl::Duration d);
   bool stopped() const;
 
-  Client& client_;
+  const InformerSource<T> source_;
   const InformerOptions options_;
-  const InformerHandlers handlers_;
+  const InformerHandlersOf<T> handlers_;
   std::thread thread_;
 
   mutable absl::Mutex mu_;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   bool synced_ ABSL_GUARDED_BY(mu_) = false;
-  std::map<std::pair<std::string, std::string>, MigrationJob> cache_ ABSL_GUARDED_BY(mu_);
+  std::map<std::pair<std::string, std::string>, T> cache_ ABSL_GUARDED_BY(mu_);
   std::string resource_version_ ABSL_GUARDED_BY(mu_);
   InformerStats stats_ ABSL_GUARDED_BY(mu_);
-  WatchStream<MigrationJob>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the one open, to cancel
+  WatchStream<T>* stream_ ABSL_GUARDED_BY(mu_) = nullptr;  // the one open, to cancel
+};
+
+extern template class Informer<MigrationJob>;
+extern template class Informer<ObjectMeta>;
+
+class MigrationJobInformer : public Informer<MigrationJob> {
+ public:
+  // `client` must outlive the informer.
+  MigrationJobInformer(Client& client, InformerOptions options, InformerHandlers handlers);
+};
+
+// The metadata of the ConfigMaps or Secrets of one namespace (or all): what the operator needs to
+// notice that an object a MigrationJob names changed, without keeping a Secret's values.
+class ObjectMetaInformer : public Informer<ObjectMeta> {
+ public:
+  // `client` must outlive the informer.
+  ObjectMetaInformer(Client& client, CoreResource resource, InformerOptions options,
+                     InformerHandlersOf<ObjectMeta> handlers);
 };
 
 }  // namespace sluice::kube

@@ -245,5 +245,63 @@ TEST_F(InformerTest, StopsPromptlyWhileWatchingOrBackingOff) {
   ASSERT_THAT(server().StartListening(), IsOk());
 }
 
+// The operator's view of ConfigMaps and Secrets: metadata only, following changes in one
+// namespace, and a Secret's values kept nowhere.
+TEST_F(InformerTest, ObjectMetaInformerFollowsConfigMapsAndSecretsByMetadata) {
+  ASSERT_THAT(
+      server()
+          .CreateObject("configmaps", "apps", R"({"metadata":{"name":"m1"},"data":{"a.yaml":"x"}})")
+          .status(),
+      IsOk());
+  ASSERT_THAT(server()
+                  .CreateObject("secrets", "apps",
+                                R"({"metadata":{"name":"db"},"stringData":{"url":"s3cret"}})")
+                  .status(),
+              IsOk());
+  ASSERT_THAT(server()
+                  .CreateObject("configmaps", "other",
+                                R"({"metadata":{"name":"m9"},"data":{"a.yaml":"x"}})")
+                  .status(),
+              IsOk());
+  std::vector<std::string> seen;
+  absl::Mutex mu;
+  InformerHandlersOf<ObjectMeta> handlers;
+  auto record = [&](const char* what, const ObjectMeta& m) {
+    absl::MutexLock lock(&mu);
+    seen.push_back(absl::StrCat(what, " ", m.namespace_, "/", m.name));
+  };
+  handlers.on_add = [&](const ObjectMeta& m) { record("add", m); };
+  handlers.on_update = [&](const ObjectMeta&, const ObjectMeta& m) { record("update", m); };
+  handlers.on_delete = [&](const ObjectMeta& m) { record("delete", m); };
+  InformerOptions options;
+  options.namespace_ = "apps";
+  options.request_timeout = absl::Seconds(5);
+  ObjectMetaInformer config_maps(*client_, CoreResource::kConfigMaps, options, handlers);
+  ObjectMetaInformer secrets(*client_, CoreResource::kSecrets, options, {});
+  config_maps.Start();
+  secrets.Start();
+  ASSERT_TRUE(config_maps.WaitForSync(absl::Now() + kWait));
+  ASSERT_TRUE(secrets.WaitForSync(absl::Now() + kWait));
+  ASSERT_TRUE(server().WaitUntil([&] { return server().OpenWatches() == 2; }, kWait));
+
+  ASSERT_THAT(server().ReplaceObject("configmaps", "apps",
+                                     R"({"metadata":{"name":"m1"},"data":{"a.yaml":"y"}})"),
+              IsOk());
+  ASSERT_THAT(server().DeleteObject("configmaps", "apps", "m1"), IsOk());
+  {
+    absl::MutexLock lock(&mu);
+    auto three = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return seen.size() >= 3; };
+    mu.AwaitWithTimeout(absl::Condition(&three), kWait);
+    EXPECT_THAT(seen, ElementsAre("add apps/m1", "update apps/m1", "delete apps/m1"));
+  }
+  EXPECT_FALSE(config_maps.Get({"apps", "m1"}).has_value());
+  EXPECT_FALSE(config_maps.Get({"other", "m9"}).has_value());
+  const std::optional<ObjectMeta> secret = secrets.Get({"apps", "db"});
+  ASSERT_TRUE(secret.has_value());
+  EXPECT_FALSE(secret->resource_version.empty());
+  // The Secret's value went through the client's parser, not into anything it keeps or logs.
+  EXPECT_THAT(log_.str(), ::testing::Not(HasSubstr("s3cret")));
+}
+
 }  // namespace
 }  // namespace sluice::kube

@@ -129,6 +129,15 @@ MigrationJob MigrationJobFromValue(const value& root) {
         job.spec.url_secret_name = GetString(db.at("urlSecretRef"), "name");
         job.spec.url_secret_key = GetString(db.at("urlSecretRef"), "key");
       }
+      job.spec.lock_mode = GetString(db, "lockMode");
+      if (db.has_object_field("lockDatabaseUrlSecretRef")) {
+        job.spec.lock_url_secret_name = GetString(db.at("lockDatabaseUrlSecretRef"), "name");
+        job.spec.lock_url_secret_key = GetString(db.at("lockDatabaseUrlSecretRef"), "key");
+      }
+      job.spec.ddl_lock_timeout = GetString(db, "ddlLockTimeout");
+      if (db.has_number_field("ddlRetries") && db.at("ddlRetries").is_integer()) {
+        job.spec.ddl_retries = db.at("ddlRetries").as_number().to_int64();
+      }
     }
     if (spec.has_object_field("migrations") &&
         spec.at("migrations").has_array_field("configMaps")) {
@@ -179,32 +188,75 @@ absl::StatusOr<MigrationJobList> ParseMigrationJobList(absl::string_view json) {
   return list;
 }
 
-absl::StatusOr<WatchEvent<MigrationJob>> ParseMigrationJobWatchEvent(absl::string_view line) {
+namespace {
+
+// The type and object of one watch line; an ERROR event as its Status. `what` names the watched
+// collection in errors.
+absl::StatusOr<std::pair<WatchEventType, value>> ParseWatchLine(absl::string_view line,
+                                                                absl::string_view what) {
   absl::StatusOr<value> root = ParseObject(line, "watch event");
   if (!root.ok()) return root.status();
   const std::string type = GetString(*root, "type");
-  const value object = root->has_object_field("object") ? root->at("object") : value::object();
+  value object = root->has_object_field("object") ? root->at("object") : value::object();
   if (type == "ERROR") {
     // The object is a Status (kube-api.md section 3): the same error as an HTTP answer.
     ApiError error =
         ParseApiError(static_cast<int>(GetInt(object, "code")), object.serialize(), "");
     if (error.http_code == 0) error.http_code = 500;
-    return ApiErrorToStatus(error, "watching migrationjobs.sluice.dev");
+    return ApiErrorToStatus(error, absl::StrCat("watching ", what));
   }
-  WatchEvent<MigrationJob> event;
+  WatchEventType event_type;
   if (type == "ADDED") {
-    event.type = WatchEventType::kAdded;
+    event_type = WatchEventType::kAdded;
   } else if (type == "MODIFIED") {
-    event.type = WatchEventType::kModified;
+    event_type = WatchEventType::kModified;
   } else if (type == "DELETED") {
-    event.type = WatchEventType::kDeleted;
+    event_type = WatchEventType::kDeleted;
   } else if (type == "BOOKMARK") {
-    event.type = WatchEventType::kBookmark;
+    event_type = WatchEventType::kBookmark;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("the API server sent a watch event of unknown type \"", type, "\""));
   }
-  event.object = MigrationJobFromValue(object);
+  return std::make_pair(event_type, std::move(object));
+}
+
+}  // namespace
+
+absl::StatusOr<WatchEvent<MigrationJob>> ParseMigrationJobWatchEvent(absl::string_view line) {
+  absl::StatusOr<std::pair<WatchEventType, value>> parsed =
+      ParseWatchLine(line, "migrationjobs.sluice.dev");
+  if (!parsed.ok()) return parsed.status();
+  WatchEvent<MigrationJob> event;
+  event.type = parsed->first;
+  event.object = MigrationJobFromValue(parsed->second);
+  return event;
+}
+
+absl::StatusOr<ObjectMetaList> ParseObjectMetaList(absl::string_view json) {
+  absl::StatusOr<value> root = ParseObject(json, "list");
+  if (!root.ok()) return root.status();
+  ObjectMetaList list;
+  if (root->has_object_field("metadata")) {
+    const value& m = root->at("metadata");
+    list.resource_version = GetString(m, "resourceVersion");
+    list.continue_token = GetString(m, "continue");
+  }
+  if (root->has_array_field("items")) {
+    for (const value& item : root->at("items").as_array()) {
+      if (item.is_object()) list.items.push_back(ParseMeta(item));
+    }
+  }
+  return list;
+}
+
+absl::StatusOr<WatchEvent<ObjectMeta>> ParseObjectMetaWatchEvent(absl::string_view line,
+                                                                 absl::string_view what) {
+  absl::StatusOr<std::pair<WatchEventType, value>> parsed = ParseWatchLine(line, what);
+  if (!parsed.ok()) return parsed.status();
+  WatchEvent<ObjectMeta> event;
+  event.type = parsed->first;
+  event.object = ParseMeta(parsed->second);
   return event;
 }
 

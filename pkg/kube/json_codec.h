@@ -31,6 +31,15 @@ absl::StatusOr<MigrationJobList> ParseMigrationJobList(absl::string_view json);
 // Status as an error (see ApiErrorToStatus; code 410 is IsResourceExpired()).
 absl::StatusOr<WatchEvent<MigrationJob>> ParseMigrationJobWatchEvent(absl::string_view line);
 
+// Returns the metadata of the items of a ConfigMapList or SecretList `json` (nothing else is kept:
+// a Secret's values never leave this function).
+absl::StatusOr<ObjectMetaList> ParseObjectMetaList(absl::string_view json);
+
+// Returns the event in one line of a watch of ConfigMaps or Secrets, metadata only; `what` names
+// the collection in errors ("configmaps").
+absl::StatusOr<WatchEvent<ObjectMeta>> ParseObjectMetaWatchEvent(absl::string_view line,
+                                                                 absl::string_view what);
+
 // Returns the ConfigMap in `json`; binaryData values decoded.
 absl::StatusOr<ConfigMap> ParseConfigMap(absl::string_view json);
 

@@ -72,6 +72,47 @@ TEST(JsonCodecTest, ParsesObjectMetaAndSpec) {
   EXPECT_EQ(job->spec.version_table, "v");
   EXPECT_THAT(job->spec.config_maps, ::testing::ElementsAre("m1", "m2"));
   EXPECT_FALSE(job->status.has_value());
+  EXPECT_EQ(job->spec.lock_mode, "");
+  EXPECT_FALSE(job->spec.ddl_retries.has_value());
+}
+
+TEST(JsonCodecTest, ParsesTheLockSettingsOfSpecDatabase) {
+  absl::StatusOr<MigrationJob> job = ParseMigrationJob(
+      R"({"metadata":{"name":"db"},"spec":{"database":{"urlSecretRef":{"name":"s","key":"k"},)"
+      R"("lockMode":"lease","lockDatabaseUrlSecretRef":{"name":"direct","key":"url"},)"
+      R"("ddlLockTimeout":"5s","ddlRetries":0}}})");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->spec.lock_mode, "lease");
+  EXPECT_EQ(job->spec.lock_url_secret_name, "direct");
+  EXPECT_EQ(job->spec.lock_url_secret_key, "url");
+  EXPECT_EQ(job->spec.ddl_lock_timeout, "5s");
+  EXPECT_EQ(job->spec.ddl_retries, std::optional<int64_t>(0));
+}
+
+TEST(JsonCodecTest, ObjectMetaListsAndEventsKeepOnlyMetadata) {
+  absl::StatusOr<ObjectMetaList> list = ParseObjectMetaList(
+      R"({"kind":"SecretList","metadata":{"resourceVersion":"12","continue":"c"},)"
+      R"("items":[{"metadata":{"name":"db","namespace":"apps","resourceVersion":"5"},)"
+      R"("data":{"url":"cG9zdGdyZXM="}}]})");
+  ASSERT_TRUE(list.ok()) << list.status();
+  EXPECT_EQ(list->resource_version, "12");
+  EXPECT_EQ(list->continue_token, "c");
+  ASSERT_EQ(list->items.size(), 1u);
+  EXPECT_EQ(list->items[0].name, "db");
+  EXPECT_EQ(list->items[0].resource_version, "5");
+  absl::StatusOr<WatchEvent<ObjectMeta>> modified = ParseObjectMetaWatchEvent(
+      R"({"type":"MODIFIED","object":{"metadata":{"name":"m","namespace":"apps",)"
+      R"("resourceVersion":"8"},"data":{"a.yaml":"x"}}})",
+      "configmaps");
+  ASSERT_TRUE(modified.ok()) << modified.status();
+  EXPECT_EQ(modified->type, WatchEventType::kModified);
+  EXPECT_EQ(modified->object.name, "m");
+  EXPECT_EQ(modified->object.resource_version, "8");
+  EXPECT_THAT(
+      ParseObjectMetaWatchEvent(
+          R"({"type":"ERROR","object":{"kind":"Status","message":"no","code":403}})", "secrets")
+          .status(),
+      StatusIs(absl::StatusCode::kPermissionDenied, "watching secrets"));
 }
 
 TEST(JsonCodecTest, RejectsNonJson) {

@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 
 #include <boost/asio/ssl.hpp>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -175,12 +176,16 @@ class WatchRegistry {
 // A watch stream read line by line from a chunked response body, one read_line in flight at a
 // time (so a slow consumer holds the server back instead of growing a queue here). A read that
 // outlives a Next() call's deadline stays in flight for the next call.
-class RestWatchStream final : public WatchStream<MigrationJob> {
+template <typename T>
+class RestWatchStream final : public WatchStream<T> {
  public:
+  using Parser = std::function<absl::StatusOr<WatchEvent<T>>(absl::string_view line)>;
+
   RestWatchStream(std::shared_ptr<WatchState> state, std::shared_ptr<WatchRegistry> registry,
                   std::shared_ptr<http::client::http_client> http, http::http_response response,
-                  std::shared_ptr<InFlight> in_flight, std::string server)
-      : state_(std::move(state)),
+                  std::shared_ptr<InFlight> in_flight, std::string server, Parser parse)
+      : parse_(std::move(parse)),
+        state_(std::move(state)),
         registry_(std::move(registry)),
         http_(std::move(http)),
         response_(std::move(response)),
@@ -192,7 +197,7 @@ class RestWatchStream final : public WatchStream<MigrationJob> {
     registry_->Remove(state_);
   }
 
-  absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> Next(absl::Time deadline) override {
+  absl::StatusOr<std::optional<WatchEvent<T>>> Next(absl::Time deadline) override {
     while (true) {
       if (final_) return *final_;
       bool start = false;
@@ -238,10 +243,10 @@ class RestWatchStream final : public WatchStream<MigrationJob> {
             "the watch stream from the API server at ", server_, " broke off: ", what)));
       }
       if (absl::StripAsciiWhitespace(line).empty()) {
-        if (eof) return Finish(std::optional<WatchEvent<MigrationJob>>());
+        if (eof) return Finish(std::optional<WatchEvent<T>>());
         continue;
       }
-      absl::StatusOr<WatchEvent<MigrationJob>> event = ParseMigrationJobWatchEvent(line);
+      absl::StatusOr<WatchEvent<T>> event = parse_(line);
       if (!event.ok()) {
         if (eof && !IsResourceExpired(event.status()) &&
             event.status().code() == absl::StatusCode::kInvalidArgument) {
@@ -251,7 +256,7 @@ class RestWatchStream final : public WatchStream<MigrationJob> {
         }
         return Finish(event.status());
       }
-      return std::optional<WatchEvent<MigrationJob>>(std::move(*event));
+      return std::optional<WatchEvent<T>>(std::move(*event));
     }
   }
 
@@ -259,8 +264,8 @@ class RestWatchStream final : public WatchStream<MigrationJob> {
 
  private:
   // Remembers the stream's last answer: after an end or an error every call returns it again.
-  absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> Finish(
-      absl::StatusOr<std::optional<WatchEvent<MigrationJob>>> result) {
+  absl::StatusOr<std::optional<WatchEvent<T>>> Finish(
+      absl::StatusOr<std::optional<WatchEvent<T>>> result) {
     final_ = result;
     return result;
   }
@@ -296,13 +301,14 @@ class RestWatchStream final : public WatchStream<MigrationJob> {
     });
   }
 
+  const Parser parse_;
   const std::shared_ptr<WatchState> state_;
   const std::shared_ptr<WatchRegistry> registry_;
   const std::shared_ptr<http::client::http_client> http_;
   http::http_response response_;
   const std::shared_ptr<InFlight> in_flight_;
   const std::string server_;
-  std::optional<absl::StatusOr<std::optional<WatchEvent<MigrationJob>>>> final_;
+  std::optional<absl::StatusOr<std::optional<WatchEvent<T>>>> final_;
 };
 
 // Appends `key=value` (value URL-encoded) to `query` when `value` is not empty.
@@ -371,77 +377,42 @@ class RestClient final : public Client {
 
   absl::StatusOr<MigrationJobList> ListMigrationJobs(const ListOptions& options,
                                                      absl::Time deadline) override {
-    std::string query;
-    AddParam(query, "resourceVersion", options.resource_version);
-    if (options.limit > 0) AddParam(query, "limit", absl::StrCat(options.limit));
-    AddParam(query, "continue", options.continue_token);
-    AddParam(query, "labelSelector", options.label_selector);
-    AddParam(query, "fieldSelector", options.field_selector);
-    const std::string op = absl::StrCat(
-        "listing migrationjobs.sluice.dev in ",
-        options.namespace_.empty() ? "all namespaces"
-                                   : absl::StrCat("namespace \"", options.namespace_, "\""));
+    const std::string op =
+        absl::StrCat("listing migrationjobs.sluice.dev in ", DescribeNamespace(options.namespace_));
     SLUICE_ASSIGN_OR_RETURN(
-        Response r, Call(http::methods::GET,
-                         absl::StrCat(MigrationJobCollectionPath(options.namespace_), query), "",
-                         "", deadline, op));
+        Response r,
+        Call(http::methods::GET,
+             absl::StrCat(MigrationJobCollectionPath(options.namespace_), ListQuery(options)), "",
+             "", deadline, op));
     return Decoded(ParseMigrationJobList(r.body), op);
   }
 
   absl::StatusOr<std::unique_ptr<WatchStream<MigrationJob>>> WatchMigrationJobs(
       const WatchOptions& options, absl::Time deadline) override {
-    std::string query = "?watch=1";
-    AddParam(query, "resourceVersion", options.resource_version);
-    if (options.allow_bookmarks) AddParam(query, "allowWatchBookmarks", "true");
-    AddParam(query, "timeoutSeconds",
-             absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(options.timeout))));
-    AddParam(query, "labelSelector", options.label_selector);
-    AddParam(query, "fieldSelector", options.field_selector);
-    const std::string path = absl::StrCat(MigrationJobCollectionPath(options.namespace_), query);
-    const std::string op = absl::StrCat(
-        "watching migrationjobs.sluice.dev in ",
-        options.namespace_.empty() ? "all namespaces"
-                                   : absl::StrCat("namespace \"", options.namespace_, "\""));
-    // A client of its own: its inactivity timeout must outlast a quiet stream (the server ends
-    // the stream at `timeout`), and its connection goes away with the stream.
-    std::shared_ptr<http::client::http_client> http;
-    try {
-      http = std::make_shared<http::client::http_client>(
-          config_.server,
-          MakeHttpConfig(config_, options.timeout + options_.request_timeout + absl::Seconds(1)));
-    } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(op, ": ", e.what()));
-    }
-    bool reauthenticated = false;
-    while (true) {
-      auto state = std::make_shared<WatchState>();
-      if (!watches_->Add(state)) {
-        return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
-      }
-      absl::StatusOr<http::http_response> response = OpenStream(http, path, state, deadline, op);
-      if (!response.ok()) {
-        watches_->Remove(state);
-        return response.status();
-      }
-      if (response->status_code() == http::status_codes::OK) {
-        return std::unique_ptr<WatchStream<MigrationJob>>(
-            new RestWatchStream(state, watches_, http, *response, in_flight_, config_.server));
-      }
-      // An error answer: its body is a short Status object.
-      absl::StatusOr<std::string> body = ReadBody(*response, state, deadline, op);
-      watches_->Remove(state);
-      if (!body.ok()) return body.status();
-      auto retry_after = response->headers().find("Retry-After");
-      const ApiError error =
-          ParseApiError(response->status_code(), *body,
-                        retry_after == response->headers().end() ? "" : retry_after->second);
-      if (error.http_code == 401 && !reauthenticated) {
-        tokens_->Invalidate();
-        reauthenticated = true;
-        continue;
-      }
-      return ApiErrorToStatus(error, op);
-    }
+    return OpenWatch<MigrationJob>(
+        MigrationJobCollectionPath(options.namespace_), "migrationjobs.sluice.dev", options,
+        deadline, [](absl::string_view line) { return ParseMigrationJobWatchEvent(line); });
+  }
+
+  absl::StatusOr<ObjectMetaList> ListObjectMeta(CoreResource resource, const ListOptions& options,
+                                                absl::Time deadline) override {
+    const std::string plural = CorePlural(resource);
+    const std::string op =
+        absl::StrCat("listing ", plural, " in ", DescribeNamespace(options.namespace_));
+    SLUICE_ASSIGN_OR_RETURN(
+        Response r,
+        Call(http::methods::GET,
+             absl::StrCat(CoreCollectionPath(plural, options.namespace_), ListQuery(options)), "",
+             "", deadline, op));
+    return Decoded(ParseObjectMetaList(r.body), op);
+  }
+
+  absl::StatusOr<std::unique_ptr<WatchStream<ObjectMeta>>> WatchObjectMeta(
+      CoreResource resource, const WatchOptions& options, absl::Time deadline) override {
+    const std::string plural = CorePlural(resource);
+    return OpenWatch<ObjectMeta>(
+        CoreCollectionPath(plural, options.namespace_), plural, options, deadline,
+        [plural](absl::string_view line) { return ParseObjectMetaWatchEvent(line, plural); });
   }
 
   absl::StatusOr<ConfigMap> GetConfigMap(const ObjectRef& ref, absl::Time deadline) override {
@@ -544,6 +515,87 @@ class RestClient final : public Client {
     if (!job.ok())
       return absl::Status(job.status().code(), absl::StrCat(op, ": ", job.status().message()));
     return job;
+  }
+
+  static std::string DescribeNamespace(const std::string& ns) {
+    return ns.empty() ? "all namespaces" : absl::StrCat("namespace \"", ns, "\"");
+  }
+
+  static std::string ListQuery(const ListOptions& options) {
+    std::string query;
+    AddParam(query, "resourceVersion", options.resource_version);
+    if (options.limit > 0) AddParam(query, "limit", absl::StrCat(options.limit));
+    AddParam(query, "continue", options.continue_token);
+    AddParam(query, "labelSelector", options.label_selector);
+    AddParam(query, "fieldSelector", options.field_selector);
+    return query;
+  }
+
+  static std::string CorePlural(CoreResource resource) {
+    return resource == CoreResource::kConfigMaps ? "configmaps" : "secrets";
+  }
+
+  static std::string CoreCollectionPath(absl::string_view plural, absl::string_view ns) {
+    if (ns.empty()) return absl::StrCat("/api/v1/", plural);
+    return absl::StrCat("/api/v1/namespaces/", ns, "/", plural);
+  }
+
+  // Opens a watch of the collection at `collection_path` (`what` names it in errors); `parse`
+  // reads one line of the stream.
+  template <typename T>
+  absl::StatusOr<std::unique_ptr<WatchStream<T>>> OpenWatch(
+      const std::string& collection_path, absl::string_view what, const WatchOptions& options,
+      absl::Time deadline, typename RestWatchStream<T>::Parser parse) {
+    std::string query = "?watch=1";
+    AddParam(query, "resourceVersion", options.resource_version);
+    if (options.allow_bookmarks) AddParam(query, "allowWatchBookmarks", "true");
+    AddParam(query, "timeoutSeconds",
+             absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(options.timeout))));
+    AddParam(query, "labelSelector", options.label_selector);
+    AddParam(query, "fieldSelector", options.field_selector);
+    const std::string path = absl::StrCat(collection_path, query);
+    const std::string op =
+        absl::StrCat("watching ", what, " in ", DescribeNamespace(options.namespace_));
+    // A client of its own: its inactivity timeout must outlast a quiet stream (the server ends
+    // the stream at `timeout`), and its connection goes away with the stream.
+    std::shared_ptr<http::client::http_client> http;
+    try {
+      http = std::make_shared<http::client::http_client>(
+          config_.server,
+          MakeHttpConfig(config_, options.timeout + options_.request_timeout + absl::Seconds(1)));
+    } catch (const std::exception& e) {
+      return absl::InvalidArgumentError(absl::StrCat(op, ": ", e.what()));
+    }
+    bool reauthenticated = false;
+    while (true) {
+      auto state = std::make_shared<WatchState>();
+      if (!watches_->Add(state)) {
+        return absl::CancelledError(absl::StrCat(op, ": the client was shut down"));
+      }
+      absl::StatusOr<http::http_response> response = OpenStream(http, path, state, deadline, op);
+      if (!response.ok()) {
+        watches_->Remove(state);
+        return response.status();
+      }
+      if (response->status_code() == http::status_codes::OK) {
+        return std::unique_ptr<WatchStream<T>>(new RestWatchStream<T>(
+            state, watches_, http, *response, in_flight_, config_.server, std::move(parse)));
+      }
+      // An error answer: its body is a short Status object.
+      absl::StatusOr<std::string> body = ReadBody(*response, state, deadline, op);
+      watches_->Remove(state);
+      if (!body.ok()) return body.status();
+      auto retry_after = response->headers().find("Retry-After");
+      const ApiError error =
+          ParseApiError(response->status_code(), *body,
+                        retry_after == response->headers().end() ? "" : retry_after->second);
+      if (error.http_code == 401 && !reauthenticated) {
+        tokens_->Invalidate();
+        reauthenticated = true;
+        continue;
+      }
+      return ApiErrorToStatus(error, op);
+    }
   }
 
   static std::string CorePath(absl::string_view resource, const ObjectRef& ref) {

@@ -40,6 +40,12 @@ struct MigrationJobSpec {
   std::string url_secret_key;
   std::string schema;
   std::string version_table;
+  // The lock settings of the command line (spec.database): empty / absent when unset.
+  std::string lock_mode;  // "session" | "lease"
+  std::string lock_url_secret_name;
+  std::string lock_url_secret_key;
+  std::string ddl_lock_timeout;  // a duration, e.g. "5s"
+  std::optional<int64_t> ddl_retries;
   std::vector<std::string> config_maps;
   bool suspend = false;
 };
@@ -113,6 +119,17 @@ struct MigrationJob {
   ObjectMeta metadata;
   MigrationJobSpec spec;
   std::optional<MigrationJobStatus> status;
+};
+
+// The core/v1 kinds whose metadata the operator watches (to notice a changed ConfigMap or Secret
+// that a MigrationJob names).
+enum class CoreResource { kConfigMaps, kSecrets };
+
+// One page of a LIST of ConfigMaps or Secrets, metadata only (a Secret's data is never kept).
+struct ObjectMetaList {
+  std::string resource_version;
+  std::string continue_token;
+  std::vector<ObjectMeta> items;
 };
 
 // One page of a LIST of MigrationJobs. Every page of one list shares `resource_version` (the

@@ -1736,6 +1736,32 @@ absl::StatusOr<std::string> FakeKubeServer::CreateObject(const std::string& reso
   return reply.body.serialize();
 }
 
+absl::Status FakeKubeServer::ReplaceObject(const std::string& resource, const std::string& ns,
+                                           const std::string& json) {
+  std::lock_guard<std::mutex> lock(impl_->mu_);
+  const ResourceType* t = impl_->TypeOf(resource);
+  if (t == nullptr) return absl::NotFoundError(absl::StrCat("unknown resource ", resource));
+  value requested;
+  try {
+    requested = value::parse(json);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  const std::string name = requested.has_field("metadata") &&
+                                   requested["metadata"].has_field("name") &&
+                                   requested["metadata"]["name"].is_string()
+                               ? requested["metadata"]["name"].as_string()
+                               : "";
+  auto stored = impl_->objects_.find(Impl::Key(resource, ns, name));
+  if (stored == impl_->objects_.end()) return absl::NotFoundError(name);
+  Reply reply = impl_->Write(*t, name, stored->second, requested, false, "");
+  if (reply.code != 200) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HTTP ", reply.code, ": ", reply.body.serialize()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status FakeKubeServer::UpdateMigrationJobSpec(const std::string& ns, const std::string& name,
                                                     const std::string& spec_json) {
   std::lock_guard<std::mutex> lock(impl_->mu_);

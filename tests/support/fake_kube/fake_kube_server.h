@@ -149,6 +149,10 @@ class FakeKubeServer {
   // stored JSON.
   absl::StatusOr<std::string> CreateObject(const std::string& resource, const std::string& ns,
                                            const std::string& json);
+  // Replaces an object as a client PUT would (the stored metadata kept; watchers get MODIFIED),
+  // e.g. a ConfigMap's new data as `kubectl apply` writes it. The object is named by `json`.
+  absl::Status ReplaceObject(const std::string& resource, const std::string& ns,
+                             const std::string& json);
   // Changes a MigrationJob's spec as `kubectl apply` would (generation + 1).
   absl::Status UpdateMigrationJobSpec(const std::string& ns, const std::string& name,
                                       const std::string& spec_json);
