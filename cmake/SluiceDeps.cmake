@@ -64,10 +64,12 @@ target_include_directories(sluice_dep_pg_query SYSTEM INTERFACE
   ${SLUICE_PG_QUERY_INCLUDE} ${SLUICE_PROTOBUF_C_INCLUDE})
 target_link_libraries(sluice_dep_pg_query INTERFACE ${SLUICE_PG_QUERY_ARCHIVE} Threads::Threads)
 
-# cpprestsdk (the Kubernetes client and the fake API server only). Its config does not put OpenSSL on
-# the link line of code that uses the HTTP client, so name it here (style.md).
+# cpprestsdk (the Kubernetes client, the operator's metrics and probe server, and the fake API
+# server). Its config does not put OpenSSL on the link line of code that uses the HTTP client, so
+# name it here (style.md).
 if(SLUICE_STATIC)
-  # The HTTP client alone (no listener, websockets or compression), from scripts/build-static.sh.
+  # The HTTP client and the asio listener (no websockets or compression), from
+  # scripts/build-static.sh.
   find_package(cpprestsdk CONFIG REQUIRED PATHS ${SLUICE_STATIC_PREFIX} NO_DEFAULT_PATH)
 else()
   find_package(cpprestsdk CONFIG REQUIRED)
@@ -79,6 +81,15 @@ if(SLUICE_SANITIZE)
   # uninstrumented libcpprest.so, so a correct call looks like one on the wrong type.
   target_compile_options(sluice_dep_cpprest INTERFACE -fno-sanitize=vptr)
 endif()
+
+# prometheus-cpp's core (the metrics registry and the text exposition format; pkg/metrics only).
+add_library(sluice_dep_prometheus INTERFACE)
+if(SLUICE_STATIC)
+  find_package(prometheus-cpp CONFIG REQUIRED PATHS ${SLUICE_STATIC_PREFIX} NO_DEFAULT_PATH)
+else()
+  find_package(prometheus-cpp CONFIG REQUIRED)
+endif()
+target_link_libraries(sluice_dep_prometheus INTERFACE prometheus-cpp::core)
 
 if(SLUICE_STATIC)
   # Unused functions and data of every archive are dropped at link time (the binary is the image).

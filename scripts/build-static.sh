@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Builds a fully static `sluice` (libpq, OpenSSL, cpprestsdk, yaml-cpp, abseil, libpg_query,
-# libstdc++, libgcc and glibc all linked in) into BUILD_DIR. libpg_query (PostgreSQL's parser, for
-# `sluice lint`) is Debian's own static archive, libpg-query-dev's libpg_query.a, as in every build
-# (cmake/SluiceDeps.cmake); --gc-sections keeps only what lint's parse reaches.
+# Builds a fully static `sluice` (libpq, OpenSSL, cpprestsdk, prometheus-cpp, yaml-cpp, abseil,
+# libpg_query, libstdc++, libgcc and glibc all linked in) into BUILD_DIR. libpg_query (PostgreSQL's
+# parser, for `sluice lint`) is Debian's own static archive, libpg-query-dev's libpg_query.a, as in
+# every build (cmake/SluiceDeps.cmake); --gc-sections keeps only what lint's parse reaches.
 # Usage: scripts/build-static.sh BUILD_DIR [extra cmake -D options...]
 #
-# Debian 12 ships no static cpprestsdk, and its libpq.a needs Kerberos and LDAP archives it does not
-# ship. Both are built here from Debian's own source packages, pinned (cpprest 2.10.18-1; postgresql-15
-# at the installed libpq-dev's version, so the headers we compile against match the library we link),
-# configured for what sluice needs, and kept in a cache folder that later builds reuse:
+# Debian 12 ships no static cpprestsdk or prometheus-cpp, and its libpq.a needs Kerberos and LDAP
+# archives it does not ship. All three are built here from Debian's own source packages, pinned
+# (cpprest 2.10.18-1; prometheus-cpp 1.0.1-1; postgresql-15 at the installed libpq-dev's version, so
+# the headers we compile against match the library we link), configured for what sluice needs, and
+# kept in a cache folder that later builds reuse:
 #   SLUICE_STATIC_CACHE (default ~/.cache/sluice-static)/deps-<recipe hash>/{include,lib}
-# A cold cache adds about 2-3 minutes on two cores; a warm one adds nothing. Fetching the sources adds
-# a deb-src entry for the archive apt already uses, which needs root (CI and the image's build stage
-# are root); a warm cache needs neither root nor the network.
+# A cold cache adds a few minutes on two cores (8 when another build shares them); a warm one adds
+# nothing. Fetching the sources adds a deb-src entry for the archive apt already uses, which needs
+# root (CI and the image's build stage are root); a warm cache needs neither root nor the network.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${1:?usage: scripts/build-static.sh BUILD_DIR [cmake options...]}
@@ -20,11 +21,14 @@ shift
 jobs=$(nproc)
 
 cpprest_version=2.10.18-1
+prometheus_version=1.0.1-1
 pq_version=$(dpkg-query -W -f='${Version}' libpq-dev)
 # Compile flags of the cached libraries: part of the cache key, so changing them rebuilds.
 deps_cflags="-Os -ffunction-sections -fdata-sections"
-recipe_revision=1
-key=$(printf '%s\n' "$cpprest_version" "$pq_version" "$deps_cflags" "$recipe_revision" \
+# Bump when a recipe below changes (2: cpprest's listener, prometheus-cpp).
+recipe_revision=2
+key=$(printf '%s\n' "$cpprest_version" "$prometheus_version" "$pq_version" "$deps_cflags" \
+  "$recipe_revision" \
   "$(gcc -dumpfullversion)" | sha256sum | cut -c1-12)
 cache_root=${SLUICE_STATIC_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/tmp}/.cache}/sluice-static}
 prefix=$cache_root/deps-$key
@@ -69,16 +73,32 @@ fetch_source() { # package version dest_dir
 
 build_cpprest() { # staging_dir
   local stage=$1 src=$1/src-cpprest
-  log "building cpprestsdk $cpprest_version (HTTP client only)"
+  log "building cpprestsdk $cpprest_version (HTTP client and listener)"
   fetch_source cpprest "$cpprest_version" "$src"
-  # No listener, websockets or compression: sluice only speaks HTTPS to the API server.
+  # The client (HTTPS to the API server) and the asio listener (the operator's /metrics and probes;
+  # Boost 1.74's asio is header-only); no websockets or compression.
   cmake -S "$src" -B "$stage/build-cpprest" -DCMAKE_BUILD_TYPE=Release \
     "-DCMAKE_CXX_FLAGS_RELEASE=$deps_cflags -DNDEBUG" -DCMAKE_INSTALL_PREFIX="$stage/out" \
     -DCMAKE_INSTALL_LIBDIR=lib -DBUILD_SHARED_LIBS=OFF -DCPPREST_EXCLUDE_WEBSOCKETS=ON \
-    -DCPPREST_EXCLUDE_COMPRESSION=ON -DCPPREST_EXCLUDE_BROTLI=ON -DCPPREST_HTTP_LISTENER_IMPL=none \
+    -DCPPREST_EXCLUDE_COMPRESSION=ON -DCPPREST_EXCLUDE_BROTLI=ON -DCPPREST_HTTP_LISTENER_IMPL=asio \
     -DBUILD_TESTS=OFF -DBUILD_SAMPLES=OFF -DWERROR=OFF >/dev/null
   cmake --build "$stage/build-cpprest" -j"$jobs" >/dev/null
   cmake --install "$stage/build-cpprest" >/dev/null
+}
+
+build_prometheus() { # staging_dir
+  local stage=$1 src=$1/src-prometheus
+  log "building prometheus-cpp $prometheus_version (core only)"
+  fetch_source prometheus-cpp "$prometheus_version" "$src"
+  # The core (registry and text format) only: sluice serves /metrics with cpprest's listener, so
+  # neither the civetweb pull server nor the curl push client.
+  cmake -S "$src" -B "$stage/build-prometheus" -DCMAKE_BUILD_TYPE=Release \
+    "-DCMAKE_CXX_FLAGS_RELEASE=$deps_cflags -DNDEBUG" -DCMAKE_INSTALL_PREFIX="$stage/out" \
+    -DCMAKE_INSTALL_LIBDIR=lib -DBUILD_SHARED_LIBS=OFF -DENABLE_PULL=OFF -DENABLE_PUSH=OFF \
+    -DENABLE_COMPRESSION=OFF -DENABLE_TESTING=OFF -DUSE_THIRDPARTY_LIBRARIES=OFF \
+    -DGENERATE_PKGCONFIG=OFF >/dev/null
+  cmake --build "$stage/build-prometheus" -j"$jobs" >/dev/null
+  cmake --install "$stage/build-prometheus" >/dev/null
 }
 
 build_libpq() { # staging_dir
@@ -105,6 +125,7 @@ if [ ! -f "$prefix/.complete" ]; then
   trap 'rm -rf "$stage"' EXIT
   build_libpq "$stage"
   build_cpprest "$stage"
+  build_prometheus "$stage"
   touch "$stage/out/.complete"
   # Renamed into place only when whole, so an interrupted build never leaves a cache that looks warm.
   rm -rf "$prefix"

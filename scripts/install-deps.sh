@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   g++ cmake make pkg-config git ca-certificates
   libabsl-dev libyaml-cpp-dev libpq-dev libcpprest-dev libssl-dev
+  # The operator's metrics registry and text format (pkg/metrics).
+  prometheus-cpp-dev
   libgtest-dev libgmock-dev
   # `sluice lint`: PostgreSQL's parser as a static archive, and the protobuf-c header its parse
   # tree needs.
