@@ -62,16 +62,22 @@ absl::StatusOr<kube::ObjectRef> ParseReportTarget(absl::string_view report) {
 
 class MigrationJobReporter::Impl {
  public:
-  Impl(const ReportOptions& options, kube::ObjectRef ref, std::unique_ptr<kube::Client> client,
+  // `owned_client` or else `shared_client` (may be null: the client could not be made, and
+  // `setup_error` says why).
+  Impl(const ReportOptions& options, kube::ObjectRef ref,
+       std::unique_ptr<kube::Client> owned_client, kube::Client* shared_client,
        absl::Status setup_error)
       : options_(options),
         ref_(std::move(ref)),
-        client_(std::move(client)),
-        setup_error_(std::move(setup_error)) {
+        owned_client_(std::move(owned_client)),
+        client_(owned_client_ != nullptr ? owned_client_.get() : shared_client),
+        setup_error_(std::move(setup_error)),
+        generation_(options.generation) {
     run_.started_at = absl::Now();
     run_.instance =
         options.instance.empty() ? base::RunnerName(base::ProcessEnvironment()) : options.instance;
     run_.target = options.target.empty() ? "head" : options.target;
+    run_.content_changed = options.content_changed;
     ++version_;
     if (client_ != nullptr) worker_ = std::thread([this] { Work(); });
   }
@@ -81,7 +87,7 @@ class MigrationJobReporter::Impl {
       absl::MutexLock lock(&mu_);
       stop_ = true;
     }
-    if (client_ != nullptr) client_->Shutdown();
+    if (owned_client_ != nullptr) owned_client_->Shutdown();
     if (worker_.joinable()) worker_.join();
   }
 
@@ -98,6 +104,11 @@ class MigrationJobReporter::Impl {
   void SetMigrationsDigest(std::string digest) {
     absl::MutexLock lock(&mu_);
     run_.migrations_digest = std::move(digest);
+  }
+
+  void SetFailureReason(std::string reason) {
+    absl::MutexLock lock(&mu_);
+    run_.failure_reason = std::move(reason);
   }
 
   void OnWaitingForLock(const store::LockHolder& holder) {
@@ -159,7 +170,7 @@ class MigrationJobReporter::Impl {
             failed.has_value() && !failed->revision.empty() ? failed->revision : failed_revision_,
             failed.has_value() ? failed->sqlstate : "", std::string(run_status.message())};
         events_.push_back(MakeEvent(
-            "Warning", "MigrationFailed",
+            "Warning", run_.failure_reason.empty() ? "MigrationFailed" : run_.failure_reason,
             failed_revision_.empty()
                 ? std::string(run_status.message())
                 : absl::StrCat("revision ", failed_revision_, " failed: ", run_status.message())));
@@ -180,8 +191,9 @@ class MigrationJobReporter::Impl {
       timed_out = !permanent_error_ && synced_version_ != version_;
       stop_ = true;
     }
-    // Ends a request still in flight, so that Finish keeps its time bound.
-    client_->Shutdown();
+    // Ends a request still in flight, so that Finish keeps its time bound. A shared client's calls
+    // end by their deadlines, which are Finish's.
+    if (owned_client_ != nullptr) owned_client_->Shutdown();
     if (worker_.joinable()) worker_.join();
     absl::MutexLock lock(&mu_);
     absl::Status written;
@@ -239,8 +251,8 @@ class MigrationJobReporter::Impl {
   // but one, usually) goes straight to its final status, so Ready does not flap to Unknown and
   // back each time a pod starts.
   bool Substantive() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stop_ || finishing_ || run_.waiting_for.has_value() || !run_.steps.empty() ||
-           (run_.planned && !run_.pending.empty());
+    return stop_ || finishing_ || run_.content_changed || run_.waiting_for.has_value() ||
+           !run_.steps.empty() || (run_.planned && !run_.pending.empty());
   }
 
   void Work() {
@@ -363,13 +375,14 @@ class MigrationJobReporter::Impl {
 
   const ReportOptions options_;
   const kube::ObjectRef ref_;
-  std::unique_ptr<kube::Client> client_;
+  const std::unique_ptr<kube::Client> owned_client_;
+  kube::Client* const client_;  // owned_client_ or a shared one; null when there is none
   const absl::Status setup_error_;
   std::thread worker_;
 
   // Worker thread only.
   std::optional<kube::MigrationJob> job_;
-  int64_t generation_ = 0;
+  int64_t generation_;
 
   absl::Mutex mu_;
   RunView run_ ABSL_GUARDED_BY(mu_);
@@ -401,8 +414,20 @@ absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Star
                  {{"migrationjob", options.report}, {"error", std::string(setup.message())}});
   }
   std::unique_ptr<kube::Client> made = setup.ok() ? *std::move(client) : nullptr;
-  return std::unique_ptr<MigrationJobReporter>(
-      new MigrationJobReporter(std::make_unique<Impl>(options, *ref, std::move(made), setup)));
+  return std::unique_ptr<MigrationJobReporter>(new MigrationJobReporter(
+      std::make_unique<Impl>(options, *ref, std::move(made), nullptr, setup)));
+}
+
+absl::StatusOr<std::unique_ptr<MigrationJobReporter>> MigrationJobReporter::Start(
+    const ReportOptions& options, kube::Client& shared_client) {
+  absl::StatusOr<kube::ObjectRef> ref = ParseReportTarget(options.report);
+  if (!ref.ok()) return ref.status();
+  return std::unique_ptr<MigrationJobReporter>(new MigrationJobReporter(
+      std::make_unique<Impl>(options, *ref, nullptr, &shared_client, absl::OkStatus())));
+}
+
+void MigrationJobReporter::SetFailureReason(std::string reason) {
+  impl_->SetFailureReason(std::move(reason));
 }
 
 void MigrationJobReporter::OnPlanned(const engine::RunResult& result_so_far,

@@ -53,6 +53,12 @@ struct ReportOptions {
   std::string instance;  // the pod name: Events' reportingInstance and lastApplied's appliedBy.
                          // Empty: $POD_NAME, else $HOSTNAME, else the host name.
   std::string target;    // the target as asked ("head"), for messages
+  // The metadata.generation the run works for (the operator's, from the object it read); 0: the
+  // generation of the object when the reporter first reads it.
+  int64_t generation = 0;
+  // The run applies migrations whose content differs from what the stored status describes: its
+  // first write, at once, sets Ready=False with reason MigrationsChanged (status_composer.h).
+  bool content_changed = false;
 };
 
 class MigrationJobReporter final : public engine::Observer {
@@ -64,12 +70,20 @@ class MigrationJobReporter final : public engine::Observer {
   // migration runs regardless.
   static absl::StatusOr<std::unique_ptr<MigrationJobReporter>> Start(
       const ReportOptions& options, absl::StatusOr<std::unique_ptr<kube::Client>> client);
+  // The same through a client shared with others (the operator's), which must outlive the
+  // reporter; Finish's time bound then rests on its calls' deadlines, since shutting the shared
+  // client down would end everyone's requests.
+  static absl::StatusOr<std::unique_ptr<MigrationJobReporter>> Start(const ReportOptions& options,
+                                                                     kube::Client& shared_client);
 
   ~MigrationJobReporter() override;
 
   // Sets the digest of the manifests the run plans with (graph::RevisionGraph::ContentDigest), for
   // status.migrationsDigest beside the revision fields it describes. Call before the run.
   void SetMigrationsDigest(std::string digest);
+  // Sets the condition reason of a failure found before any SQL ran (e.g. "ConfigMapNotFound"),
+  // for the Stalled and Ready conditions and the Warning Event. Call before Finish.
+  void SetFailureReason(std::string reason);
 
   // engine::Observer. Never block on the API server.
   void OnPlanned(const engine::RunResult& result_so_far,

@@ -92,7 +92,7 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
   if (IsNewerRun(s.started_at, run.started_at)) return s;
 
   const int64_t generation = run.generation;
-  s.observed_generation = generation;
+  if (run.phase == RunView::Phase::kSucceeded) s.observed_generation = generation;
   s.started_at = FormatMillis(run.started_at);
   if (run.planned) {
     s.current_revisions = run.current;
@@ -127,8 +127,15 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
                                run.steps.size() == 1 ? "" : "s", "; finishing");
       }
       SetCondition(s.conditions, kReconciling, "True", reason, message, generation, now);
-      SetCondition(s.conditions, kReady, "Unknown", kReasonProgressing,
-                   absl::StrCat("a run", by, " is in progress"), generation, now);
+      if (run.content_changed) {
+        SetCondition(s.conditions, kReady, "False", kReasonMigrationsChanged,
+                     absl::StrCat("the migrations changed (", run.migrations_digest, "); a run", by,
+                                  " is applying them"),
+                     generation, now);
+      } else {
+        SetCondition(s.conditions, kReady, "Unknown", kReasonProgressing,
+                     absl::StrCat("a run", by, " is in progress"), generation, now);
+      }
       SetCondition(s.conditions, kStalled, "False", kReasonProgressing, "", generation, now);
       break;
     }
@@ -149,7 +156,9 @@ kube::MigrationJobStatus Compose(const std::optional<kube::MigrationJobStatus>& 
     case RunView::Phase::kFailed: {
       s.phase = "Failed";
       s.completed_at = FormatMillis(run.completed_at);
-      const char* reason = run.step_failed ? kReasonMigrationFailed : kReasonRunFailed;
+      const std::string reason = !run.failure_reason.empty() ? run.failure_reason
+                                 : run.step_failed           ? kReasonMigrationFailed
+                                                             : kReasonRunFailed;
       const std::string message = run.error ? run.error->message : "the run failed";
       SetCondition(s.conditions, kReady, "False", reason, message, generation, now);
       SetCondition(s.conditions, kReconciling, "False", reason, absl::StrCat("run", by, " failed"),

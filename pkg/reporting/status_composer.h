@@ -2,6 +2,12 @@
 // into the status stored on the MigrationJob (Compose), following metav1.Condition and kstatus
 // conventions. No I/O, so every rule here is unit-tested without an API server.
 //
+// observedGeneration: written only when a run succeeded, that is when the database's version table
+// was read and is at the target of that generation's spec; a run under way or failed leaves the
+// stored value, so a kstatus reader (Flux, Argo CD, Helm 4's --wait) that sees observedGeneration
+// equal to metadata.generation knows the database reached that spec. The conditions carry the
+// generation of the run that wrote them.
+//
 // Stale writes: each run is identified by its start time (`status.startedAt`, millisecond
 // precision). A run writes phase, conditions, revisions, lastError and the timestamps only while
 // the stored `startedAt` is not newer than its own, so a slow or retried write of an older run
@@ -34,6 +40,9 @@ inline constexpr char kReasonAtTarget[] = "AtTarget";
 inline constexpr char kReasonSucceeded[] = "Succeeded";
 inline constexpr char kReasonMigrationFailed[] = "MigrationFailed";
 inline constexpr char kReasonRunFailed[] = "RunFailed";
+// The referenced ConfigMaps changed since the status's digest: Ready is False until the new
+// content is applied, so no kstatus reader sees Ready=True for content that is not in the database.
+inline constexpr char kReasonMigrationsChanged[] = "MigrationsChanged";
 
 // Limits from manifests/crd.yaml.
 inline constexpr size_t kMaxLastApplied = 20;
@@ -56,11 +65,17 @@ struct RunView {
   std::vector<std::string> target_revisions;
   std::vector<std::string> pending;
   std::string migrations_digest;  // of the manifests this run plans with (empty: unknown)
+  // The run applies content other than the stored status describes (the operator saw the
+  // referenced ConfigMaps change): while it runs, Ready is False with reason MigrationsChanged.
+  bool content_changed = false;
 
   std::optional<std::string> waiting_for;  // lock holder, while waiting for the lock
   std::vector<kube::AppliedStep> steps;    // this run's steps, oldest first
   std::optional<kube::LastError> error;
   bool step_failed = false;  // the error is a revision's failure (not, e.g., a lock timeout)
+  // The reason of a failure found before any SQL ran (the operator's "ConfigMapNotFound",
+  // "SecretForbidden", ...); empty: MigrationFailed or RunFailed.
+  std::string failure_reason;
   absl::Time completed_at = absl::InfinitePast();
 };
 

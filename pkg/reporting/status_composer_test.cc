@@ -38,7 +38,8 @@ TEST(StatusComposerTest, FormatsTimes) {
 TEST(StatusComposerTest, StartIsRunningAndReconciling) {
   const kube::MigrationJobStatus s = Compose(std::nullopt, MakeRun(), kT0);
   EXPECT_EQ(s.phase, "Running");
-  EXPECT_EQ(s.observed_generation, 3);
+  // A run under way has not read the database yet: it observed nothing.
+  EXPECT_EQ(s.observed_generation, 0);
   EXPECT_EQ(s.started_at, "2024-05-01T12:00:00.123Z");
   EXPECT_EQ(s.completed_at, "");
   ASSERT_NE(Find(s, kReconciling), nullptr);
@@ -120,6 +121,47 @@ TEST(StatusComposerTest, FailureIsStalledWithLastError) {
   EXPECT_EQ(Find(s, kReady)->reason, "MigrationFailed");
   EXPECT_EQ(Find(s, kStalled)->status, "True");
   EXPECT_EQ(Find(s, kReconciling)->status, "False");
+}
+
+TEST(StatusComposerTest, OnlyASuccessObservesTheGeneration) {
+  kube::MigrationJobStatus stored;
+  stored.observed_generation = 2;
+  stored.phase = "Succeeded";
+  RunView run = MakeRun();  // generation 3
+  EXPECT_EQ(Compose(stored, run, kT0).observed_generation, 2);
+  run.phase = RunView::Phase::kFailed;
+  run.error = kube::LastError{"", "", "connection refused"};
+  const kube::MigrationJobStatus failed = Compose(stored, run, kT0);
+  EXPECT_EQ(failed.observed_generation, 2);
+  // The conditions say which generation the failure is about.
+  EXPECT_EQ(Find(failed, kStalled)->observed_generation, 3);
+  run.phase = RunView::Phase::kSucceeded;
+  run.error.reset();
+  EXPECT_EQ(Compose(stored, run, kT0).observed_generation, 3);
+}
+
+TEST(StatusComposerTest, ChangedContentIsNotReadyWhileItIsApplied) {
+  kube::MigrationJobStatus stored;
+  stored.phase = "Succeeded";
+  SetCondition(stored.conditions, kReady, "True", kReasonAtTarget, "database at a", 3, kT0);
+  RunView run = MakeRun(kT0 + absl::Seconds(1));
+  run.content_changed = true;
+  run.migrations_digest = "sha256:new";
+  const kube::MigrationJobStatus s = Compose(stored, run, kT0 + absl::Seconds(1));
+  EXPECT_EQ(Find(s, kReady)->status, "False");
+  EXPECT_EQ(Find(s, kReady)->reason, "MigrationsChanged");
+  EXPECT_THAT(Find(s, kReady)->message, HasSubstr("sha256:new"));
+  EXPECT_EQ(Find(s, kReconciling)->status, "True");
+}
+
+TEST(StatusComposerTest, AFailureBeforeAnySqlKeepsItsOwnReason) {
+  RunView run = MakeRun();
+  run.phase = RunView::Phase::kFailed;
+  run.failure_reason = "ConfigMapNotFound";
+  run.error = kube::LastError{"", "", "ConfigMap apps/m not found"};
+  const kube::MigrationJobStatus s = Compose(std::nullopt, run, kT0);
+  EXPECT_EQ(Find(s, kStalled)->reason, "ConfigMapNotFound");
+  EXPECT_EQ(Find(s, kReady)->reason, "ConfigMapNotFound");
 }
 
 TEST(StatusComposerTest, TransitionTimeChangesOnlyWithTheStatus) {
