@@ -25,7 +25,9 @@
 #include "pkg/failure/migration_failure.h"
 #include "pkg/graph/revision_graph.h"
 #include "pkg/kube/client.h"
+#include "pkg/kube/leader_election.h"
 #include "pkg/manifest/loader.h"
+#include "pkg/operator/operator.h"
 #include "pkg/reporting/migration_job_reporter.h"
 #include "pkg/store/pg_store.h"
 #include "pkg/store/store.h"
@@ -639,6 +641,74 @@ int RunConfigMap(const Context& context) {
   return failure::kExitOk;
 }
 
+// Returns "" for an address of 0 (not served), else `address`.
+std::string ServedAddress(const std::string& address) { return address == "0" ? "" : address; }
+
+int RunOperator(const Context& context) {
+  const Options& options = context.options();
+  operator_::OperatorOptions op;
+  op.namespace_ = options.namespace_name;
+  op.max_concurrent = options.max_concurrent;
+  op.identity = base::RunnerName(context.env);
+  op.leader_elect = options.leader_elect;
+  op.lease.name = options.leader_election_id;
+  op.lease.namespace_ = options.leader_election_namespace;
+  if (op.lease.namespace_.empty()) op.lease.namespace_ = context.env("POD_NAMESPACE").value_or("");
+  if (op.lease.namespace_.empty()) op.lease.namespace_ = options.namespace_name;
+  op.lease_duration = options.leader_election_lease_duration;
+  op.renew_deadline = options.leader_election_renew_deadline;
+  op.retry_period = options.leader_election_retry_period;
+  if (op.leader_elect) {
+    kube::LeaderElectionOptions election;
+    election.lease = op.lease;
+    election.identity = op.identity;
+    election.lease_duration = op.lease_duration;
+    election.renew_deadline = op.renew_deadline;
+    election.retry_period = op.retry_period;
+    const absl::Status valid = kube::ValidateLeaderElectionOptions(election);
+    if (!valid.ok()) {
+      return UsageError(
+          absl::StrCat(valid.message(),
+                       op.lease.namespace_.empty()
+                           ? " (the Lease's namespace comes from --leader-election-namespace, else "
+                             "$POD_NAMESPACE, else --namespace)"
+                           : ""));
+    }
+  }
+  op.health_addr = ServedAddress(options.health_addr);
+  op.metrics_addr = ServedAddress(options.metrics_addr);
+  op.shutdown_grace = options.shutdown_grace;
+  op.reconciler.connect_timeout = options.connect_timeout;
+  op.reconciler.lock_wait = options.lock_wait;
+  op.reconciler.report_timeout = options.report_timeout;
+
+  absl::StatusOr<std::unique_ptr<kube::Client>> client =
+      kube::NewRestClientFromConfig(options.kubeconfig);
+  if (!client.ok()) {
+    return FailWith(failure::WithFailureKind(
+        absl::Status(client.status().code(),
+                     absl::StrCat("operator: no Kubernetes client: ", client.status().message())),
+        failure::FailureKind::kUsage));
+  }
+  const absl::Duration connect_timeout = options.connect_timeout;
+  // Connection strings come from Secrets: checked here, and never logged.
+  operator_::ConnectorFactory connect =
+      [connect_timeout](const std::string& url) -> absl::StatusOr<engine::StoreFactory> {
+    SLUICE_RETURN_IF_ERROR(store::LibpqConnectionString(url).status());
+    return engine::StoreFactory([url, connect_timeout](const std::string& application_name) {
+      store::ConnectOptions connect;
+      connect.url = url;
+      connect.application_name = absl::StrCat("sluice:", application_name);
+      connect.connect_timeout = connect_timeout;
+      return store::ConnectPg(connect);
+    });
+  };
+  const absl::Status ended = operator_::Run(op, **client, connect, context.stop);
+  (*client)->Shutdown();
+  if (!ended.ok()) return FailWith(ended);
+  return failure::kExitOk;
+}
+
 const std::vector<CommandSpec>& Commands() {
   static const std::vector<std::string> kDatabase = {"database-url", "database-url-file",
                                                      "connect-timeout", "schema", "version-table"};
@@ -703,6 +773,15 @@ const std::vector<CommandSpec>& Commands() {
        "rewrite, scan or drop (default: the revisions pending on the database, else all)",
        flags({{"dev-url", "format", "warnings-as-errors", "ddl-lock-timeout"}, kDatabase}), 0, 1,
        RunLint},
+      {"operator", "operator [--namespace NS] [--leader-elect]",
+       "reconcile MigrationJobs: apply each one's ConfigMaps to the database in its Secret, with "
+       "leader election, /healthz, /readyz and /metrics",
+       flags({{"namespace", "max-concurrent", "leader-elect", "leader-election-namespace",
+               "leader-election-id", "leader-election-lease-duration",
+               "leader-election-renew-deadline", "leader-election-retry-period", "health-addr",
+               "metrics-addr", "shutdown-grace", "kubeconfig", "connect-timeout", "lock-wait",
+               "report-timeout"}}),
+       0, 0, RunOperator},
       {"version", "version", "print version and build information", {}, 0, 0, RunVersion},
   };
   return *commands;

@@ -186,8 +186,49 @@ const std::vector<FlagSpec>& Flags() {
       {"timeout", Kind::kDuration,
        "wait: how long to wait for the target before exiting 3 (default 10m)",
        SetDuration(&Options::timeout)},
-      {"namespace", Kind::kString, "configmap: the namespace written into the manifest",
+      {"namespace", Kind::kString,
+       "configmap: the namespace written into the manifest; operator: the namespace to watch "
+       "(default: all)",
        SetString(&Options::namespace_name)},
+      {"max-concurrent", Kind::kInt, "operator: runs at once, in all (default 4)",
+       [](absl::string_view value, Options& options) -> absl::Status {
+         int runs = 0;
+         if (!absl::SimpleAtoi(value, &runs) || runs < 1 || runs > 1000) {
+           return absl::InvalidArgumentError(
+               absl::StrCat("\"", value, "\" is not a number of runs from 1 to 1000"));
+         }
+         options.max_concurrent = runs;
+         return absl::OkStatus();
+       }},
+      {"leader-elect", Kind::kBool,
+       "operator: reconcile only while holding the leader election Lease (the manifests turn it "
+       "on)",
+       SetBool(&Options::leader_elect)},
+      {"leader-election-namespace", Kind::kString,
+       "operator: the namespace of the Lease (default $POD_NAMESPACE, else --namespace)",
+       SetString(&Options::leader_election_namespace)},
+      {"leader-election-id", Kind::kString,
+       "operator: the name of the Lease (default sluice-operator)",
+       SetString(&Options::leader_election_id)},
+      {"leader-election-lease-duration", Kind::kDuration,
+       "operator: how long a standby waits after the leader's last renewal (default 15s)",
+       SetDuration(&Options::leader_election_lease_duration)},
+      {"leader-election-renew-deadline", Kind::kDuration,
+       "operator: how long the leader keeps trying to renew before it gives up (default 10s)",
+       SetDuration(&Options::leader_election_renew_deadline)},
+      {"leader-election-retry-period", Kind::kDuration,
+       "operator: the interval of acquire and renew attempts (default 2s)",
+       SetDuration(&Options::leader_election_retry_period)},
+      {"health-addr", Kind::kString,
+       "operator: HOST:PORT or :PORT serving /healthz and /readyz; 0: none (default :8081)",
+       SetString(&Options::health_addr)},
+      {"metrics-addr", Kind::kString,
+       "operator: HOST:PORT or :PORT serving Prometheus /metrics; 0: none (default :8080)",
+       SetString(&Options::metrics_addr)},
+      {"shutdown-grace", Kind::kDuration,
+       "operator: how long runs get to stop at a safe point after SIGTERM before their "
+       "statements are cancelled (default 25s)",
+       SetDuration(&Options::shutdown_grace)},
       {"dev-url", Kind::kString,
        "lint: a dev PostgreSQL server (never production) where lint creates, and drops, a "
        "scratch database; its role needs CREATEDB",

@@ -51,6 +51,18 @@ struct Options {
   std::string out = "./migrations";
   std::string python = "python3";
   std::string namespace_name;  // --namespace
+  // operator
+  int max_concurrent = 4;
+  bool leader_elect = false;
+  std::string leader_election_namespace;  // default: $POD_NAMESPACE, else --namespace
+  std::string leader_election_id = "sluice-operator";
+  // client-go's defaults.
+  absl::Duration leader_election_lease_duration = absl::Seconds(15);
+  absl::Duration leader_election_renew_deadline = absl::Seconds(10);
+  absl::Duration leader_election_retry_period = absl::Seconds(2);
+  std::string health_addr = ":8081";  // "0": not served
+  std::string metrics_addr = ":8080";
+  absl::Duration shutdown_grace = absl::Seconds(25);
   absl::Duration timeout = absl::Minutes(10);
   // lint, and upgrade --lint
   std::string dev_url;

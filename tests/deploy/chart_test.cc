@@ -326,6 +326,22 @@ void ExpectChartObjects(const Rendered& r) {
     EXPECT_THAT(args, Contains("--health-addr=:" + o["healthPort"].as<std::string>()));
     EXPECT_THAT(args, Contains("--metrics-addr=:" + o["metricsPort"].as<std::string>()));
     EXPECT_THAT(args, Contains("--max-concurrent=" + o["maxConcurrent"].as<std::string>()));
+    // The Lease the operator elects its leader with is the one its Role may get and update.
+    const std::string lease = Fullname() + "-operator";
+    EXPECT_THAT(args, Contains("--leader-election-id=" + lease));
+    bool lease_named = false;
+    for (YAML::Node object : r.objects) {
+      if (object["kind"].as<std::string>("") != "Role" ||
+          !absl::EndsWith(object["metadata"]["name"].as<std::string>(""), "-leader-election")) {
+        continue;
+      }
+      for (YAML::Node rule : object["rules"]) {
+        for (YAML::Node n : rule["resourceNames"]) {
+          lease_named = lease_named || n.as<std::string>() == lease;
+        }
+      }
+    }
+    EXPECT_EQ(lease_named, o["leaderElect"].as<bool>()) << where;
     const std::string watch = o["watchNamespace"].as<std::string>("");
     EXPECT_EQ(std::count(args.begin(), args.end(), "--namespace=" + watch), watch.empty() ? 0 : 1);
     std::map<std::string, int> ports;

@@ -101,15 +101,19 @@ TEST(ManifestsTest, SluiceContainersAreLockedDownAndUseWhatTheFolderDefines) {
       const std::string where = absl::StrCat(file, ": ", ObjectName(object));
       if (ExpectLockedDown(pod, where) == 0) continue;
       ++workloads;
-      // A pod that reports to a MigrationJob runs as a ServiceAccount with that RBAC; one that
-      // only waits needs no API access at all.
-      bool reports = false;
-      for (YAML::Node container : pod["initContainers"]) {
-        for (const std::string& arg : Strings(container["args"])) {
-          reports = reports || absl::StartsWith(arg, "--report");
+      // A pod that reports to a MigrationJob, or runs the operator, runs as a ServiceAccount with
+      // that RBAC; one that only waits needs no API access at all.
+      bool uses_api = false;
+      for (const char* list : {"initContainers", "containers"}) {
+        for (YAML::Node container : pod[list]) {
+          const std::vector<std::string> args = Strings(container["args"]);
+          uses_api = uses_api || (!args.empty() && args[0] == "operator");
+          for (const std::string& arg : args) {
+            uses_api = uses_api || absl::StartsWith(arg, "--report");
+          }
         }
       }
-      if (reports) {
+      if (uses_api) {
         EXPECT_EQ(service_accounts.count(pod["serviceAccountName"].as<std::string>("")), 1u)
             << where;
       } else {
@@ -117,7 +121,46 @@ TEST(ManifestsTest, SluiceContainersAreLockedDownAndUseWhatTheFolderDefines) {
       }
     }
   }
-  EXPECT_GE(workloads, 2);
+  EXPECT_GE(workloads, 3);
+}
+
+// The operator's Deployment: leader election on, probes on the health port, resources set, and the
+// namespace it watches is the one its Role grants.
+TEST(ManifestsTest, TheOperatorRunsWithLeaderElectionProbesAndItsOwnRole) {
+  const auto files = AllManifests();
+  ASSERT_EQ(files.count("operator.yaml"), 1u);
+  YAML::Node deployment = files.at("operator.yaml")[0];
+  ASSERT_EQ(deployment["kind"].as<std::string>(""), "Deployment");
+  YAML::Node pod = PodSpec(deployment);
+  YAML::Node container = pod["containers"][0];
+  const std::vector<std::string> args = Strings(container["args"]);
+  ASSERT_FALSE(args.empty());
+  EXPECT_EQ(args[0], "operator");
+  EXPECT_THAT(args, ::testing::Contains("--leader-elect=true"));
+  EXPECT_EQ(container["livenessProbe"]["httpGet"]["path"].as<std::string>(""), "/healthz");
+  EXPECT_EQ(container["readinessProbe"]["httpGet"]["path"].as<std::string>(""), "/readyz");
+  EXPECT_TRUE(container["resources"]["requests"]["memory"].IsDefined());
+  EXPECT_TRUE(container["resources"]["limits"]["memory"].IsDefined());
+  EXPECT_GE(deployment["spec"]["replicas"].as<int>(0), 2);
+  std::string watched;
+  for (const std::string& arg : args) {
+    if (absl::StartsWith(arg, "--namespace=")) watched = arg.substr(12);
+  }
+  ASSERT_FALSE(watched.empty()) << "the manifests fix the namespace, so the RBAC can be a Role";
+  bool granted = false;
+  for (YAML::Node object : files.at("rbac-operator.yaml")) {
+    if (object["kind"].as<std::string>("") != "Role") continue;
+    if (object["metadata"]["namespace"].as<std::string>("") != watched) continue;
+    for (YAML::Node rule : object["rules"]) {
+      for (const std::string& resource : Strings(rule["resources"])) {
+        if (resource == "secrets") {
+          granted = true;
+          EXPECT_EQ(Strings(rule["verbs"]), (std::vector<std::string>{"get", "list", "watch"}));
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(granted) << "no Role in " << watched << " lets the operator read Secrets";
 }
 
 }  // namespace

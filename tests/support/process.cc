@@ -52,6 +52,12 @@ Process::Process(const std::vector<std::string>& argv,
     dup2(null, 0);
     dup2(out, 1);
     dup2(err, 2);
+    // The child keeps nothing else of the test process: a listening socket it inherited (the
+    // fake API server's, which cpprest does not open with CLOEXEC) would keep the port bound
+    // after the server closes it, and a restarted server could not listen there again.
+    if (close_range(3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 65536; ++fd) close(fd);
+    }
     execvp(args[0], args.data());
     dprintf(2, "exec %s failed\n", args[0]);
     _exit(127);

@@ -1,0 +1,86 @@
+#include <gtest/gtest.h>
+
+#include "absl/time/clock.h"
+#include "pkg/operator/reconciler.h"
+
+namespace sluice::operator_ {
+namespace {
+
+const absl::Time kNow = absl::FromUnixSeconds(1'800'000'000);
+
+kube::MigrationJob JobAt(int64_t generation, const std::string& phase, int64_t observed,
+                         const std::string& digest) {
+  kube::MigrationJob job;
+  job.metadata.namespace_ = "apps";
+  job.metadata.name = "app-db";
+  job.metadata.generation = generation;
+  if (!phase.empty()) {
+    kube::MigrationJobStatus status;
+    status.phase = phase;
+    status.observed_generation = observed;
+    status.migrations_digest = digest;
+    job.status = status;
+  }
+  return job;
+}
+
+TEST(DecideTest, ANewJobRuns) {
+  const Decision d = Decide(JobAt(1, "", 0, ""), "sha256:a", "", std::nullopt, kNow);
+  EXPECT_EQ(d.action, Decision::Action::kRun);
+  EXPECT_FALSE(d.content_changed);
+}
+
+TEST(DecideTest, AJobAtItsGenerationAndContentDoesNothing) {
+  const Decision d =
+      Decide(JobAt(3, "Succeeded", 3, "sha256:a"), "sha256:a", "", std::nullopt, kNow);
+  EXPECT_EQ(d.action, Decision::Action::kNothing);
+}
+
+TEST(DecideTest, ANewerGenerationRuns) {
+  const Decision d =
+      Decide(JobAt(4, "Succeeded", 3, "sha256:a"), "sha256:a", "", std::nullopt, kNow);
+  EXPECT_EQ(d.action, Decision::Action::kRun);
+  EXPECT_FALSE(d.content_changed);
+  EXPECT_NE(d.why.find("generation 4"), std::string::npos);
+}
+
+TEST(DecideTest, ChangedContentRunsAndSaysSo) {
+  const Decision d =
+      Decide(JobAt(3, "Succeeded", 3, "sha256:a"), "sha256:b", "", std::nullopt, kNow);
+  EXPECT_EQ(d.action, Decision::Action::kRun);
+  EXPECT_TRUE(d.content_changed);
+}
+
+TEST(DecideTest, ARunLeftRunningOrFailedRunsAgain) {
+  EXPECT_EQ(Decide(JobAt(3, "Running", 2, "sha256:a"), "sha256:a", "", std::nullopt, kNow).action,
+            Decision::Action::kRun);
+  EXPECT_EQ(Decide(JobAt(3, "Failed", 3, "sha256:a"), "sha256:a", "", std::nullopt, kNow).action,
+            Decision::Action::kRun);
+}
+
+TEST(DecideTest, TheSameFailureWaitsForItsRetryTime) {
+  const kube::MigrationJob job = JobAt(3, "Failed", 2, "sha256:a");
+  const FailedAttempt failed{3, "sha256:a", "db@7;", kNow + absl::Seconds(8)};
+  const Decision wait = Decide(job, "sha256:a", "db@7;", failed, kNow);
+  EXPECT_EQ(wait.action, Decision::Action::kRetryLater);
+  EXPECT_EQ(wait.retry_at, kNow + absl::Seconds(8));
+  // Its time came.
+  EXPECT_EQ(Decide(job, "sha256:a", "db@7;", failed, kNow + absl::Seconds(8)).action,
+            Decision::Action::kRun);
+  // Anything it depended on changed: at once.
+  EXPECT_EQ(Decide(job, "sha256:b", "db@7;", failed, kNow).action, Decision::Action::kRun);
+  EXPECT_EQ(Decide(job, "sha256:a", "db@8;", failed, kNow).action, Decision::Action::kRun);
+  EXPECT_EQ(Decide(JobAt(4, "Failed", 2, "sha256:a"), "sha256:a", "db@7;", failed, kNow).action,
+            Decision::Action::kRun);
+}
+
+TEST(DecideTest, ASuspendedJobNeverRuns) {
+  kube::MigrationJob job = JobAt(5, "Failed", 2, "sha256:a");
+  job.spec.suspend = true;
+  const Decision d = Decide(job, "sha256:b", "", std::nullopt, kNow);
+  EXPECT_EQ(d.action, Decision::Action::kNothing);
+  EXPECT_EQ(d.why, "suspended");
+}
+
+}  // namespace
+}  // namespace sluice::operator_
