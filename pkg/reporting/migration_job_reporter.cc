@@ -30,6 +30,43 @@ constexpr char kAction[] = "Migrate";
 constexpr int kMaxConflictRounds = 50;
 // How long a run may be quiet before its Running status is written anyway.
 constexpr absl::Duration kInitialGrace = absl::Seconds(1);
+// While a run is under way its status is written at most this often: a run of many quick
+// revisions (or fifty jobs of the operator at once) would otherwise write one status per
+// revision. The run's end is written at once.
+constexpr absl::Duration kProgressInterval = absl::Milliseconds(200);
+// An Event's message is at most this long (the API server's limit is 1 KiB for the note).
+constexpr size_t kMaxEventMessage = 1024;
+
+// An Event waiting to be posted. Consecutive step events are posted as one (StepsMessage), as
+// many as fit in one message.
+struct QueuedEvent {
+  explicit QueuedEvent(kube::Event e, std::string step_revision = "", std::string step = "",
+                       bool step_upgrade = true)
+      : event(std::move(e)),
+        revision(std::move(step_revision)),
+        summary(std::move(step)),
+        upgrade(step_upgrade) {}
+  kube::Event event;
+  std::string revision;  // a step's revision; empty for other events
+  std::string summary;   // "REV (DESCRIPTION) in N ms"
+  bool upgrade = true;
+};
+
+// The message of one Event for steps [first, last) of the same direction.
+std::string StepsMessage(std::deque<QueuedEvent>::const_iterator first,
+                         std::deque<QueuedEvent>::const_iterator last) {
+  const size_t count = static_cast<size_t>(last - first);
+  const bool upgrade = first->upgrade;
+  if (count == 1) {
+    return absl::StrCat(upgrade ? "applied revision " : "reverted revision ", first->summary);
+  }
+  std::string message = absl::StrCat(upgrade ? "applied " : "reverted ", count, " revisions (",
+                                     first->revision, " to ", (last - 1)->revision, "): ");
+  for (auto it = first; it != last; ++it) {
+    absl::StrAppend(&message, it == first ? "" : ", ", it->summary);
+  }
+  return message;
+}
 
 // RFC 1123 label: lowercase alphanumerics and '-', starting and ending alphanumeric.
 bool IsDnsLabel(absl::string_view s) {
@@ -133,11 +170,12 @@ class MigrationJobReporter::Impl {
     run_.current = step.versions_after;
     run_.pending.erase(std::remove(run_.pending.begin(), run_.pending.end(), step.revision),
                        run_.pending.end());
-    events_.push_back(MakeEvent(
-        "Normal", "MigrationApplied",
-        absl::StrCat(upgrade ? "applied revision " : "reverted revision ", step.revision,
+    events_.emplace_back(
+        MakeEvent("Normal", "MigrationApplied", ""), step.revision,
+        absl::StrCat(step.revision,
                      step.description.empty() ? "" : absl::StrCat(" (", step.description, ")"),
-                     " in ", absl::ToInt64Milliseconds(step.duration), " ms")));
+                     " in ", absl::ToInt64Milliseconds(step.duration), " ms"),
+        upgrade);
     ++version_;
   }
 
@@ -156,7 +194,7 @@ class MigrationJobReporter::Impl {
           run_.pending.clear();
         }
         if (!run_.steps.empty()) {
-          events_.push_back(MakeEvent(
+          events_.emplace_back(MakeEvent(
               "Normal", "MigrationSucceeded",
               absl::StrCat("database at ", absl::StrJoin(run_.current, ", "), " after ",
                            run_.steps.size(), " revision", run_.steps.size() == 1 ? "" : "s")));
@@ -169,7 +207,7 @@ class MigrationJobReporter::Impl {
         run_.error = kube::LastError{
             failed.has_value() && !failed->revision.empty() ? failed->revision : failed_revision_,
             failed.has_value() ? failed->sqlstate : "", std::string(run_status.message())};
-        events_.push_back(MakeEvent(
+        events_.emplace_back(MakeEvent(
             "Warning", run_.failure_reason.empty() ? "MigrationFailed" : run_.failure_reason,
             failed_revision_.empty()
                 ? std::string(run_status.message())
@@ -233,7 +271,7 @@ class MigrationJobReporter::Impl {
     e.object_name = ref_.name;
     e.type = type;
     e.reason = reason;
-    e.message = Truncate(message, 1024);
+    e.message = Truncate(message, kMaxEventMessage);
     e.action = kAction;
     e.reporting_component = kComponent;
     e.reporting_instance = Truncate(run_.instance, 128);
@@ -258,6 +296,7 @@ class MigrationJobReporter::Impl {
   void Work() {
     base::Backoff backoff(absl::Milliseconds(100), absl::Seconds(5));
     absl::Time next_attempt = absl::InfinitePast();
+    absl::Time next_progress = absl::InfinitePast();  // kProgressInterval after a Running write
     {
       absl::MutexLock lock(&mu_);
       mu_.AwaitWithDeadline(absl::Condition(this, &Impl::Substantive),
@@ -275,6 +314,9 @@ class MigrationJobReporter::Impl {
         };
         mu_.Await(absl::Condition(&ready));
         if (stop_) return;
+        // The run's end is written without waiting for the progress interval.
+        auto ending = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || finishing_; };
+        mu_.AwaitWithDeadline(absl::Condition(&ending), next_progress);
         mu_.AwaitWithDeadline(absl::Condition(&stop_), next_attempt);
         if (stop_) return;
         run = run_;
@@ -291,6 +333,9 @@ class MigrationJobReporter::Impl {
         synced_version_ = std::max(synced_version_, version);
         backoff.Reset();
         next_attempt = absl::InfinitePast();
+        if (need_sync && run.phase == RunView::Phase::kRunning) {
+          next_progress = absl::Now() + kProgressInterval;
+        }
         continue;
       }
       if (status.code() == absl::StatusCode::kCancelled) {
@@ -345,15 +390,28 @@ class MigrationJobReporter::Impl {
         absl::StrCat("the status kept changing under ", kMaxConflictRounds, " conflicting writes"));
   }
 
-  // Posts queued events in order. Worker thread only. An event the server rejects for its
-  // content is dropped with a warning: events are best effort.
+  // Posts queued events in order, consecutive steps of one direction as one Event. Worker thread
+  // only. An event the server rejects for its content is dropped with a warning: events are best
+  // effort.
   absl::Status PostEvents(absl::Time deadline) {
     while (true) {
       kube::Event event;
+      size_t count = 1;
       {
         absl::MutexLock lock(&mu_);
         if (events_.empty()) return absl::OkStatus();
-        event = events_.front();
+        event = events_.front().event;
+        if (!events_.front().revision.empty()) {
+          // As many steps as one message holds: each step is named in full, never cut off.
+          auto last = events_.begin() + 1;
+          while (last != events_.end() && !last->revision.empty() &&
+                 last->upgrade == events_.front().upgrade &&
+                 StepsMessage(events_.begin(), last + 1).size() <= kMaxEventMessage) {
+            ++last;
+          }
+          count = static_cast<size_t>(last - events_.begin());
+          event.message = Truncate(StepsMessage(events_.begin(), last), kMaxEventMessage);
+        }
       }
       if (job_) {
         event.object_uid = job_->metadata.uid;
@@ -369,7 +427,7 @@ class MigrationJobReporter::Impl {
                      {{"reason", event.reason}, {"error", std::string(status.message())}});
       }
       absl::MutexLock lock(&mu_);
-      events_.pop_front();
+      events_.erase(events_.begin(), events_.begin() + static_cast<std::ptrdiff_t>(count));
     }
   }
 
@@ -388,7 +446,7 @@ class MigrationJobReporter::Impl {
   RunView run_ ABSL_GUARDED_BY(mu_);
   int version_ ABSL_GUARDED_BY(mu_) = 0;         // bumped on every change of run_
   int synced_version_ ABSL_GUARDED_BY(mu_) = 0;  // the last version written (or found written)
-  std::deque<kube::Event> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<QueuedEvent> events_ ABSL_GUARDED_BY(mu_);
   std::string failed_revision_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;

@@ -6,8 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace sluice::fake_kube {
 
@@ -57,6 +61,34 @@ void ExpectFaithfulWrites(const FakeKubeServer& server, bool rejections_expected
     ADD_FAILURE() << "the server rejected " << r.method << " " << r.path << " with HTTP "
                   << r.response_code << "; body: " << r.body;
   }
+}
+
+std::vector<std::string> ReasonsCollapsed(const std::vector<RecordedEvent>& events) {
+  std::vector<std::string> reasons;
+  for (const RecordedEvent& e : events) {
+    if (reasons.empty() || reasons.back() != e.reason) reasons.push_back(e.reason);
+  }
+  return reasons;
+}
+
+std::vector<std::string> RevisionsInAppliedEvents(const std::vector<RecordedEvent>& events) {
+  std::vector<std::string> revisions;
+  for (const RecordedEvent& e : events) {
+    if (e.reason != "MigrationApplied") continue;
+    absl::string_view message = e.message;
+    const size_t list = message.find("): ");
+    if (absl::StartsWith(message, "applied revision ")) {
+      message.remove_prefix(std::string("applied revision ").size());
+    } else if (list != absl::string_view::npos) {
+      message.remove_prefix(list + 3);
+    }
+    // "A (description) in N ms, B ..."; the test manifests' descriptions hold no comma.
+    for (absl::string_view step : absl::StrSplit(message, ", ")) {
+      step = absl::StripAsciiWhitespace(step);
+      revisions.emplace_back(step.substr(0, step.find(' ')));
+    }
+  }
+  return revisions;
 }
 
 void FakeKubeFixture::TearDown() {

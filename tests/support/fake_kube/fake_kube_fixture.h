@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "tests/support/fake_kube/fake_kube_server.h"
 #include "tests/support/fake_kube/test_pki.h"
@@ -25,6 +26,14 @@ std::string MigrationJobJson(const std::string& ns, const std::string& name);
 // Adds a test failure for each field a client wrote that the CRD's schema prunes (the real server
 // would drop it silently) and, unless `rejections_expected`, for each write the server rejected.
 void ExpectFaithfulWrites(const FakeKubeServer& server, bool rejections_expected);
+
+// The reasons of `events` in order, a run of the same reason told once: the reporter posts the
+// steps it has queued as one MigrationApplied Event, so how many there are depends on timing.
+std::vector<std::string> ReasonsCollapsed(const std::vector<RecordedEvent>& events);
+
+// The revisions the MigrationApplied Events of `events` name, in order ("applied revision A
+// (...) in N ms" and "applied 2 revisions (A to B): A (...) in N ms, B (...) in M ms").
+std::vector<std::string> RevisionsInAppliedEvents(const std::vector<RecordedEvent>& events);
 
 struct KubeconfigOptions {
   std::string server;       // default: the fake server's URL
