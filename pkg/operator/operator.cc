@@ -61,6 +61,19 @@ struct JobMemo {
   std::optional<std::pair<int64_t, std::string>> succeeded;
 };
 
+// A database found at a target by a run of this operator, for the jobs of the same database,
+// content and target that come right after it (fifty jobs of one application, one database):
+// for kReadingLifetime they report this reading instead of connecting and reading the version
+// table again. A runner elsewhere could move the database within that moment; the next change
+// of the job, its content or its Secret runs it for real.
+struct DatabaseReading {
+  std::string wanted;  // the Secrets' versions, tables, digest and target it was taken for
+  engine::RunResult result;
+  absl::Time read_at;
+  std::string read_by;  // the job whose run read it
+};
+constexpr absl::Duration kReadingLifetime = absl::Seconds(2);
+
 class Operator {
  public:
   Operator(const OperatorOptions& options, kube::Client& client, ConnectorFactory connect,
@@ -465,35 +478,62 @@ class Operator {
     // workers and is queued again when that run ends (the lock still guards against runners
     // elsewhere).
     const std::string database = DatabaseKey(*job);
+    // What a reading of the database must have been taken for to stand for this job's run: the
+    // same Secrets' versions (so the same connection string), tables, content and target.
+    const std::string wanted =
+        absl::StrCat(secrets_version, "|", job->spec.schema, "|", job->spec.version_table, "|",
+                     digest, "|", job->spec.target.empty() ? "head" : job->spec.target);
     auto run_stop = std::make_shared<base::StopRequest>();
+    std::optional<DatabaseReading> reading;
     {
       absl::MutexLock lock(&mu_);
       if (shutting_down_) return;
-      auto [busy, free] = databases_in_use_.emplace(database, key);
-      if (!free) {
-        parked_[database].insert(key);
-        memos_[key] = std::move(memo);
-        log::Debug("the MigrationJob's database is being migrated by another run; waiting",
-                   {{"migrationjob", key}, {"run", busy->second}});
-        return;
+      auto found = readings_.find(database);
+      if (found != readings_.end() && !secrets_version.empty() && found->second.wanted == wanted &&
+          absl::Now() - found->second.read_at < kReadingLifetime &&
+          !databases_in_use_.count(database)) {
+        reading = found->second;
+      } else {
+        auto [busy, free] = databases_in_use_.emplace(database, key);
+        if (!free) {
+          parked_[database].insert(key);
+          memos_[key] = std::move(memo);
+          log::Debug("the MigrationJob's database is being migrated by another run; waiting",
+                     {{"migrationjob", key}, {"run", busy->second}});
+          return;
+        }
+        runs_[key] = run_stop;
+        metrics_.SetRunning(static_cast<int64_t>(runs_.size()));
       }
-      runs_[key] = run_stop;
-      metrics_.SetRunning(static_cast<int64_t>(runs_.size()));
     }
-    log::Info("reconciling the MigrationJob", {{"migrationjob", key}, {"why", decision.why}});
-    const RunReport report = reconciler_.Run(*job, *loaded, decision.content_changed, run_stop);
-    std::set<std::string> waiting;
-    {
-      absl::MutexLock lock(&mu_);
-      runs_.erase(key);
-      databases_in_use_.erase(database);
-      waiting.swap(parked_[database]);
-      parked_.erase(database);
-      metrics_.SetRunning(static_cast<int64_t>(runs_.size()));
+    RunReport report;
+    if (reading.has_value()) {
+      log::Info("the database was found at the target moments ago; reporting that reading",
+                {{"migrationjob", key},
+                 {"read_by", reading->read_by},
+                 {"age", absl::FormatDuration(absl::Now() - reading->read_at)}});
+      report = reconciler_.ReportReading(*job, *loaded, decision.content_changed, reading->result);
+    } else {
+      log::Info("reconciling the MigrationJob", {{"migrationjob", key}, {"why", decision.why}});
+      report = reconciler_.Run(*job, *loaded, decision.content_changed, run_stop);
+      std::set<std::string> waiting;
+      {
+        absl::MutexLock lock(&mu_);
+        runs_.erase(key);
+        databases_in_use_.erase(database);
+        waiting.swap(parked_[database]);
+        parked_.erase(database);
+        metrics_.SetRunning(static_cast<int64_t>(runs_.size()));
+        if (report.reading.has_value()) {
+          readings_[database] = DatabaseReading{wanted, *report.reading, absl::Now(), key};
+        } else {
+          readings_.erase(database);
+        }
+      }
+      for (const std::string& parked : waiting) queue_.Add(parked);
+      log::Info("run ended", {{"migrationjob", key}, {"outcome", OutcomeName(report.outcome)}});
     }
-    for (const std::string& parked : waiting) queue_.Add(parked);
     Record(report);
-    log::Info("run ended", {{"migrationjob", key}, {"outcome", OutcomeName(report.outcome)}});
     if ((report.outcome == RunReport::Outcome::kAtTarget ||
          report.outcome == RunReport::Outcome::kSucceeded) &&
         report.status_written) {
@@ -551,6 +591,8 @@ class Operator {
   // Database (DatabaseKey) -> the job whose run migrates it; and the jobs waiting for it.
   std::map<std::string, std::string> databases_in_use_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::set<std::string>> parked_ ABSL_GUARDED_BY(mu_);
+  // Database (DatabaseKey) -> what this operator's last run there read at its end.
+  std::map<std::string, DatabaseReading> readings_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -265,19 +265,32 @@ absl::StatusOr<Direction> DirectionTo(engine::Engine& engine, const graph::Revis
   return *resolved == check->versions ? Direction::kUpgrade : Direction::kDowngrade;
 }
 
+namespace {
+
+// The reporter's options for a run (or a problem report) of `job`.
+reporting::ReportOptions ReportOptionsFor(const ReconcilerOptions& options,
+                                          const kube::MigrationJob& job, bool content_changed) {
+  reporting::ReportOptions report;
+  report.report = Ref(job.metadata.namespace_, job.metadata.name);
+  report.instance = options.identity;
+  report.target = job.spec.target.empty() ? "head" : job.spec.target;
+  report.generation = job.metadata.generation;
+  report.content_changed = content_changed;
+  report.report_timeout = options.report_timeout;
+  // The operator exists to keep the status: a status it could not write is retried.
+  report.report_required = true;
+  return report;
+}
+
+}  // namespace
+
 Reconciler::Reconciler(kube::Client& client, ConnectorFactory connect, ReconcilerOptions options)
     : client_(client), connect_(std::move(connect)), options_(std::move(options)) {}
 
 RunReport Reconciler::ReportProblem(const kube::MigrationJob& job, const ConfigProblem& problem) {
   const absl::Time started = absl::Now();
-  reporting::ReportOptions report;
-  report.report = Ref(job.metadata.namespace_, job.metadata.name);
-  report.instance = options_.identity;
-  report.target = job.spec.target.empty() ? "head" : job.spec.target;
-  report.generation = job.metadata.generation;
-  report.report_timeout = options_.report_timeout;
-  // The operator exists to keep the status: a status it could not write is retried.
-  report.report_required = true;
+  const reporting::ReportOptions report =
+      ReportOptionsFor(options_, job, /*content_changed=*/false);
   absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
       reporting::MigrationJobReporter::Start(report, client_);
   RunReport result;
@@ -291,6 +304,28 @@ RunReport Reconciler::ReportProblem(const kube::MigrationJob& job, const ConfigP
   log::Warning(
       "cannot reconcile the MigrationJob",
       {{"migrationjob", report.report}, {"reason", problem.reason}, {"error", problem.message}});
+  result.duration = absl::Now() - started;
+  return result;
+}
+
+RunReport Reconciler::ReportReading(const kube::MigrationJob& job,
+                                    const LoadedMigrations& migrations, bool content_changed,
+                                    const engine::RunResult& reading) {
+  const absl::Time started = absl::Now();
+  const reporting::ReportOptions report = ReportOptionsFor(options_, job, content_changed);
+  RunReport result;
+  result.outcome = RunReport::Outcome::kAtTarget;
+  absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
+      reporting::MigrationJobReporter::Start(report, client_);
+  if (!reporter.ok()) {
+    result.outcome = RunReport::Outcome::kFailed;
+    result.failure = "usage";
+    result.duration = absl::Now() - started;
+    return result;
+  }
+  (*reporter)->SetMigrationsDigest(migrations.digest);
+  (*reporter)->OnPlanned(reading, {});
+  result.status_written = (*reporter)->Finish(absl::OkStatus(), &reading).ok();
   result.duration = absl::Now() - started;
   return result;
 }
@@ -355,14 +390,7 @@ RunReport Reconciler::Run(const kube::MigrationJob& job, const LoadedMigrations&
   engine_options.applied_by = options_.identity;
   engine_options.stop = stop;
 
-  reporting::ReportOptions report;
-  report.report = ref;
-  report.instance = options_.identity;
-  report.target = target;
-  report.generation = job.metadata.generation;
-  report.content_changed = content_changed;
-  report.report_timeout = options_.report_timeout;
-  report.report_required = true;
+  const reporting::ReportOptions report = ReportOptionsFor(options_, job, content_changed);
   absl::StatusOr<std::unique_ptr<reporting::MigrationJobReporter>> reporter =
       reporting::MigrationJobReporter::Start(report, client_);
   RunReport result;
@@ -388,6 +416,10 @@ RunReport Reconciler::Run(const kube::MigrationJob& job, const LoadedMigrations&
   if (run.ok()) {
     result.outcome =
         run->steps.empty() ? RunReport::Outcome::kAtTarget : RunReport::Outcome::kSucceeded;
+    engine::RunResult reading = *run;
+    reading.steps.clear();
+    reading.from_versions = reading.to_versions;
+    result.reading = std::move(reading);
     log::Info("reconciled the MigrationJob", {{"migrationjob", ref},
                                               {"versions", absl::StrJoin(run->to_versions, ",")},
                                               {"applied", absl::StrCat(run->steps.size())},

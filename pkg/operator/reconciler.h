@@ -109,6 +109,10 @@ struct RunReport {
   std::optional<absl::Duration> lock_wait;  // set when the run waited for the lock
   std::string failure;                      // a failure kind or ConfigProblem reason
   bool status_written = false;              // the status of the run's end reached the API server
+  // A successful run's reading of the database at its end (no steps; from = to): other jobs of
+  // the same database, content and target may report it for a moment instead of connecting
+  // again (Reconciler::ReportReading).
+  std::optional<engine::RunResult> reading;
 };
 
 class Reconciler {
@@ -123,6 +127,12 @@ class Reconciler {
 
   // Writes a failed run for `problem` (status Stalled with its reason, a Warning Event naming it).
   RunReport ReportProblem(const kube::MigrationJob& job, const ConfigProblem& problem);
+
+  // Writes the status of a run that found the database at the target, from `reading` (a
+  // RunReport::reading of another job's run on the same database, content and target, moments
+  // ago) without connecting. `content_changed` as in Decision.
+  RunReport ReportReading(const kube::MigrationJob& job, const LoadedMigrations& migrations,
+                          bool content_changed, const engine::RunResult& reading);
 
  private:
   kube::Client& client_;
