@@ -55,10 +55,10 @@ struct JobMemo {
   std::string content_version;  // the referenced ConfigMaps' resourceVersions, when all known
   std::string digest;           // of that content
   std::optional<FailedAttempt> failed;
-  // The generation and digest of this operator's last successful run: the status it wrote may
-  // reach the cache after a reconcile that the run's own earlier status writes queued, and that
-  // reconcile must not run the job again.
-  std::optional<std::pair<int64_t, std::string>> succeeded;
+  // This operator's last successful run: the status it wrote may reach the cache after a reconcile
+  // that the run's own earlier status writes queued, and that reconcile must not run the job
+  // again; nor may one that other content queued miss that the content changed.
+  std::optional<AppliedRun> succeeded;
 };
 
 // A database found at a target by a run of this operator, for the jobs of the same database,
@@ -440,11 +440,13 @@ class Operator {
       loaded = *std::move(read);
     }
 
-    if (memo.succeeded == std::make_pair(job->metadata.generation, digest)) {
+    if (memo.succeeded.has_value() && memo.succeeded->generation == job->metadata.generation &&
+        memo.succeeded->digest == digest) {
       SetMemo(key, std::move(memo));
       return;
     }
-    const Decision decision = Decide(*job, digest, secrets_version, memo.failed, now);
+    const Decision decision =
+        Decide(*job, digest, secrets_version, memo.failed, memo.succeeded, now);
     switch (decision.action) {
       case Decision::Action::kNothing:
         if (job->status.has_value() && job->status->phase == "Succeeded") {
@@ -538,7 +540,7 @@ class Operator {
          report.outcome == RunReport::Outcome::kSucceeded) &&
         report.status_written) {
       memo.failed.reset();
-      memo.succeeded = std::make_pair(job->metadata.generation, digest);
+      memo.succeeded = AppliedRun{job->metadata.generation, digest};
       queue_.Forget(key);
       SetMemo(key, std::move(memo));
       return;

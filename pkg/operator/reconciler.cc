@@ -217,7 +217,7 @@ absl::StatusOr<DatabaseUrls> ReadDatabaseUrls(kube::Client& client, const kube::
 
 Decision Decide(const kube::MigrationJob& job, const std::string& digest,
                 const std::string& secrets_version, const std::optional<FailedAttempt>& failed,
-                absl::Time now) {
+                const std::optional<AppliedRun>& applied, absl::Time now) {
   Decision decision;
   if (job.spec.suspend) {
     decision.why = "suspended";
@@ -226,8 +226,10 @@ Decision Decide(const kube::MigrationJob& job, const std::string& digest,
   const int64_t generation = job.metadata.generation;
   const std::optional<kube::MigrationJobStatus>& status = job.status;
   const bool same_content = status.has_value() && status->migrations_digest == digest;
+  const bool applied_this_generation = applied.has_value() && applied->generation == generation;
   decision.content_changed =
-      status.has_value() && !status->migrations_digest.empty() && !same_content;
+      (status.has_value() && !status->migrations_digest.empty() && !same_content) ||
+      (applied.has_value() && applied->digest != digest);
   if (status.has_value() && status->phase == "Succeeded" &&
       status->observed_generation == generation && same_content) {
     decision.why = "at the target of this generation and content";
@@ -241,7 +243,9 @@ Decision Decide(const kube::MigrationJob& job, const std::string& digest,
     return decision;
   }
   decision.action = Decision::Action::kRun;
-  if (!status.has_value() || status->observed_generation != generation) {
+  if (applied_this_generation && applied->digest != digest) {
+    decision.why = "the migrations changed";
+  } else if (!status.has_value() || status->observed_generation != generation) {
     decision.why = absl::StrCat("generation ", generation, " not applied yet");
   } else if (!same_content) {
     decision.why = "the migrations changed";

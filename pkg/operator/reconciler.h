@@ -70,6 +70,14 @@ struct FailedAttempt {
   absl::Time retry_at;
 };
 
+// What this operator's last successful run of a job applied. Its status write may reach the
+// informer's cache after a reconcile that its own earlier writes (or a ConfigMap's change) queued:
+// until then the cache still shows the status from before the run.
+struct AppliedRun {
+  int64_t generation = 0;
+  std::string digest;
+};
+
 struct Decision {
   enum class Action { kNothing, kRun, kRetryLater };
   Action action = Action::kNothing;
@@ -81,10 +89,12 @@ struct Decision {
 // Decides what to do for `job` whose migrations have `digest`: run when the status does not say
 // that this generation and this content reached the target (a newer generation, other content,
 // a failed or interrupted run); but a run that failed for this same generation, content and
-// Secrets waits for its retry time. Suspended jobs never run.
+// Secrets waits for its retry time. Suspended jobs never run. Content other than what the status
+// or `applied` (this operator's last successful run, newer than a stale cache) describes is a
+// change of content: Ready turns False (MigrationsChanged) at once.
 Decision Decide(const kube::MigrationJob& job, const std::string& digest,
                 const std::string& secrets_version, const std::optional<FailedAttempt>& failed,
-                absl::Time now);
+                const std::optional<AppliedRun>& applied, absl::Time now);
 
 // Picks the direction of a run to `target`: a target below the database's versions is a
 // downgrade (operator: "a changed target, up or down, runs again").
