@@ -694,7 +694,7 @@ TEST_F(OperatorE2eTest, KubectlWaitReturnsOnceTheOperatorApplied) {
                         "  name: app-db\n  namespace: apps\nspec:\n  target: head\n"
                         "  database:\n    urlSecretRef: {name: app-db, key: url}\n"
                         "  migrations:\n    configMaps: [{name: app-migrations}]\n";
-  const std::vector<std::string> kubectl = {"/usr/bin/kubectl", "--kubeconfig", kubeconfig,
+  const std::vector<std::string> kubectl = {SLUICE_KUBECTL, "--kubeconfig", kubeconfig,
                                             "--cache-dir", home + "/cache"};
   const std::map<std::string, std::string> env = {{"HOME", home}, {"KUBECONFIG", ""}};
   auto with = [&](std::vector<std::string> args) {

@@ -1541,7 +1541,52 @@ class FakeKubeServer::Impl {
     }
     w->deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
     const std::string rv_param = param("resourceVersion");
-    if (rv_param.empty() || rv_param == "0") {
+    // Watch-list (client-go's WatchListClient; kubectl 1.35's `wait` and `get -w` use it): the
+    // state as ADDED events, then a BOOKMARK annotated k8s.io/initial-events-end, then changes.
+    // The API server's validation of the options comes first.
+    const bool initial_events = param("sendInitialEvents") == "true";
+    std::vector<std::string> forbidden;
+    if (initial_events && param("resourceVersionMatch") != "NotOlderThan") {
+      forbidden.push_back(
+          "resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+          "resourceVersionMatch to NotOlderThan");
+    }
+    if (initial_events && !w->bookmarks) {
+      forbidden.push_back(
+          "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting "
+          "allowWatchBookmarks to true");
+    }
+    if (!initial_events && !param("resourceVersionMatch").empty()) {
+      forbidden.push_back(
+          "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless "
+          "sendInitialEvents is provided");
+    }
+    if (!forbidden.empty()) {
+      const std::string list = forbidden.size() == 1
+                                   ? forbidden[0]
+                                   : absl::StrCat("[", absl::StrJoin(forbidden, ", "), "]");
+      return StatusReply(422, "Invalid",
+                         absl::StrCat("ListOptions.meta.k8s.io \"\" is invalid: ", list));
+    }
+    if (initial_events) {
+      int64_t not_older_than = 0;
+      if (!rv_param.empty() && !absl::SimpleAtoi(rv_param, &not_older_than)) {
+        return BadRequest(absl::StrCat("invalid resource version: ", rv_param));
+      }
+      if (not_older_than > rv_) {
+        return StatusReply(
+            504, "Timeout",
+            absl::StrCat("Too large resource version: ", not_older_than, ", current: ", rv_));
+      }
+      for (const auto& [key, object] : Snapshot(t, rv_)) {
+        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
+      }
+      value end = BookmarkObject(t);
+      end["metadata"]["annotations"] = value::object();
+      end["metadata"]["annotations"]["k8s.io/initial-events-end"] = value::string("true");
+      w->Send(EventLine("BOOKMARK", end));
+    } else if (rv_param.empty() || rv_param == "0") {
       // Synthetic ADDED events for the current state, then the changes.
       for (const auto& [key, object] : Snapshot(t, rv_)) {
         if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
@@ -1575,14 +1620,18 @@ class FakeKubeServer::Impl {
   void SendBookmarks() {
     for (const auto& w : watchers_) {
       if (!w->bookmarks) continue;
-      const ResourceType& t = *w->type;
-      value object = value::object();
-      object["kind"] = value::string(t.kind);
-      object["apiVersion"] = value::string(t.ApiVersion());
-      object["metadata"] = value::object();
-      object["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
-      w->Send(EventLine("BOOKMARK", object));
+      w->Send(EventLine("BOOKMARK", BookmarkObject(*w->type)));
     }
+  }
+
+  // Requires mu_. A BOOKMARK event's object: the kind and the current resourceVersion only.
+  value BookmarkObject(const ResourceType& t) const {
+    value object = value::object();
+    object["kind"] = value::string(t.kind);
+    object["apiVersion"] = value::string(t.ApiVersion());
+    object["metadata"] = value::object();
+    object["metadata"]["resourceVersion"] = value::string(absl::StrCat(rv_));
+    return object;
   }
 
   std::string NewUid() {

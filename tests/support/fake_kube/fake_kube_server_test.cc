@@ -118,6 +118,26 @@ TEST_F(FakeKubeServerTest, CreateSetsServerFieldsAndDropsStatus) {
   ExpectStatusFailure(again, 409, "AlreadyExists");
 }
 
+TEST_F(FakeKubeServerTest, WatchListOptionsAreValidatedAsTheApiServerDoes) {
+  // The stream itself (ADDED events, then the initial-events-end bookmark) is what kubectl 1.35
+  // reads in kubectl_test; here, the options the API server refuses before any stream.
+  const std::string collection = "/apis/sluice.dev/v1alpha1/namespaces/apps/migrationjobs";
+  Answer a = Send(http::methods::GET, collection + "?watch=true&sendInitialEvents=true");
+  ExpectStatusFailure(a, 422, "Invalid");
+  EXPECT_THAT(a.body.at("message").as_string(),
+              HasSubstr("sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"));
+  EXPECT_THAT(a.body.at("message").as_string(),
+              HasSubstr("sendInitialEvents requires setting allowWatchBookmarks to true"));
+  ExpectStatusFailure(
+      Send(http::methods::GET, collection + "?watch=true&resourceVersionMatch=NotOlderThan"), 422,
+      "Invalid");
+  ExpectStatusFailure(
+      Send(http::methods::GET, collection +
+                                   "?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&"
+                                   "resourceVersionMatch=NotOlderThan&resourceVersion=999999"),
+      504, "Timeout");
+}
+
 TEST_F(FakeKubeServerTest, RequiresAValidBearerToken) {
   ExpectStatusFailure(Send(http::methods::GET, kJobPath, "", "", std::string()), 401,
                       "Unauthorized");

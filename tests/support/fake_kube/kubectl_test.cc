@@ -1,7 +1,7 @@
-// The real kubectl (/usr/bin/kubectl) against the fake API server: discovery maps `mj` to
-// migrationjobs.sluice.dev, `get` prints the CRD's printer columns from the served Table, status
-// is patched through the subresource, and `get -w` follows a watch. If these pass, the fake serves
-// what a real client reads, not only what sluice's own client expects.
+// The real kubectl (1.35, pinned by scripts/install-tools.sh) against the fake API server:
+// discovery maps `mj` to migrationjobs.sluice.dev, `get` prints the CRD's printer columns from the
+// served Table, status is patched through the subresource, and `get -w` follows a watch. If these
+// pass, the fake serves what a real client reads, not only what sluice's own client expects.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -21,7 +21,7 @@ using ::sluice::testing::RunProcess;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
 
-constexpr char kKubectl[] = "/usr/bin/kubectl";
+constexpr char kKubectl[] = SLUICE_KUBECTL;  // kubectl 1.35, from scripts/install-tools.sh
 
 class KubectlTest : public FakeKubeFixture {
  protected:
