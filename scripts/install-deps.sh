@@ -20,6 +20,8 @@ packages=(
   # The static build (scripts/build-static.sh: dpkg-source unpacks Debian's source packages) and
   # the image's root-filesystem tests (file, a DNS server on loopback).
   dpkg-dev file dnsmasq-base
+  # The Argo CD health check's test (manifests/argocd-health.yaml): Lua 5.1, Argo CD's dialect.
+  lua5.1
 )
 
 missing=()

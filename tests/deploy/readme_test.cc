@@ -4,11 +4,11 @@
 // the README shows; `helm install` / `helm upgrade` lines run as `helm template` with the same
 // arguments (there is no cluster); `kubectl` lines need a cluster, so what they name is checked:
 // the files they apply parse and name their objects, every object they get, describe, wait for or
-// read logs of is one that those files or the chart define, every ConfigMap, Secret and
-// ServiceAccount that a workload they define uses is defined by a command before it or by the same
-// one, and `kubectl get mj` shows the CRD's printer columns. Every YAML excerpt must be a part of a
-// file of the repository as it is, and every SQL excerpt must run, in a transaction rolled back,
-// on the database as Alembic leaves it.
+// read logs of is one that those files or the chart define, a patch file names the object it
+// patches, every ConfigMap, Secret and ServiceAccount that a workload they define uses is defined
+// by a command before it or by the same one, and `kubectl get mj` shows the CRD's printer
+// columns. Every YAML excerpt must be a part of a file of the repository as it is, and every SQL
+// excerpt must run, in a transaction rolled back, on the database as Alembic leaves it.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -308,6 +308,19 @@ TEST_F(ReadmeTest, WalkthroughCommandsRunOrNameWhatTheRepositoryDefines) {
                     FlagValue(words, "--namespace"))
               << line;
         }
+      } else if (verb == "patch" && words.size() > 3) {
+        // An object of someone else's (Argo CD's argocd-cm): the patch file must be a part of it,
+        // naming the object the command patches.
+        const std::string file = FlagValue(words, "--patch-file");
+        ASSERT_FALSE(file.empty()) << line << ": only --patch-file patches are checked";
+        ASSERT_TRUE(fs::exists(work_ / file)) << line << ": " << file << " does not exist";
+        const std::vector<YAML::Node> patch = Documents(ReadText((work_ / file).string()), file);
+        ASSERT_EQ(patch.size(), 1u) << file;
+        EXPECT_EQ(absl::AsciiStrToLower(patch[0]["kind"].as<std::string>("")), words[2]) << line;
+        EXPECT_EQ(patch[0]["metadata"]["name"].as<std::string>(""), words[3]) << line;
+        EXPECT_EQ(patch[0]["metadata"]["namespace"].as<std::string>(""),
+                  FlagValue(words, "--namespace"))
+            << line;
       } else if (verb == "describe" && words[2] == "mj") {
         ExpectDefined("MigrationJob/" + words[3], line);
       } else if (verb == "wait") {
