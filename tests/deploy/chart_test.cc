@@ -152,6 +152,70 @@ void ExpectValidMigrationJob(YAML::Node object, const std::string& where) {
 }
 
 // Every check of one rendering against the values that made it.
+// Expects every ConfigMap, Secret and ServiceAccount that a rendered pod uses to be rendered too,
+// or to be one that the values name for the user to provide (values.yaml says so of each): the
+// database URL's Secret, the image pull Secrets, an existing ConfigMap or ServiceAccount.
+void ExpectPodReferencesResolved(const Rendered& r) {
+  YAML::Node v = r.values;
+  std::set<std::string> provided = {"Secret/" +
+                                    v["database"]["urlSecret"]["name"].as<std::string>()};
+  for (YAML::Node pull : v["imagePullSecrets"]) {
+    provided.insert("Secret/" + pull["name"].as<std::string>());
+  }
+  if (!v["migrations"]["existingConfigMap"].as<std::string>("").empty()) {
+    provided.insert("ConfigMap/" + v["migrations"]["existingConfigMap"].as<std::string>());
+  }
+  for (const char* part : {"migrationJob", "operator"}) {
+    if (!v[part]["serviceAccount"]["create"].as<bool>()) {
+      provided.insert("ServiceAccount/" + v[part]["serviceAccount"]["name"].as<std::string>());
+    }
+  }
+  int pods = 0;
+  for (const char* kind : {"Job", "Deployment"}) {
+    for (YAML::Node workload : ObjectsOfKind(r.objects, kind)) {
+      ++pods;
+      const std::string where = absl::StrCat(r.name, ": ", ObjectName(workload));
+      YAML::Node pod = workload["spec"]["template"]["spec"];
+      std::vector<std::string> used;
+      if (pod["serviceAccountName"]) {
+        used.push_back("ServiceAccount/" + pod["serviceAccountName"].as<std::string>());
+      }
+      for (YAML::Node volume : pod["volumes"]) {
+        if (volume["configMap"])
+          used.push_back("ConfigMap/" + volume["configMap"]["name"].as<std::string>());
+        if (volume["secret"])
+          used.push_back("Secret/" + volume["secret"]["secretName"].as<std::string>());
+      }
+      for (YAML::Node pull : pod["imagePullSecrets"]) {
+        used.push_back("Secret/" + pull["name"].as<std::string>());
+      }
+      for (const char* list : {"initContainers", "containers"}) {
+        for (YAML::Node container : pod[list]) {
+          for (YAML::Node env : container["env"]) {
+            if (env["valueFrom"]["secretKeyRef"]) {
+              used.push_back("Secret/" +
+                             env["valueFrom"]["secretKeyRef"]["name"].as<std::string>());
+            }
+            if (env["valueFrom"]["configMapKeyRef"]) {
+              used.push_back("ConfigMap/" +
+                             env["valueFrom"]["configMapKeyRef"]["name"].as<std::string>());
+            }
+          }
+        }
+      }
+      for (const std::string& object : used) {
+        const size_t slash = object.find('/');
+        const bool rendered =
+            !FindObject(r.objects, object.substr(0, slash), object.substr(slash + 1)).IsNull();
+        EXPECT_TRUE(rendered || provided.count(object) > 0)
+            << where << " uses " << object
+            << ", which the chart neither renders nor names in its values";
+      }
+    }
+  }
+  EXPECT_GE(pods, 1) << r.name;
+}
+
 void ExpectChartObjects(const Rendered& r) {
   YAML::Node v = r.values;
   const std::string& where = r.name;
@@ -392,7 +456,9 @@ TEST_P(ChartValuesTest, LintsStrictAndRendersWhatTheValuesSay) {
   const ProcessResult linted = RunHelm(lint);
   EXPECT_EQ(linted.exit_code, 0) << Describe(linted);
   EXPECT_THAT(linted.out, HasSubstr("0 chart(s) failed"));
-  ExpectChartObjects(Render(file));
+  const Rendered rendered = Render(file);
+  ExpectChartObjects(rendered);
+  ExpectPodReferencesResolved(rendered);
 }
 
 INSTANTIATE_TEST_SUITE_P(ValueSets, ChartValuesTest,
@@ -408,17 +474,21 @@ INSTANTIATE_TEST_SUITE_P(ValueSets, ChartValuesTest,
 
 TEST(ChartTest, DefaultsRunTheHookJobAndNoOperator) {
   const Rendered r = Render("");
-  std::vector<std::pair<int, std::string>> hooks;
+  std::map<std::string, int> weight_of_kind;
   for (YAML::Node object : r.objects) {
     ASSERT_TRUE(IsHook(object)) << ObjectName(object) << ": the defaults render hooks only";
-    hooks.emplace_back(HookWeight(object), object["kind"].as<std::string>());
+    const std::string kind = object["kind"].as<std::string>();
+    ASSERT_EQ(weight_of_kind.count(kind), 0u) << "two hooks of kind " << kind;
+    weight_of_kind[kind] = HookWeight(object);
   }
-  std::sort(hooks.begin(), hooks.end());
-  std::vector<std::string> order;
-  for (const auto& hook : hooks) order.push_back(hook.second);
-  // Helm runs hooks by weight: the RBAC, the ConfigMap and the MigrationJob before the Job.
-  EXPECT_THAT(order, ElementsAre("Role", "RoleBinding", "ServiceAccount", "ConfigMap",
-                                 "MigrationJob", "Job"));
+  // Helm runs hooks by weight (and the same weight by name, then kind): the RBAC, then the
+  // ConfigMap, then the MigrationJob, each created before the Job runs.
+  EXPECT_THAT(weight_of_kind, ::testing::SizeIs(6));
+  for (const char* rbac : {"ServiceAccount", "Role", "RoleBinding"}) {
+    EXPECT_LT(weight_of_kind[rbac], weight_of_kind["ConfigMap"]) << rbac;
+  }
+  EXPECT_LT(weight_of_kind["ConfigMap"], weight_of_kind["MigrationJob"]);
+  EXPECT_LT(weight_of_kind["MigrationJob"], weight_of_kind["Job"]);
 }
 
 TEST(ChartTest, RefusesBadValues) {
