@@ -57,6 +57,38 @@ std::vector<YAML::Node> ObjectsOfKind(const std::vector<YAML::Node>& objects,
   return found;
 }
 
+std::vector<std::string> ObjectsPodsUse(YAML::Node workload) {
+  YAML::Node pod = workload["spec"]["template"]["spec"];
+  std::vector<std::string> used;
+  if (pod["serviceAccountName"]) {
+    used.push_back("ServiceAccount/" + pod["serviceAccountName"].as<std::string>());
+  }
+  for (YAML::Node volume : pod["volumes"]) {
+    if (volume["configMap"]) {
+      used.push_back("ConfigMap/" + volume["configMap"]["name"].as<std::string>());
+    }
+    if (volume["secret"])
+      used.push_back("Secret/" + volume["secret"]["secretName"].as<std::string>());
+  }
+  for (YAML::Node pull : pod["imagePullSecrets"]) {
+    used.push_back("Secret/" + pull["name"].as<std::string>());
+  }
+  for (const char* list : {"initContainers", "containers"}) {
+    for (YAML::Node container : pod[list]) {
+      for (YAML::Node env : container["env"]) {
+        if (env["valueFrom"]["secretKeyRef"]) {
+          used.push_back("Secret/" + env["valueFrom"]["secretKeyRef"]["name"].as<std::string>());
+        }
+        if (env["valueFrom"]["configMapKeyRef"]) {
+          used.push_back("ConfigMap/" +
+                         env["valueFrom"]["configMapKeyRef"]["name"].as<std::string>());
+        }
+      }
+    }
+  }
+  return used;
+}
+
 std::vector<std::string> Strings(YAML::Node node) {
   std::vector<std::string> out;
   if (node.IsScalar()) out.push_back(node.as<std::string>());

@@ -30,6 +30,11 @@ YAML::Node FindObject(const std::vector<YAML::Node>& objects, const std::string&
 std::vector<YAML::Node> ObjectsOfKind(const std::vector<YAML::Node>& objects,
                                       const std::string& kind);
 
+// Returns "Kind/name" of each ConfigMap, Secret and ServiceAccount that the pods of `workload` (a
+// Deployment or a Job) use: the ServiceAccount when one is named, volumes, image pull Secrets and
+// the containers' env references.
+std::vector<std::string> ObjectsPodsUse(YAML::Node workload);
+
 // Returns `node` as a list of strings (a scalar counts as a list of one).
 std::vector<std::string> Strings(YAML::Node node);
 

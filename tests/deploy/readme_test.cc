@@ -105,7 +105,38 @@ std::vector<Block> ReadSection(const std::string& name) {
   return blocks;
 }
 
-class ReadmeTest : public PgTest {
+// A scratch folder standing for a clone's root (`work_`), with sluice on the PATH, and a shell
+// that runs the README's commands in it.
+class ScratchFolderTest : public PgTest {
+ protected:
+  void MakeScratchFolder(const std::string& name) {
+    work_ = fs::temp_directory_path() / absl::StrCat(name, "-", database());
+    fs::remove_all(work_);
+    fs::create_directories(work_ / "bin");
+    fs::create_symlink(SluiceBinary(), work_ / "bin/sluice");
+  }
+  void TearDown() override {
+    if (!work_.empty()) fs::remove_all(work_);
+    PgTest::TearDown();
+  }
+
+  // Runs `command` with bash in the scratch folder, with `env` added to PATH and a KUBECONFIG
+  // that names no cluster, after the shell commands of `prelude`.
+  ProcessResult Shell(const std::string& command, std::map<std::string, std::string> env,
+                      const std::string& prelude = "") {
+    const char* path = getenv("PATH");
+    env["PATH"] = absl::StrCat((work_ / "bin").string(), ":", path ? path : "");
+    env["KUBECONFIG"] = (work_ / "no-kubeconfig").string();
+    return RunProcess(
+        {"bash", "-c",
+         absl::StrCat("set -o pipefail; ", prelude, "cd '", work_.string(), "' && ", command)},
+        env, absl::Seconds(120));
+  }
+
+  fs::path work_;
+};
+
+class ReadmeTest : public ScratchFolderTest {
  protected:
   void SetUp() override {
     PgTest::SetUp();
@@ -117,33 +148,20 @@ class ReadmeTest : public PgTest {
         "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT "
         "alembic_version_pkc PRIMARY KEY (version_num)); INSERT INTO alembic_version VALUES "
         "('fc0e7b400c13')");
-    // A scratch folder standing for a clone's root, with sluice and helm on the PATH.
-    work_ = fs::temp_directory_path() / absl::StrCat("sluice-readme-", database());
-    fs::remove_all(work_);
-    fs::create_directories(work_ / "bin");
+    // The repository's files as they are, and helm.
+    MakeScratchFolder("sluice-readme");
     for (const char* entry : {"migrations", "manifests", "helm"}) {
       fs::create_directory_symlink(SourcePath(entry), work_ / entry);
     }
-    fs::create_symlink(SluiceBinary(), work_ / "bin/sluice");
     fs::create_symlink(SLUICE_HELM, work_ / "bin/helm");
   }
-  void TearDown() override {
-    fs::remove_all(work_);
-    PgTest::TearDown();
-  }
 
-  // Runs `command` with bash in the scratch folder.
   ProcessResult Shell(const std::string& command) {
-    const char* path = getenv("PATH");
-    return RunProcess(
-        {"bash", "-c", absl::StrCat("set -o pipefail; cd '", work_.string(), "' && ", command)},
-        {{"PATH", absl::StrCat((work_ / "bin").string(), ":", path ? path : "")},
-         {"DATABASE_URL", dsn()},
-         {"HELM_CACHE_HOME", (work_ / "helm-home/cache").string()},
-         {"HELM_CONFIG_HOME", (work_ / "helm-home/config").string()},
-         {"HELM_DATA_HOME", (work_ / "helm-home/data").string()},
-         {"KUBECONFIG", (work_ / "no-kubeconfig").string()}},
-        absl::Seconds(60));
+    return ScratchFolderTest::Shell(command,
+                                    {{"DATABASE_URL", dsn()},
+                                     {"HELM_CACHE_HOME", (work_ / "helm-home/cache").string()},
+                                     {"HELM_CONFIG_HOME", (work_ / "helm-home/config").string()},
+                                     {"HELM_DATA_HOME", (work_ / "helm-home/data").string()}});
   }
 
   // Records the objects of `text` as defined (applied or rendered), and returns them.
@@ -181,41 +199,10 @@ class ReadmeTest : public PgTest {
       }
       if (kind != "Deployment" && kind != "Job") continue;
       const std::string pods = absl::StrCat(where, " (", ObjectName(object), ")");
-      YAML::Node spec = object["spec"]["template"]["spec"];
-      // Without one, the namespace's `default` ServiceAccount, which Kubernetes makes.
-      if (spec["serviceAccountName"]) {
-        ExpectDefined("ServiceAccount/" + spec["serviceAccountName"].as<std::string>(), pods);
-      }
-      for (YAML::Node volume : spec["volumes"]) {
-        if (volume["configMap"]) {
-          ExpectDefined("ConfigMap/" + volume["configMap"]["name"].as<std::string>(), pods);
-        }
-        if (volume["secret"]) {
-          ExpectDefined("Secret/" + volume["secret"]["secretName"].as<std::string>(), pods);
-        }
-      }
-      for (YAML::Node pull : spec["imagePullSecrets"]) {
-        ExpectDefined("Secret/" + pull["name"].as<std::string>(), pods);
-      }
-      for (const char* list : {"initContainers", "containers"}) {
-        for (YAML::Node container : spec[list]) {
-          for (YAML::Node env : container["env"]) {
-            if (env["valueFrom"]["secretKeyRef"]) {
-              ExpectDefined("Secret/" + env["valueFrom"]["secretKeyRef"]["name"].as<std::string>(),
-                            pods);
-            }
-            if (env["valueFrom"]["configMapKeyRef"]) {
-              ExpectDefined(
-                  "ConfigMap/" + env["valueFrom"]["configMapKeyRef"]["name"].as<std::string>(),
-                  pods);
-            }
-          }
-        }
-      }
+      for (const std::string& used : ObjectsPodsUse(object)) ExpectDefined(used, pods);
     }
   }
 
-  fs::path work_;
   std::map<std::string, YAML::Node> defined_;
 };
 
@@ -433,21 +420,18 @@ std::vector<std::string> Lines(const std::string& text) {
 // `echo $?` must print the last exit code; a `kubectl ... --dry-run=client -o yaml | kubectl apply
 // -f -` runs up to the pipe, with the real kubectl, and must print a ConfigMap of the folder's
 // files.
-class ReadmeExamplesTest : public PgTest {
+class ReadmeExamplesTest : public ScratchFolderTest {
  protected:
   void SetUp() override {
     PgTest::SetUp();
     if (HasFatalFailure()) return;
-    work_ = fs::temp_directory_path() / absl::StrCat("sluice-readme-examples-", database());
-    fs::remove_all(work_);
-    fs::create_directories(work_ / "bin");
+    MakeScratchFolder("sluice-readme-examples");
     fs::create_directories(work_ / ".venv/bin");
     fs::copy(SourcePath("migrations"), work_ / "migrations", fs::copy_options::recursive);
     const fs::path alembic_project = SourcePath("tests/testdata/alembic_project");
     fs::copy(alembic_project / "alembic.ini", work_ / "alembic.ini");
     fs::copy(alembic_project / "alembic", work_ / "alembic", fs::copy_options::recursive);
     fs::create_symlink(kPython, work_ / ".venv/bin/python");
-    fs::create_symlink(SluiceBinary(), work_ / "bin/sluice");
     fs::create_symlink(SLUICE_KUBECTL, work_ / "bin/kubectl");
     const char* admin = std::getenv(kTestPgDsnVariable);
     admin_dsn_ = admin == nullptr ? "" : admin;
@@ -456,8 +440,7 @@ class ReadmeExamplesTest : public PgTest {
     for (const std::string& name : databases_) {
       Query(absl::StrCat("DROP DATABASE IF EXISTS \"", name, "\" WITH (FORCE)"));
     }
-    fs::remove_all(work_);
-    PgTest::TearDown();
+    ScratchFolderTest::TearDown();
   }
 
   // Makes a new empty database the commands after it use.
@@ -469,22 +452,14 @@ class ReadmeExamplesTest : public PgTest {
     url_.replace(url_.rfind("/" + database()), database().size() + 1, "/" + name);
   }
 
+  // Runs `command` with the database's URL in DATABASE_URL, or only in a variable of the shell.
   ProcessResult Shell(const std::string& command) {
-    const char* path = getenv("PATH");
-    std::map<std::string, std::string> env = {
-        {"PATH", absl::StrCat((work_ / "bin").string(), ":", path ? path : "")},
-        {"KUBECONFIG", (work_ / "no-kubeconfig").string()}};
-    std::string variable;  // DATABASE_URL for the shell only, which `"$DATABASE_URL"` expands
-    if (!url_.empty() && export_url_) env["DATABASE_URL"] = url_;
-    if (!url_.empty() && !export_url_) variable = absl::StrCat("DATABASE_URL='", url_, "'; ");
-    return RunProcess(
-        {"bash", "-c",
-         absl::StrCat("set -o pipefail; ", variable, "cd '", work_.string(), "' && ", command)},
-        env, absl::Seconds(120));
+    if (url_.empty()) return ScratchFolderTest::Shell(command, {});
+    if (export_url_) return ScratchFolderTest::Shell(command, {{"DATABASE_URL", url_}});
+    return ScratchFolderTest::Shell(command, {}, absl::StrCat("DATABASE_URL='", url_, "'; "));
   }
 
   static constexpr char kPython[] = "/usr/bin/python3";
-  fs::path work_;
   std::string admin_dsn_;
   std::string url_;         // the database the commands use
   bool export_url_ = true;  // in the environment, or only a variable of the shell
