@@ -60,7 +60,8 @@ function(sluice_cc_test)
   if(SLUICE_STATIC)
     return()
   endif()
-  cmake_parse_arguments(ARG "" "NAME;LABEL;TIMEOUT" "SRCS;DEPS" ${ARGN})
+  # ENVIRONMENT: NAME=VALUE settings for the test processes (ctest's ENVIRONMENT property).
+  cmake_parse_arguments(ARG "" "NAME;LABEL;TIMEOUT" "SRCS;DEPS;ENVIRONMENT" ${ARGN})
   if(NOT ARG_LABEL)
     set(ARG_LABEL unit)
   endif()
@@ -71,7 +72,11 @@ function(sluice_cc_test)
   add_executable(${ARG_NAME} ${ARG_SRCS})
   target_include_directories(${ARG_NAME} PRIVATE ${own_folder})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} sluice::testing GTest::gmock_main)
+  set(properties LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_ENVIRONMENT)
+    list(APPEND properties ENVIRONMENT "${ARG_ENVIRONMENT}")
+  endif()
   gtest_discover_tests(${ARG_NAME}
-    PROPERTIES LABELS ${ARG_LABEL} TIMEOUT ${ARG_TIMEOUT}
+    PROPERTIES ${properties}
     DISCOVERY_TIMEOUT 60)
 endfunction()
