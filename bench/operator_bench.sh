@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures `sluice operator` (issue 11) on a throwaway PostgreSQL (127.0.0.1) and the fake
 # Kubernetes API server, each figure beside its baseline in the same run (bench/operator_bench.cc):
-#   1. a MigrationJob already at head: watch event -> status written, median and p90;
+#   1. a MigrationJob already at head: watch event -> status written, median and p90, each job
+#      alone and back to back (the later ones reuse the reading of the one before);
 #   2. fifty MigrationJobs over five databases vs five `sluice upgrade head` processes at once;
 #   3. peak RSS with 1,000 MigrationJobs cached.
 # Usage: bench/operator_bench.sh [BUILD_DIR] [SAMPLES] [JOBS]
