@@ -1568,6 +1568,13 @@ class FakeKubeServer::Impl {
       return StatusReply(422, "Invalid",
                          absl::StrCat("ListOptions.meta.k8s.io \"\" is invalid: ", list));
     }
+    // Synthetic ADDED events for the current state.
+    auto send_state = [&] {
+      for (const auto& [key, object] : Snapshot(t, rv_)) {
+        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
+        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
+      }
+    };
     if (initial_events) {
       int64_t not_older_than = 0;
       if (!rv_param.empty() && !absl::SimpleAtoi(rv_param, &not_older_than)) {
@@ -1578,20 +1585,13 @@ class FakeKubeServer::Impl {
             504, "Timeout",
             absl::StrCat("Too large resource version: ", not_older_than, ", current: ", rv_));
       }
-      for (const auto& [key, object] : Snapshot(t, rv_)) {
-        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
-        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
-      }
+      send_state();
       value end = BookmarkObject(t);
       end["metadata"]["annotations"] = value::object();
       end["metadata"]["annotations"]["k8s.io/initial-events-end"] = value::string("true");
       w->Send(EventLine("BOOKMARK", end));
     } else if (rv_param.empty() || rv_param == "0") {
-      // Synthetic ADDED events for the current state, then the changes.
-      for (const auto& [key, object] : Snapshot(t, rv_)) {
-        if (!ns.empty() && GetString(object.at("metadata"), "namespace") != ns) continue;
-        if (Matches(w->fields, w->label_terms, object)) w->Send(LineFor(*w, "ADDED", object));
-      }
+      send_state();  // then the changes
     } else {
       int64_t from = 0;
       if (!absl::SimpleAtoi(rv_param, &from)) {
