@@ -46,6 +46,11 @@ struct EngineOptions {
   // Lock polling: first interval and cap (product.md: tens of milliseconds, well under a second).
   absl::Duration lock_poll_initial = absl::Milliseconds(50);
   absl::Duration lock_poll_max = absl::Milliseconds(250);
+  // How long a waiter waits before it looks up who holds the lock, logs it and tells the observer
+  // (then every 5 s; at the latest at half of lock_wait). The look-up reads pg_locks and
+  // pg_stat_activity, a few milliseconds of server time in a new session; the hand-overs among
+  // replicas started together are shorter, and pass without it.
+  absl::Duration lock_holder_lookup_after = absl::Seconds(1);
   // Backoff before retrying a revision that hit lock_timeout.
   absl::Duration ddl_retry_backoff = absl::Milliseconds(500);
   // Asks the run to stop (SIGTERM): it stops before its next revision, or at once while it waits

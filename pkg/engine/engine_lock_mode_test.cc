@@ -100,9 +100,13 @@ INSTANTIATE_TEST_SUITE_P(BothPoolerBehaviours, SessionLockBehindAPoolerTest,
                          ::testing::Values(PooledLocks::kLostBetweenStatements,
                                            PooledLocks::kOnTheSharedSession));
 
-TEST_F(EngineTest, ARunnerWhoseAdvisoryLockWentElsewhereCommitsNothingMore) {
-  // After "a", the lock connection's session ends and another runner takes the lock: this runner's
-  // check before committing "b" finds the lock held for another runner.
+// After "a", the lock connection's session ends and another runner takes the lock: this runner's
+// check before committing "b" finds the lock held for another runner. The check reads the lock
+// table through a proxy, and probes only this runner's mark on a direct connection.
+class LockLostTest : public EngineTest, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(LockLostTest, ARunnerWhoseAdvisoryLockWentElsewhereCommitsNothingMore) {
+  db_.SetDirectConnectionsForTest(GetParam());
   std::unique_ptr<store::Store> other = db_.Connect("other-runner");
   AfterStep observer([&](const std::string& revision) {
     if (revision != "a") return;
@@ -118,6 +122,8 @@ TEST_F(EngineTest, ARunnerWhoseAdvisoryLockWentElsewhereCommitsNothingMore) {
   EXPECT_THAT(AppliedRevisions(History()), ElementsAre("a:applied"));
   EXPECT_THAT(db_.EffectsForTest(), ElementsAre("CREATE TABLE a (id int);"));
 }
+
+INSTANTIATE_TEST_SUITE_P(DirectAndProxied, LockLostTest, ::testing::Bool());
 
 class LeaseTest : public EngineTest {
  protected:

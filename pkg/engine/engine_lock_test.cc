@@ -4,9 +4,11 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pkg/engine/engine.h"
@@ -20,6 +22,7 @@ namespace {
 using ::sluice::testing::IsOk;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 std::vector<manifest::Migration> TwoRevisions() {
   return {Revision("a", {}, "CREATE TABLE a (id int);"),
@@ -93,6 +96,40 @@ TEST_F(EngineTest, LockNotAcquiredWithinLockWaitIsALockTimeoutNamingTheHolder) {
   EXPECT_GT(db_.LockAttemptsForTest(), 2) << "the lock was not polled";
   EXPECT_TRUE(Versions().empty());
   EXPECT_TRUE(db_.EffectsForTest().empty());
+}
+
+// Replicas started together hand the lock on within a fraction of a second: a waiter looks up who
+// holds it (pg_locks and pg_stat_activity: milliseconds of server time in a new session) only
+// once it has waited lock_holder_lookup_after, or half of lock_wait when that is shorter.
+TEST_F(EngineTest, AShortWaitDoesNotLookUpTheHolder) {
+  options_.lock_holder_lookup_after = absl::Hours(1);
+  std::unique_ptr<store::Store> other = db_.Connect("other-runner");
+  ASSERT_THAT(other->TryLock(LockKey()), IsOk());
+  OnWaiting observer([] {});
+  std::thread holder([&] {
+    absl::SleepFor(absl::Milliseconds(50));
+    other.reset();
+  });
+  absl::StatusOr<RunResult> result = MakeEngine(TwoRevisions(), &observer)->Upgrade("head");
+  holder.join();
+  ASSERT_THAT(result, IsOk());
+  EXPECT_EQ(observer.calls, 0);
+  EXPECT_THAT(log_.str(), Not(HasSubstr("waiting for the migration lock")));
+  EXPECT_THAT(Versions(), ElementsAre("b"));
+}
+
+TEST_F(EngineTest, AWaiterLooksUpTheHolderByHalfItsLockWait) {
+  options_.lock_holder_lookup_after = absl::Hours(1);
+  options_.lock_wait = absl::Milliseconds(400);
+  std::unique_ptr<store::Store> other = db_.Connect("other-runner");
+  ASSERT_THAT(other->TryLock(LockKey()), IsOk());
+  OnWaiting observer([] {});
+  absl::StatusOr<RunResult> result = MakeEngine(TwoRevisions(), &observer)->Upgrade("head");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(failure::ExitCodeFor(result.status()), failure::kExitLockTimeout);
+  EXPECT_THAT(observer.waited_for, ElementsAre("other-runner", "other-runner"))
+      << "once halfway, once at the deadline";
+  EXPECT_THAT(log_.str(), HasSubstr("waiting for the migration lock"));
 }
 
 TEST_F(EngineTest, ReleasesTheLockWhenDone) {

@@ -60,6 +60,7 @@ class EngineTest : public ::testing::Test {
     options_.applied_by = "unit-test";
     options_.lock_poll_initial = absl::Milliseconds(1);
     options_.lock_poll_max = absl::Milliseconds(5);
+    options_.lock_holder_lookup_after = absl::ZeroDuration();
     options_.ddl_retry_backoff = absl::Milliseconds(1);
     log::SetSinkForTest(&log_);
   }

@@ -51,7 +51,8 @@ absl::StatusOr<std::optional<RunResult>> Engine::Impl::WaitForLockOrTarget(
   const absl::Duration poll_max =
       lock_->WakesWaiters() ? options_.lock_poll_max
                             : std::min(options_.lock_poll_max, kPollMaxWithoutNotifications);
-  absl::Time next_holder_log = absl::InfinitePast();
+  absl::Time next_holder_log =
+      absl::Now() + std::min(options_.lock_holder_lookup_after, options_.lock_wait / 2);
   bool listening = false;
   // The holder's progress as this waiter saw it: the latest pending count with the time it was
   // first seen, and the count before. Without notifications, a waiter that sees the holder advance

@@ -60,6 +60,7 @@ class SessionLock final : public MigrationLock {
       if (identity.direct) {
         server_pid_ = identity.server_pid;
         marker_ = marker;
+        direct_ = true;
       } else {
         proxied_ = true;
       }
@@ -112,9 +113,15 @@ class SessionLock final : public MigrationLock {
   // lock's server session to another runner later (that runner's TryLockAs succeeds re-entrantly
   // and leaves its mark there), or a lock connection that died, letting another runner take the
   // lock elsewhere.
+  //
+  // A direct lock connection (no pooler: no other runner can be handed its session) needs less:
+  // its backend took the lock and the mark together and lets go of both together, so while some
+  // other session holds this runner's mark, that session is the lock connection's and still holds
+  // the lock. One lock-manager probe says so, where reading pg_locks copies the server's whole
+  // lock table before every commit.
   absl::Status CheckHeldInTransaction(store::Store& work) override {
     SLUICE_RETURN_IF_ERROR(lost_);
-    absl::Status held = CheckOnlyThisRunnerHolds(work);
+    absl::Status held = direct_ ? CheckMarkHeld(work) : CheckOnlyThisRunnerHolds(work);
     if (!held.ok() && failure::FailureKindOf(held) == FailureKind::kLockTimeout) lost_ = held;
     return held;
   }
@@ -182,6 +189,15 @@ class SessionLock final : public MigrationLock {
     return absl::OkStatus();
   }
 
+  absl::Status CheckMarkHeld(store::Store& work) {
+    SLUICE_ASSIGN_OR_RETURN(bool held, work.MarkHeldElsewhere(runner_));
+    if (held) return absl::OkStatus();
+    return LockFailure(absl::StrCat(
+        "this runner no longer holds the migration lock (key ", key_,
+        "): its lock connection's server session ended (the connection was lost or the backend "
+        "terminated), which released the lock"));
+  }
+
   absl::Status CheckOnlyThisRunnerHolds(store::Store& connection) {
     SLUICE_ASSIGN_OR_RETURN(std::vector<uint32_t> runners, connection.RunnersHoldingLock(key_));
     const bool ours = std::find(runners.begin(), runners.end(), runner_) != runners.end();
@@ -208,6 +224,7 @@ class SessionLock final : public MigrationLock {
   int server_pid_ = 0;     // the lock connection's backend, once shown to be one session
   std::string marker_;
   bool proxied_ = false;  // the server does not see the lock connection's own address
+  bool direct_ = false;   // it does: the lock connection is one server session by construction
   bool held_ = false;
   absl::Status lost_;  // why the lock is no longer this runner's, once seen
 };

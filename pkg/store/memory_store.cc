@@ -254,6 +254,16 @@ class MemoryStore final : public Store {
     return std::vector<uint32_t>(distinct.begin(), distinct.end());
   }
 
+  absl::StatusOr<bool> MarkHeldElsewhere(uint32_t runner) override {
+    absl::MutexLock lock(&db_.mutex_);
+    if (aborted_) return InAbortedTransaction();
+    const int owner = LockOwner();
+    for (const auto& [pid, marks] : db_.runner_marks_) {
+      if (pid != owner && marks.count(runner) > 0) return true;
+    }
+    return false;
+  }
+
   absl::Status Listen(absl::string_view channel) override {
     absl::MutexLock lock(&db_.mutex_);
     db_.sessions_[pid_].channels.insert(std::string(channel));

@@ -111,6 +111,19 @@ TEST(MemoryStoreTest, AdvisoryLocksAreReentrantPerSessionAndGoWithTheSession) {
   EXPECT_EQ(db.LockAttemptsForTest(), 5);
 }
 
+TEST(MemoryStoreTest, ARunnersMarkIsSeenFromOtherSessionsAndGoesWithItsSession) {
+  MemoryDatabase db;
+  std::unique_ptr<Store> holder = db.Connect("holder");
+  std::unique_ptr<Store> work = db.Connect("work");
+  EXPECT_THAT(work->MarkHeldElsewhere(9), IsOkAndHolds(false));
+  ASSERT_THAT(holder->TryLockAs(7, 9), IsOkAndHolds(true));
+  EXPECT_THAT(work->MarkHeldElsewhere(9), IsOkAndHolds(true));
+  EXPECT_THAT(work->MarkHeldElsewhere(10), IsOkAndHolds(false));
+  EXPECT_THAT(holder->MarkHeldElsewhere(9), IsOkAndHolds(false)) << "its own session's mark";
+  holder.reset();
+  EXPECT_THAT(work->MarkHeldElsewhere(9), IsOkAndHolds(false));
+}
+
 TEST(MemoryStoreTest, NotificationsAreDeliveredToListenersAtCommit) {
   MemoryDatabase db;
   std::unique_ptr<Store> listener = db.Connect("listener");

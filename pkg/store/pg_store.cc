@@ -140,6 +140,9 @@ constexpr char kRunnersHoldingLockSql[] =
     " AND m.locktype = 'advisory' AND m.granted AND m.database = k.database"
     " AND m.classid = $3::oid AND m.objsubid = 2"
     " ORDER BY 1";
+// Fails to take the mark shared only while another session holds it (exclusively).
+constexpr char kMarkHeldElsewhereSql[] =
+    "SELECT NOT pg_catalog.pg_try_advisory_xact_lock_shared($1::integer, $2::integer)";
 constexpr char kUnlockAllSql[] = "SELECT pg_catalog.pg_advisory_unlock_all()";
 // pg_advisory_lock(bigint) locks (classid, objid, objsubid) = (high 32 bits, low 32 bits, 1).
 constexpr char kLockHolderSql[] =
@@ -770,6 +773,14 @@ class PgStore final : public Store, public Inspector {
       runners.push_back(runner);
     }
     return runners;
+  }
+
+  absl::StatusOr<bool> MarkHeldElsewhere(uint32_t runner) override {
+    SLUICE_ASSIGN_OR_RETURN(
+        Result result,
+        Query("checking the runner's mark", kMarkHeldElsewhereSql,
+              {absl::StrCat(kRunnerMarkSpace), absl::StrCat(static_cast<int32_t>(runner))}));
+    return SingleBool(result.get());
   }
 
   absl::Status Listen(absl::string_view channel) override {

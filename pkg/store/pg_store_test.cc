@@ -982,6 +982,39 @@ TEST_F(PgLeaseTest, TheLocksSessionHoldsTheMarksOfTheRunnersThatTookItThere) {
   EXPECT_FALSE(first->UnlockAs(key, 12).ok()) << "not the holder";
 }
 
+TEST_F(PgLeaseTest, MarkHeldElsewhereSeesTheMarkOfAnotherSessionOnly) {
+  std::unique_ptr<Store> holder = Connect("holder");
+  std::unique_ptr<Store> work = Connect("work");
+  ASSERT_NE(holder, nullptr);
+  ASSERT_NE(work, nullptr);
+  const int64_t key = std::numeric_limits<int64_t>::min() + 9;
+  const uint32_t mark = 0xfedcba97u;  // above INT32_MAX, as a random mark can be
+  const std::string mark_locks =
+      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND objid = " +
+      absl::StrCat(mark);
+
+  SLUICE_ASSERT_OK(work->Begin());
+  EXPECT_THAT(work->MarkHeldElsewhere(mark), IsOkAndHolds(false)) << "nobody holds it yet";
+  EXPECT_EQ(QueryValue(mark_locks), "1") << "the probe holds the mark shared in its transaction";
+  SLUICE_ASSERT_OK(work->Rollback());
+  EXPECT_EQ(QueryValue(mark_locks), "0") << "and lets go of it when the transaction ends";
+
+  ASSERT_THAT(holder->TryLockAs(key, mark), IsOkAndHolds(true));
+  SLUICE_ASSERT_OK(work->Begin());
+  EXPECT_THAT(work->MarkHeldElsewhere(mark), IsOkAndHolds(true));
+  EXPECT_THAT(work->MarkHeldElsewhere(mark + 1), IsOkAndHolds(false)) << "another runner's mark";
+  SLUICE_ASSERT_OK(work->Rollback());
+  // The session that holds the mark does not see it as held elsewhere.
+  SLUICE_ASSERT_OK(holder->Begin());
+  EXPECT_THAT(holder->MarkHeldElsewhere(mark), IsOkAndHolds(false));
+  SLUICE_ASSERT_OK(holder->Rollback());
+
+  SLUICE_ASSERT_OK(holder->UnlockAs(key, mark));
+  SLUICE_ASSERT_OK(work->Begin());
+  EXPECT_THAT(work->MarkHeldElsewhere(mark), IsOkAndHolds(false));
+  SLUICE_ASSERT_OK(work->Rollback());
+}
+
 TEST_F(PgLeaseTest, IdentifySessionOnDirectConnections) {
   std::unique_ptr<Store> first = Connect("first");
   std::unique_ptr<Store> second = Connect("second");

@@ -161,6 +161,11 @@ class Store {
   // empty when nobody holds it. One mark: one runner holds it. Several: a pooler handed that
   // server session to several runners, each of which took the lock there (re-entrantly).
   virtual absl::StatusOr<std::vector<uint32_t>> RunnersHoldingLock(int64_t key) = 0;
+  // Inside a transaction: whether another server session holds the runner's mark
+  // (kRunnerMarkSpace, `runner`). One lock-manager probe (pg_try_advisory_xact_lock_shared),
+  // where RunnersHoldingLock copies the server's whole lock table. When nobody else holds the
+  // mark, the probe leaves this transaction holding it shared until the transaction ends.
+  virtual absl::StatusOr<bool> MarkHeldElsewhere(uint32_t runner) = 0;
   // Subscribes this connection to notifications on `channel` (LISTEN), so that runners waiting for
   // the lock wake as soon as the holder lets go instead of at their next poll.
   virtual absl::Status Listen(absl::string_view channel) = 0;

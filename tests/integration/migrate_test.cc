@@ -461,6 +461,41 @@ TEST_F(MigrateTest, KilledRunnerLeavesNothingBehind) {
   EXPECT_EQ(Versions(), "r2");
 }
 
+// The lock connection's server session ends mid-revision (pg_terminate_backend by an
+// administrator, idle_session_timeout): the lock goes with it, and the runner's check before
+// COMMIT rolls the revision back instead of committing it unlocked, while another runner could
+// already be migrating.
+TEST_F(MigrateTest, ARunnerWhoseLockConnectionEndedCommitsNothingMore) {
+  WriteManifest("r1.yaml", {{"r1", {}, "CREATE TABLE t1 (id int);", "", ""}});
+  WriteManifest("r2.yaml",
+                {{"r2", {"r1"}, "CREATE TABLE t2 (id int);\nSELECT pg_sleep(2);", "", ""}});
+  WriteManifest("r3.yaml", {{"r3", {"r2"}, "CREATE TABLE t3 (id int);", "", ""}});
+  std::unique_ptr<Process> runner = StartSluice({"upgrade", "head"});
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        return Rows(
+                   "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND "
+                   "application_name LIKE 'sluice:%' AND datname = current_database()") == "1";
+      },
+      absl::Seconds(10)))
+      << runner->ErrorsSoFar();
+  ASSERT_EQ(Rows("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND "
+                 "granted AND objsubid = 1 AND database = (SELECT oid FROM pg_database WHERE "
+                 "datname = current_database())"),
+            "t");
+  ProcessResult r = runner->Wait();
+  EXPECT_EQ(r.exit_code, 6) << Describe(r);
+  EXPECT_THAT(r.err, HasSubstr("no longer holds the migration lock"));
+  EXPECT_EQ(Versions(), "r1");
+  EXPECT_FALSE(TableExists("t2"));
+  EXPECT_EQ(Rows("SELECT string_agg(revision || ':' || outcome, ',' ORDER BY id) FROM "
+                 "sluice_history"),
+            "r1:applied");
+  r = Sluice({"upgrade", "head"});
+  ASSERT_EQ(r.exit_code, 0) << Describe(r);
+  EXPECT_EQ(Versions(), "r3");
+}
+
 TEST_F(MigrateTest, AheadOfTheManifestsWarnsAndDowngradesFromStoredSql) {
   WriteLinear(3);
   ASSERT_EQ(Sluice({"upgrade", "head"}).exit_code, 0);
