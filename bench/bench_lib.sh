@@ -11,6 +11,18 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Prints $1 / $2 with two decimals.
 ratio_of() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 
+# Prints the median of the paired ratios A[i] / B[i] of two space-separated lists of timings
+# taken side by side, repetition by repetition, with two decimals. On a machine whose speed drifts
+# between repetitions (a shared VM), the pairs cancel the drift that a ratio of medians keeps.
+paired_ratio() {  # "A1 A2 ..." "B1 B2 ..."
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    n = split(a, x, " "); split(b, y, " ")
+    for (i = 1; i <= n; i++) r[i] = x[i] / y[i]
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
+    printf "%.2f", r[int((n + 1) / 2)]
+  }'
+}
+
 # Runs a command with its output discarded; prints its peak resident memory in KiB.
 peak_kib() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 

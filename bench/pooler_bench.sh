@@ -123,6 +123,7 @@ done
 s=$(printf '%s\n' "${s_runs[@]}" | median)
 p=$(printf '%s\n' "${p_runs[@]}" | median)
 echo "apply 1000 revisions through PgBouncer (transaction mode): sluice --lock-mode=lease ${s} ms, psql ${p} ms (one transaction per revision), ratio $(ratio_of "$s" "$p") (target <= 1.3)"
+echo "  each repetition (ms): sluice ${s_runs[*]}; psql ${p_runs[*]}; median of the paired ratios $(paired_ratio "${s_runs[*]}" "${p_runs[*]}")"
 
 # 2. Sixteen runners vs one on 100 pending revisions, all through the transaction pooler.
 make_revisions "$work/m100" 100
@@ -142,3 +143,4 @@ x=$(printf '%s\n' "${sixteen[@]}" | median)
 f=$(printf '%s\n' "${floor[@]}" | median)
 echo "100 pending revisions through PgBouncer (transaction mode), --lock-mode=lease: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(ratio_of "$x" "$o") (target <= 1.3)"
 echo "  floor: 1 runner + 15 bare libpq clients through the pooler ${f} ms (ratio $(ratio_of "$f" "$o"))"
+echo "  each repetition (ms): 1 runner ${one[*]}; 16 runners ${sixteen[*]}; floor ${floor[*]}; median of the paired ratios: 16 runners $(paired_ratio "${sixteen[*]}" "${one[*]}"), floor $(paired_ratio "${floor[*]}" "${one[*]}")"
