@@ -89,7 +89,7 @@ done
 o=$(printf '%s\n' "${one[@]}" | median)
 ratio() { awk "BEGIN {printf \"%.2f\", $1 / $o}"; }
 x=$(printf '%s\n' "${sixteen[@]}" | median)
-echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(ratio "$x") (target <= 1.3)"
+echo "100 pending revisions: 1 runner ${o} ms, 16 runners ${x} ms, ratio $(ratio "$x") (target <= 1.3); median of the paired ratios $(paired_ratio "${sixteen[*]}" "${one[*]}")"
 t=$(printf '%s\n' "${with_true[@]}" | median)
 c=$(printf '%s\n' "${with_clients[@]}" | median)
 echo "  floor: 1 runner + 15 \`true\` ${t} ms (ratio $(ratio "$t")); 1 runner + 15 bare libpq clients ${c} ms (ratio $(ratio "$c"))"
@@ -121,6 +121,7 @@ for _ in $(seq "${REPS:-3}"); do
 done
 xs=$(printf '%s\n' "${sixteen_sluice[@]}" | median); xp=$(printf '%s\n' "${sixteen_psql[@]}" | median)
 echo "16 runners at once, 100 pending revisions: sluice ${xs} ms, psql ${xp} ms, ratio $(ratio_of "$xs" "$xp") (target <= 1.1); each applied exactly once"
+echo "  each repetition (ms): sluice ${sixteen_sluice[*]}; psql ${sixteen_psql[*]}; median of the paired ratios $(paired_ratio "${sixteen_sluice[*]}" "${sixteen_psql[*]}")"
 
 # 4. Peak memory.
 rss_noop=$(peak_kib "$sluice" upgrade head --migrations "$work/m100" --database-url "$url")
