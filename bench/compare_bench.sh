@@ -348,14 +348,16 @@ row "on disk: files a no-op and \`version\` open" size mib_of_bytes
 echo
 echo "Sixteen runners started at once on 100 pending revisions, each run on a fresh database:"
 echo
-echo "| | wall time, median | ratio to psql | runners that exited non-zero, per run | each revision applied exactly once |"
-echo "| --- | --- | --- | --- | --- |"
+echo "| | wall time, median | ratio to psql | median of the paired ratios | wall time per run (ms) | runners that exited non-zero, per run | each revision applied exactly once |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 p16=$(field_median "$work/sixteen.psql" 1)
+p16_runs=$(awk '{print $1}' "$work/sixteen.psql" | paste -sd' ' -)
 for tool in "${tools[@]}"; do
   w=$(field_median "$work/sixteen.$tool" 1)
+  runs=$(awk '{print $1}' "$work/sixteen.$tool" | paste -sd' ' -)
   failures=$(awk '{print $2}' "$work/sixteen.$tool" | paste -sd, -)
   yes=$(awk '$3 == "yes"' "$work/sixteen.$tool" | wc -l)
-  echo "| $tool | $w ms | $(ratio_of "$w" "$p16")x | $failures | $yes of $reps runs |"
+  echo "| $tool | $w ms | $(ratio_of "$w" "$p16")x | $(paired_ratio "$runs" "$p16_runs")x | ${runs// /, } | $failures | $yes of $reps runs |"
 done
 echo
 for tool in "${tools[@]}"; do
