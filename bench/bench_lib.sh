@@ -15,12 +15,8 @@ ratio_of() { awk "BEGIN {printf \"%.2f\", $1 / $2}"; }
 # taken side by side, repetition by repetition, with two decimals. On a machine whose speed drifts
 # between repetitions (a shared VM), the pairs cancel the drift that a ratio of medians keeps.
 paired_ratio() {  # "A1 A2 ..." "B1 B2 ..."
-  awk -v a="$1" -v b="$2" 'BEGIN {
-    n = split(a, x, " "); split(b, y, " ")
-    for (i = 1; i <= n; i++) r[i] = x[i] / y[i]
-    for (i = 2; i <= n; i++) for (j = i; j > 1 && r[j - 1] > r[j]; j--) { t = r[j]; r[j] = r[j - 1]; r[j - 1] = t }
-    printf "%.2f", r[int((n + 1) / 2)]
-  }'
+  paste -d' ' <(tr ' ' '\n' <<<"$1") <(tr ' ' '\n' <<<"$2") | awk '{printf "%.6f\n", $1 / $2}' |
+    median | xargs printf '%.2f'
 }
 
 # Runs a command with its output discarded; prints its peak resident memory in KiB.
