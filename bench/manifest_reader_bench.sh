@@ -90,7 +90,7 @@ time_us() {
     return 1
   }
   end=$EPOCHREALTIME
-  echo $(((${end/./} - ${start/./})))
+  echo $((${end/./} - ${start/./}))
 }
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 ms() { awk "BEGIN {printf \"%.2f\", $1 / 1000}"; }
