@@ -50,19 +50,17 @@ class SessionLock final : public MigrationLock {
       : key_(key), work_shares_lock_target_(work_shares_lock_target), runner_(RandomRunnerMark()) {}
 
   absl::StatusOr<bool> TryAcquire(store::Store& control, const WorkConnection& work) override {
-    if (server_pid_ == 0 && !proxied_) {
+    if (route_ == Route::kUnknown) {
       // A direct connection (the server sees this connection's own address and port) is one
       // server session by construction: one statement proves it, without the probe below and
       // the work connection it needs. Through any proxy the probe runs.
       const std::string marker = absl::StrCat("sluice-", RandomSuffix());
       SLUICE_ASSIGN_OR_RETURN(store::SessionIdentity identity,
                               control.IdentifySession(key_, marker));
-      if (identity.direct) {
+      route_ = identity.direct ? Route::kDirect : Route::kProxied;
+      if (route_ == Route::kDirect) {
         server_pid_ = identity.server_pid;
         marker_ = marker;
-        direct_ = true;
-      } else {
-        proxied_ = true;
       }
     }
     if (server_pid_ == 0) {
@@ -121,7 +119,8 @@ class SessionLock final : public MigrationLock {
   // lock table before every commit.
   absl::Status CheckHeldInTransaction(store::Store& work) override {
     SLUICE_RETURN_IF_ERROR(lost_);
-    absl::Status held = direct_ ? CheckMarkHeld(work) : CheckOnlyThisRunnerHolds(work);
+    absl::Status held =
+        route_ == Route::kDirect ? CheckMarkHeld(work) : CheckOnlyThisRunnerHolds(work);
     if (!held.ok() && failure::FailureKindOf(held) == FailureKind::kLockTimeout) lost_ = held;
     return held;
   }
@@ -223,8 +222,11 @@ class SessionLock final : public MigrationLock {
   const uint32_t runner_;  // this runner's mark beside the lock (TryLockAs)
   int server_pid_ = 0;     // the lock connection's backend, once shown to be one session
   std::string marker_;
-  bool proxied_ = false;  // the server does not see the lock connection's own address
-  bool direct_ = false;   // it does: the lock connection is one server session by construction
+  // How the lock connection reaches the server, once seen: directly (the server sees the
+  // connection's own address and port, so it is one server session by construction) or through
+  // a proxy.
+  enum class Route { kUnknown, kDirect, kProxied };
+  Route route_ = Route::kUnknown;
   bool held_ = false;
   absl::Status lost_;  // why the lock is no longer this runner's, once seen
 };
